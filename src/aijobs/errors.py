@@ -1,0 +1,71 @@
+"""One root exception; each subclass carries its HTTP status and its default message."""
+
+from __future__ import annotations
+
+
+class AIJobsError(Exception):
+    """Internal error"""
+
+    status_code = 500
+    title = "Internal server error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail or (self.__doc__ or self.title).strip()
+        super().__init__(self.detail)
+
+
+class BadRequest(AIJobsError):
+    """Invalid request"""
+
+    status_code = 400
+    title = "Bad request"
+
+
+class UnknownFramework(BadRequest):
+    """Unknown framework_override"""
+
+
+class IncompatibleFramework(BadRequest):
+    """This framework cannot run that model type"""
+
+
+class InvalidDataPath(BadRequest):
+    """data_path is not inside a configured data root"""
+
+
+class NotCancellable(BadRequest):
+    """Job cannot be cancelled"""
+
+    title = "Job cannot be cancelled"
+
+
+class NotFound(AIJobsError):
+    """Not found"""
+
+    status_code = 404
+    title = "Not found"
+
+
+class JobNotFound(NotFound):
+    """Job not found"""
+
+    title = "Job not found"
+
+
+class ModelNotFound(NotFound):
+    """Model not found"""
+
+    title = "Model not found"
+
+
+class StoreUnavailable(AIJobsError):
+    """The job store is unavailable"""
+
+    status_code = 503
+    title = "Service unavailable"
+
+
+class JobFailure(AIJobsError):
+    """A job failed; the message is shown to the user as the job's error."""
+
+    title = "Job failed"

@@ -1,0 +1,127 @@
+"""Job records and their state machine, shared by the API, the stores and the workers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class State(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
+ACTIVE = frozenset({State.PENDING, State.RUNNING})
+
+
+class JobType(StrEnum):
+    TRAINING = "training"
+    INFERENCE = "inference"
+
+
+class Renewal(StrEnum):
+    """What a lease renewal tells the worker that holds the job."""
+
+    OK = "ok"
+    CANCEL = "cancel"  # the user cancelled: kill the child, the job is already cancelled
+    LOST = "lost"  # the lease is gone (rescued, or finished by someone else): kill, never write
+
+
+def new_job_id() -> str:
+    return f"job_{uuid.uuid4()}"
+
+
+def now() -> float:
+    return time.time()
+
+
+class NewJob(BaseModel):
+    """What the API hands the store on submission."""
+
+    job_type: JobType
+    queue: str
+    payload: dict[str, Any]
+    model_type: str | None = None
+    model_id: str | None = None
+    description: str | None = None
+    priority: int = 0
+    max_attempts: int = 3
+    timeout_seconds: float | None = None
+
+
+class Job(BaseModel):
+    id: str
+    job_type: JobType
+    queue: str
+    state: State
+    payload: dict[str, Any]
+    model_type: str | None = None
+    model_id: str | None = None
+    description: str | None = None
+    priority: int = 0
+    attempt: int = 0
+    max_attempts: int = 3
+    timeout_seconds: float | None = None
+    progress: float = 0.0
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    result: dict[str, Any] | None = None
+    error: str | None = None
+    owner: str | None = None
+    cancel_requested: bool = False
+    created_at: float
+    updated_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    log: str | None = None
+
+    @property
+    def terminal(self) -> bool:
+        return self.state in TERMINAL
+
+
+class Claim(BaseModel):
+    """A job handed to one worker, with the fencing token every later write must present."""
+
+    job: Job
+    token: str
+
+
+class Progress(BaseModel):
+    """A progress report carried by a lease renewal (fenced like every other write)."""
+
+    fraction: float | None = None
+    metrics: dict[str, Any] | None = None
+    history: list[dict[str, Any]] | None = None
+
+
+class WorkerInfo(BaseModel):
+    worker_id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int = 1
+    running: int = 0
+    started_at: float
+    last_seen: float
+
+
+class ModelRecord(BaseModel):
+    model_id: str
+    framework: str
+    framework_version: str | None = None
+    queue: str
+    model_type: str
+    path: str
+    job_id: str
+    sha256: str | None = None
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    created_at: float

@@ -1,0 +1,78 @@
+"""The runtime plugin interface: built-in model types and users' own trainers plug in the same way.
+
+A runtime is a class registered under the ``aijobs.runtimes`` entry-point group. Its heavy
+framework imports happen inside ``train``/``load``/``predict`` only, which run in a worker's
+child process, never in the API.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+
+class TrainContext(Protocol):
+    """What a training job may use and report through while it runs (in the child process)."""
+
+    job_id: str
+    attempt: int
+    model_dir: Path  # empty, attempt-scoped directory the runtime writes its model files into
+    data_roots: list[Path]
+    device: str  # "cpu" or "cuda"
+
+    def report(
+        self, fraction: float, metrics: dict[str, Any] | None = None, *, epoch: int | None = None
+    ) -> None:
+        """Progress in 0..1 and the latest metrics; with `epoch`, also appended to the history."""
+
+
+@dataclass
+class TrainResult:
+    metrics: dict[str, Any]  # final held-out metrics; the worker adds training_time
+    info: dict[str, Any] = field(default_factory=dict)  # anything else for the job's result
+
+
+@runtime_checkable
+class Runtime(Protocol):
+    name: str  # entry-point name, e.g. "sklearn"
+    framework: str  # reported as result.framework
+    model_types: frozenset[str]
+
+    def missing(self) -> str | None:
+        """None when the framework imports here; else the message saying what to install."""
+
+    def framework_version(self) -> str: ...
+
+    def train(
+        self, model_type: str, data_path: Path, hyperparameters: dict[str, Any], ctx: TrainContext
+    ) -> TrainResult:
+        """Train on data_path, save into ctx.model_dir, return held-out metrics.
+
+        Raise errors.JobFailure with a user-facing message for bad data or hyperparameters.
+        """
+
+    def load(self, model_dir: Path) -> Any:
+        """Load a model saved by train, safely (no arbitrary code execution from files)."""
+
+    def predict(
+        self, model: Any, input_data: str, parameters: dict[str, Any], data_roots: list[Path]
+    ) -> dict[str, Any]:
+        """Run inference; raise errors.JobFailure for bad input."""
+
+
+ENTRY_POINT_GROUP = "aijobs.runtimes"
+
+
+def discover() -> dict[str, Runtime]:
+    """Every installed runtime plugin, by name."""
+    found: dict[str, Runtime] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found[ep.name] = ep.load()()
+    return found
+
+
+def runtime_for(framework_runtime: str, runtimes: dict[str, Runtime] | None = None) -> Runtime:
+    runtimes = discover() if runtimes is None else runtimes
+    return runtimes[framework_runtime]

@@ -1,0 +1,45 @@
+"""One Settings object (environment variables prefixed ``AIJOBS_``), built once and passed down."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AIJOBS_", extra="ignore")
+
+    home: Path = Field(Path("./var"), description="State directory: store, models, job logs.")
+    store_url: str = Field("", description="Job store URL; empty means a SQLite file in home.")
+    data_roots: str = Field("./data", description="Data roots, separated by ':' as in PATH.")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    lease_seconds: float = Field(30.0, gt=0, description="How long a claim lasts without renewal.")
+    max_attempts: int = Field(3, ge=1, description="Runs a job may start before it is failed.")
+    job_timeout_seconds: float = Field(3600.0, gt=0, description="Default per-job wall clock limit.")
+    kill_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM to SIGKILL delay for a child.")
+    shutdown_grace_seconds: float = Field(30.0, ge=0, description="Worker SIGTERM grace period.")
+    worker_ttl_seconds: float = Field(15.0, gt=0, description="A worker silent this long is dead.")
+    max_body_bytes: int = Field(1_048_576, gt=0, description="Largest accepted request body.")
+    inference_cache_size: int = Field(8, ge=1, description="Models kept loaded per worker.")
+    allow_missing_gpu: bool = Field(False, description="Let GPU queues run without CUDA (tests).")
+
+    @cached_property
+    def roots(self) -> list[Path]:
+        return [Path(p).resolve() for p in self.data_roots.split(os.pathsep) if p]
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or f"sqlite:///{(self.home / 'aijobs.db').resolve()}"
+
+    @property
+    def models_dir(self) -> Path:
+        return (self.home / "models").resolve()
+
+    @property
+    def jobs_dir(self) -> Path:
+        return (self.home / "jobs").resolve()

@@ -1,0 +1,100 @@
+"""The JobStore contract: every backend implements it and passes tests/contract.
+
+Every method is one atomic transition. Writes by a worker carry the fencing token of its claim;
+a write with a stale token (lease lost, job cancelled, job rescued) changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aijobs.jobs import Claim, Job, JobType, ModelRecord, NewJob, Progress, Renewal, State, WorkerInfo
+
+
+class JobStore(Protocol):
+    kind: str  # "sqlite" or "redis": what /health/redis reports
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def health(self) -> dict[str, Any]:
+        """{"healthy": bool, "store": kind, ...backend details}. Never raises."""
+
+    # -- clients (API) -------------------------------------------------------------------------
+    async def submit(self, job: NewJob, idempotency_key: str | None = None) -> Job:
+        """Store a new pending job durably; the same idempotency_key returns the first job."""
+
+    async def get(self, job_id: str) -> Job:
+        """Raise errors.JobNotFound when absent."""
+
+    async def list_jobs(
+        self, state: State | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[Job], int]:
+        """Newest first; returns (page, total matching)."""
+
+    async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
+        """Pending or running -> cancelled at once (a running job's worker learns on renew).
+
+        Raise errors.JobNotFound, or errors.NotCancellable for a terminal job.
+        """
+
+    async def queue_depths(self) -> dict[str, dict[str, int]]:
+        """{queue: {"pending": n, "running": m}} for queues with active jobs."""
+
+    async def recent_durations(
+        self, job_type: JobType, model_type: str | None, queue: str, limit: int = 20
+    ) -> list[float]:
+        """Run times (s) of the latest completed jobs of that kind, newest first."""
+
+    # -- workers -------------------------------------------------------------------------------
+    async def claim(
+        self, queues: list[str], worker_id: str, lease_seconds: float, limit: int = 1
+    ) -> list[Claim]:
+        """Atomically take up to `limit` pending jobs (priority desc, then FIFO) with a lease."""
+
+    async def renew(
+        self,
+        worker_id: str,
+        leases: dict[str, tuple[str, Progress | None]],
+        lease_seconds: float,
+    ) -> dict[str, Renewal]:
+        """Extend the leases {job_id: (token, progress)}; progress lands only with a valid token."""
+
+    async def finish(
+        self,
+        job_id: str,
+        token: str,
+        result: dict[str, Any],
+        *,
+        log: str | None = None,
+        model: ModelRecord | None = None,
+    ) -> bool:
+        """running -> completed, registering `model` in the same transaction.
+
+        False (and no change at all) when the token is stale: the caller discards its output.
+        """
+
+    async def fail(
+        self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None
+    ) -> bool:
+        """running -> failed, or -> pending again when retry and attempts are left."""
+
+    async def rescue_expired(self) -> list[tuple[str, State]]:
+        """Expired leases: back to pending, or failed once attempts are spent (or cancelled)."""
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        """Insert or refresh a worker's heartbeat record."""
+
+    async def unregister_worker(self, worker_id: str) -> None: ...
+
+    async def live_workers(self, ttl_seconds: float) -> list[WorkerInfo]:
+        """Workers seen within ttl_seconds."""
+
+    # -- models --------------------------------------------------------------------------------
+    async def add_model(self, model: ModelRecord) -> None: ...
+
+    async def get_model(self, model_id: str) -> ModelRecord:
+        """Raise errors.ModelNotFound when absent."""
+
+    async def list_models(self) -> list[ModelRecord]: ...
