@@ -62,7 +62,9 @@ def model_family(model_type: str) -> str | None:
     return QUEUES[queues[0]].framework if queues else None
 
 
-def resolve(model_type: str, requires_gpu: bool = False, framework_override: str | None = None) -> str:
+def resolve(
+    model_type: str, requires_gpu: bool = False, framework_override: str | None = None
+) -> str:
     """The queue a training job goes to."""
     if framework_override:
         key = framework_override.strip().lower()

@@ -8,7 +8,17 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from aijobs.jobs import Claim, Job, JobType, ModelRecord, NewJob, Progress, Renewal, State, WorkerInfo
+from aijobs.jobs import (
+    Claim,
+    Job,
+    JobType,
+    ModelRecord,
+    NewJob,
+    Progress,
+    Renewal,
+    State,
+    WorkerInfo,
+)
 
 
 class JobStore(Protocol):

@@ -1,0 +1,3 @@
+from aijobs.cli import app
+
+app(prog_name="aijobs")

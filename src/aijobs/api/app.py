@@ -1,0 +1,51 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from aijobs import __version__, routing
+from aijobs.api import errors as api_errors
+from aijobs.api.limits import BodySizeLimit
+from aijobs.api.routes import catalog, health, jobs
+from aijobs.runtimes.base import discover
+from aijobs.settings import Settings
+from aijobs.store import JobStore, open_store
+
+log = logging.getLogger("aijobs.api")
+
+
+def create_app(settings: Settings | None = None, store: JobStore | None = None) -> FastAPI:
+    settings = settings or Settings()
+    store = store or open_store(settings.resolved_store_url)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await store.open()
+        log.info("api ready: store=%s data_roots=%s", store.kind, settings.data_roots)
+        try:
+            yield
+        finally:
+            await store.close()
+
+    app = FastAPI(
+        title="aijobs",
+        version=__version__,
+        description="An HTTP job queue for machine-learning work: training and inference jobs "
+        "routed to framework-specific workers.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.store = store
+    app.state.model_types = frozenset(routing.ROUTES) | frozenset(
+        t for runtime in discover().values() for t in runtime.model_types
+    )
+    api_errors.install(app)
+    for module in (health, jobs, catalog):
+        app.include_router(module.router)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    return app

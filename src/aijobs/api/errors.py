@@ -1,0 +1,71 @@
+"""Every error leaves the API as the spec's envelope: {"error", "detail", "status_code"}."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from aijobs import errors
+
+log = logging.getLogger("aijobs.api")
+
+_TITLES = {
+    400: "Bad request",
+    404: "Not found",
+    405: "Method not allowed",
+    413: "Payload too large",
+}
+
+
+def envelope(status_code: int, error: str, detail: str, **headers: str) -> JSONResponse:
+    body = {"error": error, "detail": detail, "status_code": status_code}
+    return JSONResponse(body, status_code=status_code, headers=headers or None)
+
+
+def _field(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def describe_validation(errs: list[dict[str, Any]]) -> tuple[int, str, str]:
+    """(status, error, detail) for pydantic errors, in words a user can act on."""
+    if any(e.get("type") == "json_invalid" for e in errs):
+        reason = next(e for e in errs if e.get("type") == "json_invalid").get("ctx", {})
+        return 400, "Invalid JSON", f"request body is not valid JSON: {reason.get('error', '')}"
+    messages = []
+    for e in errs:
+        name = _field(tuple(e.get("loc", ())))
+        if e.get("type") == "missing":
+            messages.append(f"{name} is required")
+        elif e.get("type") == "extra_forbidden":
+            messages.append(f"{name} is not a known field")
+        else:
+            messages.append(f"{name}: {e.get('msg', 'invalid value')}")
+    return 422, "Validation error", "; ".join(messages)
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(errors.AIJobsError)
+    async def domain_error(_: Request, exc: errors.AIJobsError) -> JSONResponse:
+        extra = {"Retry-After": "5"} if exc.status_code == 503 else {}
+        return envelope(exc.status_code, exc.title, exc.detail, **extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, error, detail = describe_validation(list(exc.errors()))
+        return envelope(status, error, detail)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        title = _TITLES.get(exc.status_code, "Error")
+        return envelope(exc.status_code, title, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return envelope(500, "Internal server error", f"{type(exc).__name__}: the error is logged")

@@ -1,0 +1,140 @@
+"""Submit, inspect, list and cancel jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Query
+from fastapi.responses import PlainTextResponse
+
+from aijobs import datapaths, errors, estimates, routing
+from aijobs.api.deps import ModelTypesDep, SettingsDep, StoreDep, served_queues
+from aijobs.api.schemas import (
+    InferenceRequest,
+    JobList,
+    JobStatus,
+    SubmitResponse,
+    TrainingRequest,
+    iso,
+    job_summary,
+)
+from aijobs.jobs import Job, JobType, NewJob, State
+from aijobs.settings import Settings
+from aijobs.store import JobStore
+
+router = APIRouter(tags=["jobs"])
+
+JobId = Annotated[str, Path(max_length=128, description="job_ + a UUID")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        max_length=255,
+        description="A retried POST with the same key returns the first job.",
+    ),
+]
+
+
+async def _accepted(store: JobStore, settings: Settings, job: Job) -> SubmitResponse:
+    history = await store.recent_durations(job.job_type, job.model_type, job.queue)
+    served = job.queue in await served_queues(store, settings)
+    return SubmitResponse(
+        job_id=job.id,
+        created_at=iso(job.created_at) or "",
+        estimated_duration=estimates.estimate(
+            history, job.model_type, job.job_type is JobType.INFERENCE
+        ),
+        queue=job.queue,
+        queue_has_worker=served,
+        message=None
+        if served
+        else f"no live worker serves queue {job.queue!r} yet; the job waits until one starts",
+    )
+
+
+def _check_model_type(model_type: str, known: frozenset[str], override: str | None) -> None:
+    if model_type not in known and override is None:
+        raise errors.BadRequest(
+            f"unknown model_type {model_type!r}; known: {', '.join(sorted(known))} "
+            "(a custom runtime's model type also needs framework_override)"
+        )
+
+
+@router.post("/jobs/training", response_model=SubmitResponse, summary="Submit a training job")
+async def submit_training(
+    body: TrainingRequest,
+    store: StoreDep,
+    settings: SettingsDep,
+    model_types: ModelTypesDep,
+    idempotency_key: IdempotencyKey = None,
+) -> SubmitResponse:
+    _check_model_type(body.model_type, model_types, body.framework_override)
+    queue = routing.resolve(body.model_type, body.requires_gpu, body.framework_override)
+    if all(root.is_dir() for root in settings.roots):
+        # The API sees the data roots: refuse a bad path now rather than fail the job later.
+        datapaths.resolve_data_path(body.data_path, settings.roots)
+    job = await store.submit(
+        NewJob(
+            job_type=JobType.TRAINING,
+            queue=queue,
+            payload=body.model_dump(exclude={"priority", "timeout_seconds"}),
+            model_type=body.model_type,
+            description=body.description,
+            priority=body.priority,
+            max_attempts=settings.max_attempts,
+            timeout_seconds=body.timeout_seconds,
+        ),
+        idempotency_key=idempotency_key,
+    )
+    return await _accepted(store, settings, job)
+
+
+@router.post("/jobs/inference", response_model=SubmitResponse, summary="Submit an inference job")
+async def submit_inference(
+    body: InferenceRequest,
+    store: StoreDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> SubmitResponse:
+    model = await store.get_model(body.model_id)
+    job = await store.submit(
+        NewJob(
+            job_type=JobType.INFERENCE,
+            queue=model.queue,  # the framework that trained the model serves it
+            payload=body.model_dump(exclude={"priority", "timeout_seconds"}),
+            model_type=model.model_type,
+            model_id=model.model_id,
+            priority=body.priority,
+            max_attempts=settings.max_attempts,
+            timeout_seconds=body.timeout_seconds,
+        ),
+        idempotency_key=idempotency_key,
+    )
+    return await _accepted(store, settings, job)
+
+
+@router.get("/jobs/{job_id}/status", response_model=JobStatus, summary="A job's status")
+async def job_status(job_id: JobId, store: StoreDep) -> JobStatus:
+    return JobStatus.of(await store.get(job_id))
+
+
+@router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse, summary="A job's output")
+async def job_logs(job_id: JobId, store: StoreDep) -> str:
+    """The job's captured stdout/stderr (kept when its run ends)."""
+    return (await store.get(job_id)).log or ""
+
+
+@router.delete("/jobs/{job_id}", response_model=JobStatus, summary="Cancel a job")
+async def cancel_job(job_id: JobId, store: StoreDep) -> JobStatus:
+    return JobStatus.of(await store.cancel(job_id))
+
+
+@router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
+async def list_jobs(
+    store: StoreDep,
+    status: Annotated[State | None, Query(description="Filter by job status")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> JobList:
+    jobs, total = await store.list_jobs(status, limit, offset)
+    return JobList(jobs=[job_summary(j) for j in jobs], total=total, limit=limit, offset=offset)

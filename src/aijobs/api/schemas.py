@@ -1,0 +1,129 @@
+"""Request and response bodies, with the spec's field names, types and defaults."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aijobs.jobs import Job, JobType, State
+
+
+def iso(ts: float | None) -> str | None:
+    """ISO-8601 UTC with a trailing Z, at the spec's one-second precision."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class _Request(BaseModel):
+    # Strict: "yes" is not a boolean and 5 is not a model name; unknown fields are typos.
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first within a queue.")
+    timeout_seconds: float | None = Field(
+        None, gt=0, le=7 * 24 * 3600, description="Wall-clock limit; default from settings."
+    )
+
+
+class TrainingRequest(_Request):
+    model_type: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    data_path: str = Field(min_length=1, max_length=4096)
+    hyperparameters: dict[str, Any] = Field(default_factory=dict)
+    description: str | None = Field(None, max_length=10_000)
+    requires_gpu: bool = False
+    framework_override: str | None = Field(None, max_length=64)
+
+
+class InferenceRequest(_Request):
+    model_id: str = Field(min_length=1, max_length=128)
+    input_data: str = Field(min_length=1)
+    parameters: dict[str, Any] = Field(default_factory=dict)
+
+
+class SubmitResponse(BaseModel):
+    job_id: str
+    status: Literal["queued"] = "queued"
+    created_at: str
+    estimated_duration: str
+    queue: str
+    queue_has_worker: bool
+    message: str | None = None
+
+
+class JobStatus(BaseModel):
+    job_id: str
+    job_type: JobType
+    status: State
+    queue: str
+    created_at: str
+    updated_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    progress: float
+    model_type: str | None = None
+    model_id: str | None = None
+    description: str | None = None
+    attempt: int
+    max_attempts: int
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    result: dict[str, Any] | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobStatus:
+        return cls(
+            job_id=job.id,
+            job_type=job.job_type,
+            status=job.state,
+            queue=job.queue,
+            created_at=iso(job.created_at) or "",
+            updated_at=iso(job.updated_at) or "",
+            started_at=iso(job.started_at),
+            finished_at=iso(job.finished_at),
+            progress=job.progress,
+            model_type=job.model_type,
+            model_id=job.model_id,
+            description=job.description,
+            attempt=job.attempt,
+            max_attempts=job.max_attempts,
+            metrics=job.metrics,
+            history=job.history,
+            result=job.result,
+            error=job.error,
+        )
+
+
+def job_summary(job: Job) -> dict[str, Any]:
+    """One row of GET /jobs: the spec's fields (model_type for training, model_id for inference)."""
+    row: dict[str, Any] = {
+        "job_id": job.id,
+        "job_type": job.job_type.value,
+        "status": job.state.value,
+        "created_at": iso(job.created_at),
+        "updated_at": iso(job.updated_at),
+        "queue": job.queue,
+        "progress": job.progress,
+    }
+    if job.job_type is JobType.TRAINING:
+        row["model_type"] = job.model_type
+    else:
+        row["model_id"] = job.model_id
+    if job.error:
+        row["error"] = job.error
+    return row
+
+
+class JobList(BaseModel):
+    jobs: list[dict[str, Any]]
+    total: int
+    limit: int
+    offset: int
+
+
+class ErrorEnvelope(BaseModel):
+    error: str
+    detail: str
+    status_code: int

@@ -1,0 +1,156 @@
+"""The command line: run the API, workers, everything at once, and write the demo data."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aijobs.settings import Settings
+
+app = typer.Typer(help="aijobs: an HTTP job queue for machine-learning work.", no_args_is_help=True)
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
+
+
+def _logging() -> None:
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (AIJOBS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (AIJOBS_PORT)")] = None,
+    workers: Annotated[int, typer.Option(help="API processes")] = 1,
+) -> None:
+    """Run the HTTP API."""
+    import uvicorn
+
+    _logging()
+    settings = Settings()
+    uvicorn.run(
+        "aijobs.api.app:create_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+@app.command()
+def worker(
+    queue: Annotated[list[str], typer.Option("--queue", "-q", help="Queue to serve (repeatable)")],
+    concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once")] = 1,
+) -> None:
+    """Serve one or more queues: claim jobs and run each in a child process."""
+    from aijobs.store import open_store
+    from aijobs.worker.loop import Worker
+    from aijobs.worker.preflight import problems
+
+    _logging()
+    settings = Settings()
+    if found := problems(queue, settings.allow_missing_gpu):
+        for problem in found:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
+
+    async def main() -> None:
+        store = open_store(settings.resolved_store_url)
+        await store.open()
+        try:
+            await Worker(settings, store, queue, concurrency).run()
+        finally:
+            await store.close()
+
+    asyncio.run(main())
+
+
+@app.command("demo-data")
+def demo_data(directory: Annotated[Path, typer.Argument(help="Where to write")]) -> None:
+    """Write the small, learnable datasets the spec's examples name."""
+    from aijobs.demo import write_demo_data
+
+    for path in write_demo_data(directory):
+        typer.echo(path)
+
+
+@app.command()
+def up(
+    host: Annotated[str | None, typer.Option(help="Bind address (AIJOBS_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (AIJOBS_PORT)")] = None,
+) -> None:
+    """The API plus one worker for every queue this environment can serve, on the embedded store."""
+    from aijobs.demo import write_demo_data
+    from aijobs.worker.preflight import servable
+
+    _logging()
+    log = logging.getLogger("aijobs.up")
+    settings = Settings()
+    root = settings.roots[0]
+    if not root.exists() or not any(root.iterdir()):
+        root.mkdir(parents=True, exist_ok=True)
+        write_demo_data(root)
+        log.info("demo data written to %s", root)
+    queues = servable(settings.allow_missing_gpu)
+    me = [sys.executable, "-m", "aijobs"]
+    commands = {"api": [*me, "serve", "--host", host or settings.host]}
+    commands["api"] += ["--port", str(port or settings.port)]
+    for q in queues:
+        commands[f"worker {q}"] = [*me, "worker", "--queue", q]
+    log.info("serving queues: %s", ", ".join(queues) or "none")
+    Supervisor(commands, log, settings.shutdown_grace_seconds).run()
+
+
+class Supervisor:
+    """Keeps a set of processes running; restarts one that dies; stops all on Ctrl-C."""
+
+    def __init__(self, commands: dict[str, list[str]], log: logging.Logger, grace: float) -> None:
+        self.commands = commands
+        self.log = log
+        self.grace = grace
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+
+    def run(self) -> None:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: setattr(self, "stopping", True))
+        restarts: dict[str, list[float]] = {}
+        for name in self.commands:
+            self._start(name)
+        while not self.stopping:
+            time.sleep(0.5)
+            for name, proc in list(self.procs.items()):
+                if proc.poll() is None or self.stopping:
+                    continue
+                recent = [t for t in restarts.get(name, []) if time.monotonic() - t < 60]
+                restarts[name] = [*recent, time.monotonic()]
+                self.log.warning("%s exited with %s; restarting", name, proc.returncode)
+                if len(recent) >= 5:
+                    time.sleep(5)  # crash loop: slow down
+                self._start(name)
+        self.log.info("stopping %d processes", len(self.procs))
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + self.grace + 5
+        for proc in self.procs.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+    def _start(self, name: str) -> None:
+        self.procs[name] = subprocess.Popen(self.commands[name])
+        self.log.info("started %s (pid %d)", name, self.procs[name].pid)
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,92 @@
+"""The inference child: a long-lived process that keeps recently used models loaded.
+
+Run as ``python -m aijobs.worker.inference_server``. Reads one JSON request per line on stdin,
+answers one JSON line each on its private copy of stdout; anything libraries print goes to
+stderr, so it cannot corrupt the protocol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+from aijobs import artifacts, errors
+from aijobs.runtimes.base import Runtime, discover
+
+
+class ModelCache:
+    """Least-recently-used loaded models, keyed by model directory."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.models: OrderedDict[str, Any] = OrderedDict()
+
+    def get(self, runtime: Runtime, model_dir: str, sha256: str | None) -> tuple[Any, bool]:
+        if model_dir in self.models:
+            self.models.move_to_end(model_dir)
+            return self.models[model_dir], True
+        path = Path(model_dir)
+        if not path.is_dir():
+            raise errors.JobFailure(f"model files are missing at {model_dir}")
+        if sha256:
+            artifacts.verify(path, sha256)
+        model = runtime.load(path)
+        self.models[model_dir] = model
+        while len(self.models) > self.size:
+            self.models.popitem(last=False)
+        return model, False
+
+
+def handle(
+    request: dict[str, Any], cache: ModelCache, runtimes: dict[str, Runtime]
+) -> dict[str, Any]:
+    runtime = runtimes.get(request["runtime"])
+    if runtime is None:
+        raise errors.JobFailure(f"runtime {request['runtime']!r} is not installed in this worker")
+    started = time.perf_counter()
+    model, cached = cache.get(runtime, request["model_dir"], request.get("sha256"))
+    loaded = time.perf_counter()
+    output = runtime.predict(
+        model,
+        request["input_data"],
+        request.get("parameters") or {},
+        [Path(r) for r in request["data_roots"]],
+    )
+    done = time.perf_counter()
+    return {
+        **output,
+        "cached_model": cached,
+        "load_ms": round((loaded - started) * 1000, 3),
+        "predict_ms": round((done - loaded) * 1000, 3),
+    }
+
+
+def main() -> int:
+    protocol = os.fdopen(os.dup(1), "w")
+    os.dup2(2, 1)  # stray prints from libraries go to the log, not the protocol
+    sys.stdout = sys.stderr
+    cache = ModelCache(int(os.environ.get("AIJOBS_INFERENCE_CACHE_SIZE", "8")))
+    runtimes = discover()
+    for line in sys.stdin:
+        request = json.loads(line)
+        reply: dict[str, Any] = {"id": request.get("id")}
+        try:
+            reply |= {"ok": True, "output": handle(request, cache, runtimes)}
+        except errors.JobFailure as exc:
+            reply |= {"ok": False, "error": exc.detail}
+        except Exception as exc:
+            traceback.print_exc()
+            reply |= {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+        protocol.write(json.dumps(reply, default=str) + "\n")
+        protocol.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

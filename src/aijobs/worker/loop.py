@@ -1,0 +1,378 @@
+"""The worker: claims jobs for its queues, runs each in a child, keeps its leases, obeys cancels.
+
+The store does every state change (and rescue); this process only ever writes with the fencing
+token of its own claim, so a job it lost can never be changed by it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aijobs import artifacts, routing
+from aijobs.jobs import Claim, Job, JobType, ModelRecord, Progress, Renewal, WorkerInfo, now
+from aijobs.settings import Settings
+from aijobs.store import JobStore
+from aijobs.worker.child import EXIT_JOB_FAILURE, EXIT_OK
+from aijobs.worker.supervisor import InferenceProcess, TrainingProcess
+
+log = logging.getLogger("aijobs.worker")
+
+LOG_TAIL_BYTES = 64 * 1024
+IDLE_POLL_MIN, IDLE_POLL_MAX = 0.02, 0.5
+
+
+@dataclass
+class Running:
+    """A job this worker holds: its claim, what to report, and how to stop it."""
+
+    claim: Claim
+    progress: Progress | None = None
+    stop_reason: Renewal | None = None  # set when the store said CANCEL or LOST
+    training: TrainingProcess | None = None
+    task: asyncio.Task[None] | None = None
+    stopped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def job(self) -> Job:
+        return self.claim.job
+
+
+def tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
+            return f.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+class Worker:
+    def __init__(
+        self, settings: Settings, store: JobStore, queues: list[str], concurrency: int = 1
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.queues = queues
+        self.concurrency = concurrency
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.running: dict[str, Running] = {}
+        self.stopping = asyncio.Event()
+        self.progress_flush = asyncio.Event()
+        self.started_at = now()
+        self.inference = InferenceProcess(
+            settings.jobs_dir / f"inference-{self.worker_id.replace(':', '_')}.log",
+            settings.inference_cache_size,
+        )
+        self.renew_interval = settings.lease_seconds / 3
+        self._stoppers: set[asyncio.Task[None]] = set()
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def run(self) -> None:
+        self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.store.register_worker(self._info())
+        self._log("worker started", queues=",".join(self.queues), concurrency=self.concurrency)
+        keeper = asyncio.create_task(self._keep_leases())
+        try:
+            await self._claim_loop()
+            await self._drain()
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await self.inference.kill()
+            with contextlib.suppress(Exception):
+                await self.store.unregister_worker(self.worker_id)
+            self._log("worker stopped")
+
+    def _info(self) -> WorkerInfo:
+        return WorkerInfo(
+            worker_id=self.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            queues=self.queues,
+            concurrency=self.concurrency,
+            running=len(self.running),
+            started_at=self.started_at,
+            last_seen=now(),
+        )
+
+    async def _claim_loop(self) -> None:
+        idle = IDLE_POLL_MIN
+        while not self.stopping.is_set():
+            free = self.concurrency - len(self.running)
+            claims: list[Claim] = []
+            if free > 0:
+                try:
+                    claims = await self.store.claim(
+                        self.queues, self.worker_id, self.settings.lease_seconds, free
+                    )
+                except Exception as exc:  # store down: back off, keep running jobs going
+                    self._log("claim failed", error=repr(exc))
+                    idle = IDLE_POLL_MAX * 4
+            for claim in claims:
+                held = Running(claim)
+                self.running[claim.job.id] = held
+                held.task = asyncio.create_task(self._execute(held))
+            if claims:
+                idle = IDLE_POLL_MIN
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), idle)
+            idle = min(idle * 2, IDLE_POLL_MAX)
+
+    async def _drain(self) -> None:
+        """SIGTERM: let running jobs finish within the grace period, then hand them back."""
+        if not self.running:
+            return
+        self._log("draining", running=len(self.running))
+        tasks = [h.task for h in self.running.values() if h.task is not None]
+        _, late = await asyncio.wait(tasks, timeout=self.settings.shutdown_grace_seconds)
+        for held in list(self.running.values()):
+            if held.task in late:
+                held.stop_reason = Renewal.LOST  # we write the hand-back ourselves below
+                await self._stop_child(held)
+                ok = await self.store.fail(
+                    held.job.id, held.claim.token, "worker shut down; job handed back", retry=True
+                )
+                self._log("handed back", job=held.job.id, accepted=ok)
+        if late:
+            await asyncio.wait(late, timeout=10)
+
+    # -- leases --------------------------------------------------------------------------------
+    async def _keep_leases(self) -> None:
+        last_ok = time.monotonic()
+        last_rescue = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.progress_flush.wait(), self.renew_interval)
+                await asyncio.sleep(0.2)  # coalesce bursts of progress reports
+            self.progress_flush.clear()
+            try:
+                await self._renew_all()
+                await self.store.register_worker(self._info())
+                last_ok = time.monotonic()
+                if time.monotonic() - last_rescue > self.renew_interval:
+                    last_rescue = time.monotonic()
+                    for job_id, state in await self.store.rescue_expired():
+                        self._log("rescued expired lease", job=job_id, state=state)
+            except Exception as exc:
+                self._log("lease renewal failed", error=repr(exc))
+                fence_after = self.settings.lease_seconds - 2 * self.renew_interval
+                if time.monotonic() - last_ok > fence_after:
+                    # Self-fence: our leases may be gone; stop before another worker reruns them.
+                    for held in list(self.running.values()):
+                        self._stop(held, Renewal.LOST)
+
+    async def _renew_all(self) -> None:
+        if not self.running:
+            return
+        leases = {jid: (h.claim.token, h.progress) for jid, h in self.running.items()}
+        for held in self.running.values():
+            held.progress = None
+        answers = await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
+        for job_id, answer in answers.items():
+            held_or_none = self.running.get(job_id)
+            if held_or_none is not None and answer is not Renewal.OK:
+                self._stop(held_or_none, answer)
+
+    def _stop(self, held: Running, reason: Renewal) -> None:
+        if held.stop_reason is None:
+            held.stop_reason = reason
+            self._log("stopping job", job=held.job.id, reason=reason)
+            self._stoppers.add(task := asyncio.create_task(self._stop_child(held)))
+            task.add_done_callback(self._stoppers.discard)
+
+    async def _stop_child(self, held: Running) -> None:
+        if held.training is not None:
+            await held.training.kill(self.settings.kill_grace_seconds)
+        elif held.job.job_type is JobType.INFERENCE:
+            await self.inference.kill()
+        held.stopped.set()
+
+    # -- running jobs --------------------------------------------------------------------------
+    async def _execute(self, held: Running) -> None:
+        job = held.job
+        self._log("job started", job=job.id, type=job.job_type, attempt=job.attempt)
+        try:
+            if job.job_type is JobType.TRAINING:
+                await self._train(held)
+            else:
+                await self._infer(held)
+        except Exception as exc:  # a bug here must not kill the worker or strand the job
+            log.exception("job %s crashed in the worker", job.id)
+            await self._write(held, "fail", f"worker error: {type(exc).__name__}: {exc}")
+        finally:
+            self.running.pop(job.id, None)
+
+    def _timeout(self, job: Job) -> float:
+        return job.timeout_seconds or self.settings.job_timeout_seconds
+
+    async def _write(self, held: Running, outcome: str, error: str = "", **kw: Any) -> bool:
+        """Finish or fail with our token; never after the store told us the job is not ours."""
+        if held.stop_reason is not None:
+            return False
+        if outcome == "finish":
+            ok = await self.store.finish(held.job.id, held.claim.token, **kw)
+        else:
+            ok = await self.store.fail(held.job.id, held.claim.token, error, **kw)
+        self._log(f"job {outcome}", job=held.job.id, accepted=ok, error=error or None)
+        return ok
+
+    async def _train(self, held: Running) -> None:
+        job = held.job
+        queue = routing.QUEUES[job.queue]
+        model_type = job.model_type or ""
+        model_id = artifacts.model_id_for(model_type, job.id)
+        model_dir = artifacts.attempt_model_dir(self.settings.models_dir, model_id, job.attempt)
+        attempt_dir = self.settings.jobs_dir / job.id / f"attempt-{job.attempt}"
+        attempt_dir.mkdir(parents=True, exist_ok=True)
+        if model_dir.exists():
+            shutil.rmtree(model_dir)
+        spec = {
+            "job_id": job.id,
+            "attempt": job.attempt,
+            "payload": job.payload,
+            "runtime": queue.runtime,
+            "model_dir": str(model_dir),
+            "data_roots": [str(r) for r in self.settings.roots],
+            "device": "cuda" if queue.gpu else "cpu",
+        }
+        spec_path = attempt_dir / "spec.json"
+        spec_path.write_text(json.dumps(spec))
+        log_path = attempt_dir / "log.txt"
+
+        def on_progress(report: dict[str, Any]) -> None:
+            held.progress = Progress(
+                fraction=report.get("fraction"),
+                metrics=report.get("metrics"),
+                history=report.get("history"),
+            )
+            self.progress_flush.set()
+
+        child = TrainingProcess(spec_path, log_path, on_progress)
+        held.training = child
+        await child.start()
+        try:
+            code = await asyncio.wait_for(child.wait(), self._timeout(job))
+        except TimeoutError:
+            await child.kill(self.settings.kill_grace_seconds)
+            await self._write(
+                held,
+                "fail",
+                f"job timed out after {self._timeout(job):g} seconds and was stopped",
+                log=tail(log_path),
+            )
+            return
+        if held.stop_reason is not None:
+            await held.stopped.wait()
+            shutil.rmtree(model_dir, ignore_errors=True)  # not ours to publish
+            return
+        if code == EXIT_OK:
+            await self._publish(held, model_id, model_dir, attempt_dir, log_path)
+            return
+        error = self._child_error(attempt_dir, code)
+        # A child killed by a signal (OOM killer, SIGKILL) may succeed on another try;
+        # a job that failed on its own input or code will fail the same way again.
+        await self._write(held, "fail", error, retry=code < 0, log=tail(log_path))
+        shutil.rmtree(model_dir, ignore_errors=True)
+
+    @staticmethod
+    def _child_error(attempt_dir: Path, code: int) -> str:
+        if code < 0:
+            return f"training process was killed by signal {signal.Signals(-code).name}"
+        try:
+            message: str = json.loads((attempt_dir / "error.json").read_text())["error"]
+            return message
+        except (OSError, ValueError, KeyError):
+            kind = "failed" if code == EXIT_JOB_FAILURE else "crashed"
+            return f"training process {kind} with exit code {code}; see the job's log"
+
+    async def _publish(
+        self, held: Running, model_id: str, model_dir: Path, attempt_dir: Path, log_path: Path
+    ) -> None:
+        job = held.job
+        outcome = json.loads((attempt_dir / "result.json").read_text())
+        sha256 = artifacts.checksum(model_dir)
+        queue = routing.QUEUES[job.queue]
+        record = ModelRecord(
+            model_id=model_id,
+            framework=outcome["framework"],
+            framework_version=outcome["framework_version"],
+            queue=job.queue,
+            model_type=job.model_type or "",
+            path=str(model_dir),
+            job_id=job.id,
+            sha256=sha256,
+            metrics=outcome["metrics"],
+            created_at=now(),
+        )
+        artifacts.write_metadata(model_dir, {**record.model_dump(), "info": outcome["info"]})
+        result = {
+            "model_id": model_id,
+            "model_path": str(model_dir),
+            "framework": outcome["framework"],
+            "framework_version": outcome["framework_version"],
+            "device": "cuda" if queue.gpu else "cpu",
+            "metrics": outcome["metrics"],
+            "history": outcome["history"],
+            **outcome["info"],
+        }
+        if not await self._write(held, "finish", result=result, log=tail(log_path), model=record):
+            shutil.rmtree(model_dir, ignore_errors=True)  # stale: another attempt owns the job
+
+    async def _infer(self, held: Running) -> None:
+        job = held.job
+        try:
+            model = await self.store.get_model(job.model_id or "")
+        except Exception as exc:
+            await self._write(held, "fail", f"model {job.model_id} is not available: {exc}")
+            return
+        request = {
+            "runtime": routing.QUEUES[model.queue].runtime,
+            "model_dir": model.path,
+            "sha256": model.sha256,
+            "input_data": job.payload["input_data"],
+            "parameters": job.payload.get("parameters") or {},
+            "data_roots": [str(r) for r in self.settings.roots],
+        }
+        started = time.perf_counter()
+        try:
+            reply = await asyncio.wait_for(self.inference.request(request), self._timeout(job))
+        except TimeoutError:
+            await self.inference.kill()
+            await self._write(held, "fail", f"inference timed out after {self._timeout(job):g}s")
+            return
+        except ConnectionError as exc:
+            if held.stop_reason is None:
+                await self._write(held, "fail", f"inference process died: {exc}", retry=True)
+            return
+        if not reply.get("ok"):
+            await self._write(held, "fail", str(reply.get("error")))
+            return
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
+        result = {
+            "model_id": model.model_id,
+            "framework": model.framework,
+            **reply["output"],
+            "inference_time_ms": elapsed_ms,
+        }
+        await self._write(held, "finish", result=result)
+
+    def _log(self, event: str, **fields: Any) -> None:
+        parts = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+        log.info("%s worker=%s %s", event, self.worker_id, parts)

@@ -1,0 +1,57 @@
+"""What a worker checks before it serves a queue: known queue, framework installed, GPU present."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+from aijobs import routing
+from aijobs.runtimes.base import Runtime, discover
+
+
+def gpu_count() -> int:
+    """GPUs the NVIDIA driver reports on this machine (0 without a driver)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return 0
+    try:
+        out = subprocess.run([smi, "-L"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.stdout.splitlines() if line.startswith("GPU "))
+
+
+def problems(
+    queues: list[str], allow_missing_gpu: bool, runtimes: dict[str, Runtime] | None = None
+) -> list[str]:
+    """Why this environment cannot serve `queues` (empty when it can)."""
+    runtimes = discover() if runtimes is None else runtimes
+    found: list[str] = []
+    gpus: int | None = None
+    for name in queues:
+        queue = routing.QUEUES.get(name)
+        if queue is None:
+            found.append(f"unknown queue {name!r}; queues: {', '.join(routing.QUEUES)}")
+            continue
+        runtime = runtimes.get(queue.runtime)
+        if runtime is None:
+            found.append(
+                f"queue {name!r} needs the {queue.runtime} runtime, which is not installed here "
+                f"(pip install 'aijobs[{queue.runtime}]')"
+            )
+        elif missing := runtime.missing():
+            found.append(f"queue {name!r}: {missing}")
+        if queue.gpu and not allow_missing_gpu:
+            gpus = gpu_count() if gpus is None else gpus
+            if gpus == 0:
+                found.append(
+                    f"queue {name!r} needs a GPU and this machine has none "
+                    "(AIJOBS_ALLOW_MISSING_GPU=1 runs it on the CPU, for tests only)"
+                )
+    return found
+
+
+def servable(allow_missing_gpu: bool) -> list[str]:
+    """Every queue this environment can serve."""
+    runtimes = discover()
+    return [q for q in routing.QUEUES if not problems([q], allow_missing_gpu, runtimes)]

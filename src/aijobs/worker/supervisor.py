@@ -1,0 +1,152 @@
+"""Child processes of a worker: spawn in their own process group, watch, and kill for real."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: a SIGKILLed worker must not leave its job running (pdeathsig)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    return env | (extra or {})
+
+
+async def kill_group(proc: asyncio.subprocess.Process, grace: float) -> None:
+    """SIGTERM the child's process group, then SIGKILL what is left after `grace` seconds."""
+    if proc.returncode is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            await asyncio.wait_for(proc.wait(), wait)
+            break
+        except TimeoutError:
+            continue
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # grandchildren that outlived the leader
+
+
+class TrainingProcess:
+    """One training job's child process, its log file and its progress channel."""
+
+    def __init__(
+        self, spec_path: Path, log_path: Path, on_progress: Callable[[dict[str, Any]], None]
+    ) -> None:
+        self.spec_path = spec_path
+        self.log_path = log_path
+        self.on_progress = on_progress
+        self.proc: asyncio.subprocess.Process | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        read_fd, write_fd = os.pipe()
+        with open(self.log_path, "ab") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "aijobs.worker.child",
+                str(self.spec_path),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=log,
+                stderr=asyncio.subprocess.STDOUT,
+                pass_fds=(write_fd,),
+                env=child_env({"AIJOBS_PROGRESS_FD": str(write_fd)}),
+                start_new_session=True,
+                preexec_fn=_die_with_parent,
+            )
+        os.close(write_fd)
+        self._reader = asyncio.create_task(self._read_progress(read_fd))
+
+    async def _read_progress(self, fd: int) -> None:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**22)
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb")
+        )
+        try:
+            while line := await reader.readline():
+                with contextlib.suppress(ValueError):
+                    self.on_progress(json.loads(line))
+        finally:
+            transport.close()
+
+    async def wait(self) -> int:
+        assert self.proc is not None
+        code = await self.proc.wait()
+        if self._reader is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._reader, 2.0)
+        return code
+
+    async def kill(self, grace: float) -> None:
+        if self.proc is not None:
+            await kill_group(self.proc, grace)
+
+
+class InferenceProcess:
+    """The long-lived inference child; one request at a time, restarted after a kill or crash."""
+
+    def __init__(self, log_path: Path, cache_size: int) -> None:
+        self.log_path = log_path
+        self.cache_size = cache_size
+        self.proc: asyncio.subprocess.Process | None = None
+        self.lock = asyncio.Lock()
+        self._seq = 0
+
+    async def _ensure(self) -> asyncio.subprocess.Process:
+        if self.proc is None or self.proc.returncode is not None:
+            with open(self.log_path, "ab") as log:
+                self.proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-m",
+                    "aijobs.worker.inference_server",
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=log,
+                    env=child_env({"AIJOBS_INFERENCE_CACHE_SIZE": str(self.cache_size)}),
+                    start_new_session=True,
+                    preexec_fn=_die_with_parent,
+                    limit=2**24,
+                )
+        return self.proc
+
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Send one request and return its reply; raises ConnectionError if the child died."""
+        async with self.lock:
+            proc = await self._ensure()
+            assert proc.stdin is not None and proc.stdout is not None
+            self._seq += 1
+            proc.stdin.write((json.dumps({**message, "id": self._seq}) + "\n").encode())
+            await proc.stdin.drain()
+            line = await proc.stdout.readline()
+            if not line:
+                await proc.wait()
+                raise ConnectionError(f"inference process exited with code {proc.returncode}")
+            reply: dict[str, Any] = json.loads(line)
+            return reply
+
+    async def kill(self, grace: float = 1.0) -> None:
+        if self.proc is not None:
+            await kill_group(self.proc, grace)
+            self.proc = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.returncode is None else None
