@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -19,6 +21,17 @@ from aijobs.store import JobStore, open_store
 log = logging.getLogger("aijobs.api")
 
 
+async def rescue_forever(store: JobStore, interval: float) -> None:
+    """Expired leases are rescued even while no worker is alive to do it."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            for job_id, state in await store.rescue_expired():
+                log.info("rescued expired lease job=%s state=%s", job_id, state)
+        except Exception:
+            log.exception("rescue pass failed")
+
+
 def create_app(settings: Settings | None = None, store: JobStore | None = None) -> FastAPI:
     settings = settings or Settings()
     store = store or open_store(settings.resolved_store_url)
@@ -27,9 +40,13 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
         log.info("api ready: store=%s data_roots=%s", store.kind, settings.data_roots)
+        reaper = asyncio.create_task(rescue_forever(store, settings.lease_seconds / 3))
         try:
             yield
         finally:
+            reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reaper
             await store.close()
 
     app = FastAPI(

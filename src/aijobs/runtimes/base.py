@@ -7,6 +7,7 @@ child process, never in the API.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -63,16 +64,16 @@ class Runtime(Protocol):
 
 
 ENTRY_POINT_GROUP = "aijobs.runtimes"
+log = logging.getLogger("aijobs.runtimes")
 
 
 def discover() -> dict[str, Runtime]:
-    """Every installed runtime plugin, by name."""
+    """Every installed runtime plugin that loads, by name; a broken one is logged and skipped."""
     found: dict[str, Runtime] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
-        found[ep.name] = ep.load()()
+        try:
+            found[ep.name] = ep.load()()
+        except Exception:
+            log.exception("runtime plugin %r (%s) failed to load; skipped", ep.name, ep.value)
     return found
 
-
-def runtime_for(framework_runtime: str, runtimes: dict[str, Runtime] | None = None) -> Runtime:
-    runtimes = discover() if runtimes is None else runtimes
-    return runtimes[framework_runtime]

@@ -1,0 +1,116 @@
+"""HTTP submission throughput and warm-inference latency, through the real server and worker.
+
+    .venv/bin/python bench/bench_api.py [--submissions 2000] [--inferences 200] [--runs 3]
+
+Starts the API and one sklearn worker on a fresh embedded store in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.integration.harness import System
+
+from aijobs.demo import write_demo_data
+
+PENDING_ONLY = {"model_type": "inception", "data_path": "cifar10"}  # no worker drains it
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
+
+
+def sequential_submissions(url: str, n: int) -> float:
+    with httpx.Client(base_url=url) as client:
+        started = time.perf_counter()
+        for _ in range(n):
+            client.post("/jobs/training", json=PENDING_ONLY).raise_for_status()
+        return n / (time.perf_counter() - started)
+
+
+async def concurrent_submissions(url: str, n: int, concurrency: int) -> float:
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits) as client:
+        remaining = iter(range(n))
+
+        async def submitter() -> None:
+            for _ in remaining:
+                (await client.post("/jobs/training", json=PENDING_ONLY)).raise_for_status()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(submitter() for _ in range(concurrency)))
+        return n / (time.perf_counter() - started)
+
+
+def warm_inference(system: System, n: int) -> tuple[list[float], list[float]]:
+    trained = system.wait(
+        system.submit(
+            "/jobs/training", {"model_type": "random_forest", "data_path": "tabular_data.csv"}
+        )
+    )
+    model_id = trained["result"]["model_id"]
+    body = {"model_id": model_id, "input_data": "5.1,3.5,1.4,0.2"}
+    end_to_end, predict = [], []
+    with httpx.Client(base_url=system.url) as client:
+        for i in range(n + 5):
+            started = time.perf_counter()
+            job_id = client.post("/jobs/inference", json=body).json()["job_id"]
+            while (status := client.get(f"/jobs/{job_id}/status").json())["status"] not in {
+                "completed",
+                "failed",
+            }:
+                time.sleep(0.001)
+            elapsed = (time.perf_counter() - started) * 1000
+            assert status["status"] == "completed", status
+            if i >= 5:  # the first few load the model
+                end_to_end.append(elapsed)
+                predict.append(status["result"]["predict_ms"])
+    return end_to_end, predict
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--submissions", type=int, default=2000)
+    parser.add_argument("--inferences", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data"
+        write_demo_data(data)
+        system = System(
+            home=Path(tmp) / "var", data=data, env_overrides={"AIJOBS_LEASE_SECONDS": "30"}
+        )
+        try:
+            system.start_api()
+            system.start_worker("sklearn")
+            seq = [sequential_submissions(system.url, args.submissions) for _ in range(args.runs)]
+            conc = [
+                asyncio.run(concurrent_submissions(system.url, args.submissions, 16))
+                for _ in range(args.runs)
+            ]
+            e2e, predict = warm_inference(system, args.inferences)
+        finally:
+            system.stop_all()
+    print(f"submissions over HTTP, {args.submissions} per run, median of {args.runs} runs:")
+    print(f"  sequential (1 client, keep-alive): {statistics.median(seq):8.0f} jobs/s")
+    print(f"  concurrent (16 clients):           {statistics.median(conc):8.0f} jobs/s")
+    print(
+        f"warm inference, {args.inferences} sequential jobs (submit -> completed seen by polling):"
+    )
+    print(f"  end to end   p50 {percentile(e2e, 50):7.2f} ms   p99 {percentile(e2e, 99):7.2f} ms")
+    p50, p99 = percentile(predict, 50), percentile(predict, 99)
+    print(f"  model.predict p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

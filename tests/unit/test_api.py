@@ -1,0 +1,156 @@
+"""The API in-process, on a real SQLite store: the contract's shapes and every bad input."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from aijobs.api import create_app
+from aijobs.settings import Settings
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> Iterator[TestClient]:
+    data = tmp_path / "data"
+    (data / "images" / "a").mkdir(parents=True)
+    (data / "tabular_data.csv").write_text("a,b,label\n1,2,x\n")
+    (tmp_path / "secret.csv").write_text("x\n")
+    (data / "escape.csv").symlink_to(tmp_path / "secret.csv")
+    settings = Settings(home=tmp_path / "var", data_roots=str(data), max_body_bytes=10_000)
+    with TestClient(create_app(settings)) as c:
+        yield c
+
+
+def train(**overrides: object) -> dict[str, object]:
+    return {"model_type": "random_forest", "data_path": "/data/tabular_data.csv", **overrides}
+
+
+def assert_envelope(r: object, code: int, *words: str) -> None:
+    body = r.json()  # type: ignore[attr-defined]
+    assert r.status_code == code, body  # type: ignore[attr-defined]
+    assert set(body) == {"error", "detail", "status_code"} and body["status_code"] == code
+    for word in words:
+        assert word in body["detail"], body
+
+
+def test_submit_and_status_shapes(client: TestClient) -> None:
+    r = client.post("/jobs/training", json=train())
+    assert r.status_code == 200
+    job = r.json()
+    assert job["status"] == "queued" and job["estimated_duration"] == "00:00:30"
+    st = client.get(f"/jobs/{job['job_id']}/status").json()
+    assert st["status"] == "pending" and st["progress"] == 0.0 and st["queue"] == "sklearn"
+    assert st["result"] is None and st["error"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"data_path": "x.csv"}, "model_type is required"),
+        ({"model_type": "svm"}, "data_path is required"),
+        (train(model_type=5), "model_type"),
+        (train(requires_gpu="yes"), "requires_gpu"),
+        (train(hyperparameters=[1, 2]), "hyperparameters"),
+        (train(priority="high"), "priority"),
+        (train(timeout_seconds=-1), "timeout_seconds"),
+        (train(model_type=""), "model_type"),
+        (train(hyperparams={}), "hyperparams is not a known field"),
+    ],
+)
+def test_validation_errors_are_422_envelopes(
+    client: TestClient, body: dict[str, object], detail: str
+) -> None:
+    assert_envelope(client.post("/jobs/training", json=body), 422, detail)
+
+
+def test_malformed_json_is_400(client: TestClient) -> None:
+    r = client.post(
+        "/jobs/training", content=b'{"model_type": ', headers={"content-type": "application/json"}
+    )
+    assert_envelope(r, 400, "not valid JSON")
+
+
+def test_body_over_limit_is_413(client: TestClient) -> None:
+    r = client.post("/jobs/training", json=train(description="x" * 20_000))
+    assert_envelope(r, 413, "exceeds")
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "detail"),
+    [
+        (train(model_type="quantum_forest"), 400, "unknown model_type"),
+        (train(framework_override="jax"), 400, "valid: "),
+        (train(model_type="bert", framework_override="sklearn"), 400, "cannot train"),
+        (train(data_path="/etc/passwd"), 400, "outside the data roots"),
+        (train(data_path="../../etc/passwd"), 400, "outside the data roots"),
+        (train(data_path="escape.csv"), 400, "outside the data roots"),
+        (train(data_path="missing.csv"), 400, "does not exist"),
+    ],
+)
+def test_bad_training_requests(
+    client: TestClient, body: dict[str, object], code: int, detail: str
+) -> None:
+    assert_envelope(client.post("/jobs/training", json=body), code, detail)
+
+
+def test_unknown_model_and_job_are_404(client: TestClient) -> None:
+    r = client.post("/jobs/inference", json={"model_id": "nope", "input_data": "1,2"})
+    assert_envelope(r, 404, "nope")
+    assert_envelope(client.get("/jobs/job_missing/status"), 404, "job_missing")
+    assert_envelope(client.delete("/jobs/job_missing"), 404)
+    assert_envelope(client.get("/no/such/route"), 404)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [{"limit": 0}, {"limit": 5000}, {"offset": -1}, {"limit": "ten"}, {"status": "done"}],
+)
+def test_list_parameters_out_of_range(client: TestClient, query: dict[str, object]) -> None:
+    assert_envelope(client.get("/jobs", params=query), 422)
+
+
+def test_list_filter_and_pagination(client: TestClient) -> None:
+    ids = [client.post("/jobs/training", json=train()).json()["job_id"] for _ in range(5)]
+    client.delete(f"/jobs/{ids[0]}")
+    page = client.get("/jobs", params={"limit": 2, "offset": 1}).json()
+    assert page["total"] == 5 and [j["job_id"] for j in page["jobs"]] == ids[::-1][1:3]
+    cancelled = client.get("/jobs", params={"status": "cancelled"}).json()
+    assert cancelled["total"] == 1 and cancelled["jobs"][0]["job_id"] == ids[0]
+    assert cancelled["jobs"][0]["model_type"] == "random_forest"
+
+
+def test_routing_decision_is_reported(client: TestClient) -> None:
+    cases = {
+        ("bert", False, None): "pytorch-2.1-cpu",
+        ("resnet", True, "pytorch-2.0"): "pytorch-2.0-gpu",
+        ("transformer", True, "pytorch-2.1-gpu"): "pytorch-2.1-gpu",
+        ("svm", True, None): "sklearn",
+    }
+    for (model, gpu, override), queue in cases.items():
+        body = train(model_type=model, requires_gpu=gpu, framework_override=override)
+        r = client.post("/jobs/training", json=body)
+        assert r.json()["queue"] == queue, (model, r.json())
+        assert r.json()["queue_has_worker"] is False
+
+
+def test_idempotency_key_returns_first_job(client: TestClient) -> None:
+    h = {"Idempotency-Key": "abc-123"}
+    first = client.post("/jobs/training", json=train(), headers=h).json()
+    second = client.post("/jobs/training", json=train(), headers=h).json()
+    assert first["job_id"] == second["job_id"]
+    assert client.get("/jobs").json()["total"] == 1
+
+
+def test_health_redis_tells_the_truth(client: TestClient) -> None:
+    body = client.get("/health/redis").json()
+    assert body["store"] == "sqlite" and body["status"] == "healthy"
+    assert "no Redis is configured" in body["detail"]
+
+
+def test_openapi_docs(client: TestClient) -> None:
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/health", "/health/redis", "/jobs/training", "/jobs/inference", "/jobs"} <= set(paths)
