@@ -20,12 +20,8 @@ class Settings(BaseSettings):
     port: int = 8000
     lease_seconds: float = Field(30.0, gt=0, description="How long a claim lasts without renewal.")
     max_attempts: int = Field(3, ge=1, description="Runs a job may start before it is failed.")
-    job_timeout_seconds: float = Field(
-        3600.0, gt=0, description="Default job time limit."
-    )
-    kill_grace_seconds: float = Field(
-        5.0, ge=0, description="SIGTERM to SIGKILL delay."
-    )
+    job_timeout_seconds: float = Field(3600.0, gt=0, description="Default job time limit.")
+    kill_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM to SIGKILL delay.")
     shutdown_grace_seconds: float = Field(30.0, ge=0, description="Worker SIGTERM grace period.")
     worker_ttl_seconds: float = Field(15.0, gt=0, description="A worker silent this long is dead.")
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest accepted request body.")

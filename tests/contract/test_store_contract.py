@@ -281,12 +281,14 @@ def _process_claimer(path: str, barrier: Any, out: str, name: str) -> None:
         s = SQLiteStore(path)
         await s.open()
         try:
+            await s.claim(["warm-up"], name, LONG)  # first-call costs before the start line
             barrier.wait(30)
             got: list[str] = []
             while claims := await s.claim(["q"], name, LONG, limit=2):
                 for c in claims:
                     got.append(c.job.id)
                     assert await s.finish(c.job.id, c.token, {"by": name})
+                await asyncio.sleep(0.002)  # "work", so that the three claimers interleave
             return got
         finally:
             await s.close()
@@ -317,6 +319,7 @@ async def test_sqlite_separate_processes_never_double_claim(
             for c in claims:
                 mine.append(c.job.id)
                 assert await store.finish(c.job.id, c.token, {"by": "parent"})
+            await asyncio.sleep(0.002)
         for p in procs:
             await asyncio.to_thread(p.join, 120)
             assert p.exitcode == 0
@@ -325,13 +328,15 @@ async def test_sqlite_separate_processes_never_double_claim(
             if p.is_alive():
                 p.kill()
     theirs = [json.loads(Path(o).read_text()) for o in outs]
-    assert all(theirs), "each child process claimed some jobs"
+    # not vacuous: at least two OS processes really claimed from the file at the same time
+    assert sum(1 for got in [mine, *theirs] if got) >= 2, [len(mine), *map(len, theirs)]
     flat = mine + [i for t in theirs for i in t]
     assert len(flat) == len(set(flat)) == 400 and set(flat) == ids
     _, done = await store.list_jobs(state=State.COMPLETED)
     assert done == 400
-    for job_id in theirs[0][:5]:
-        assert (await store.get(job_id)).result == {"by": "proc0"}
+    for i, got in enumerate(theirs):
+        for job_id in got[:5]:
+            assert (await store.get(job_id)).result == {"by": f"proc{i}"}
 
 
 # -- fencing ---------------------------------------------------------------------------------------
@@ -356,9 +361,9 @@ async def test_renew_extends_lease_and_applies_progress(store: JobStore) -> None
     job = await store.submit(new())
     c = await store.claim(["q"], "w1", SHORT)
     token = c[0].token
-    for _ in range(4):  # renewing keeps it alive well past the original lease
-        await asyncio.sleep(SHORT / 2)
-        assert await store.renew("w1", {job.id: (token, None)}, SHORT) == {job.id: Renewal.OK}
+    for _ in range(3):  # renewing keeps it alive well past the original lease
+        await asyncio.sleep(SHORT)
+        assert await store.renew("w1", {job.id: (token, None)}, 1.0) == {job.id: Renewal.OK}
         assert await store.rescue_expired() == []
     progress = Progress(fraction=0.4, metrics={"loss": 0.3}, history=[{"epoch": 1, "loss": 0.3}])
     assert await store.renew("w1", {job.id: (token, progress)}, LONG) == {job.id: Renewal.OK}
@@ -609,13 +614,13 @@ async def test_workers_live_ttl_and_unregister(store: JobStore) -> None:
     await store.register_worker(worker("w1").model_copy(update={"running": 2}))  # upsert
     live = {w.worker_id: w for w in await store.live_workers(10)}
     assert set(live) == {"w1", "w2"} and live["w1"].running == 2
-    await asyncio.sleep(EXPIRE)
-    assert await store.live_workers(SHORT) == []
+    await asyncio.sleep(0.4)
+    assert await store.live_workers(0.3) == []
     await store.register_worker(worker("w2"))
-    assert [w.worker_id for w in await store.live_workers(SHORT)] == ["w2"]
+    assert [w.worker_id for w in await store.live_workers(0.3)] == ["w2"]
     # renewing leases is also a heartbeat for a registered worker
     await store.renew("w1", {}, LONG)
-    assert {w.worker_id for w in await store.live_workers(SHORT)} == {"w1", "w2"}
+    assert {w.worker_id for w in await store.live_workers(0.3)} == {"w1", "w2"}
     await store.unregister_worker("w1")
     await store.unregister_worker("never-registered")
     assert [w.worker_id for w in await store.live_workers(10)] == ["w2"]
@@ -640,8 +645,8 @@ async def test_recent_durations(store: JobStore) -> None:
     assert await store.fail(failed.id, c.token, "x")  # not completed: not counted
     d = await store.recent_durations(JobType.TRAINING, "rf", "q")
     assert len(d) == 2
-    assert d[0] == pytest.approx(0.25, abs=0.1) and d[1] == pytest.approx(0.05, abs=0.04)
-    assert d[0] > d[1]
+    # newest first; each at least as long as the job ran (ms resolution), and sane
+    assert 0.249 <= d[0] < 10 and 0.049 <= d[1] < d[0]
     assert len(await store.recent_durations(JobType.TRAINING, None, "q")) == 1
     assert len(await store.recent_durations(JobType.TRAINING, "rf", "q", limit=1)) == 1
     assert await store.recent_durations(JobType.TRAINING, "nothing", "q") == []

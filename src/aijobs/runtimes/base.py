@@ -76,4 +76,3 @@ def discover() -> dict[str, Runtime]:
         except Exception:
             log.exception("runtime plugin %r (%s) failed to load; skipped", ep.name, ep.value)
     return found
-

@@ -94,7 +94,6 @@ def train(spec: dict[str, Any], channel: IO[str] | None) -> dict[str, Any]:
         "info": outcome.info,
         "framework": runtime.framework,
         "framework_version": runtime.framework_version(),
-        "history": ctx.history,
     }
 
 

@@ -85,6 +85,7 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.stopping.set)
         await self.store.register_worker(self._info())
+        await self.inference.start()  # so the first inference does not pay for a process start
         self._log("worker started", queues=",".join(self.queues), concurrency=self.concurrency)
         keeper = asyncio.create_task(self._keep_leases())
         try:
@@ -306,6 +307,11 @@ class Worker:
         self, held: Running, model_id: str, model_dir: Path, attempt_dir: Path, log_path: Path
     ) -> None:
         job = held.job
+        if held.progress is not None:  # land the last epoch's report before the result
+            leases: dict[str, tuple[str, Progress | None]] = {
+                job.id: (held.claim.token, held.progress)
+            }
+            await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
         outcome = json.loads((attempt_dir / "result.json").read_text())
         sha256 = artifacts.checksum(model_dir)
         queue = routing.QUEUES[job.queue]
@@ -329,7 +335,6 @@ class Worker:
             "framework_version": outcome["framework_version"],
             "device": "cuda" if queue.gpu else "cpu",
             "metrics": outcome["metrics"],
-            "history": outcome["history"],
             **outcome["info"],
         }
         if not await self._write(held, "finish", result=result, log=tail(log_path), model=record):

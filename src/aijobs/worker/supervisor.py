@@ -110,6 +110,9 @@ class InferenceProcess:
         self.lock = asyncio.Lock()
         self._seq = 0
 
+    async def start(self) -> None:
+        await self._ensure()
+
     async def _ensure(self) -> asyncio.subprocess.Process:
         if self.proc is None or self.proc.returncode is not None:
             with open(self.log_path, "ab") as log:
