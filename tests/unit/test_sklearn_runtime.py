@@ -8,7 +8,6 @@ import pickle
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,26 +21,10 @@ from aijobs import errors
 from aijobs.demo import write_demo_data
 from aijobs.runtimes import base
 from aijobs.runtimes.sklearn import SklearnRuntime, is_trusted_type
+from tests.runtime_support import FakeContext
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 SPECIES = ["setosa", "versicolor", "virginica"]
-
-
-@dataclass
-class FakeContext:
-    """A test double of base.TrainContext that records what the runtime reports."""
-
-    model_dir: Path
-    job_id: str = "job_00000000-0000-4000-8000-000000000000"
-    attempt: int = 1
-    data_roots: list[Path] = field(default_factory=list)
-    device: str = "cpu"
-    reports: list[tuple[float, dict[str, Any] | None, int | None]] = field(default_factory=list)
-
-    def report(
-        self, fraction: float, metrics: dict[str, Any] | None = None, *, epoch: int | None = None
-    ) -> None:
-        self.reports.append((fraction, metrics, epoch))
 
 
 @pytest.fixture(scope="module")

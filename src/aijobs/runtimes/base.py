@@ -20,6 +20,7 @@ class TrainContext(Protocol):
     job_id: str
     attempt: int
     model_dir: Path  # empty, attempt-scoped directory the runtime writes its model files into
+    checkpoint_dir: Path  # job-scoped, survives a rescue: resume from the last epoch saved here
     data_roots: list[Path]
     device: str  # "cpu" or "cuda"
 

@@ -30,6 +30,7 @@ class ChildContext:
     job_id: str
     attempt: int
     model_dir: Path
+    checkpoint_dir: Path
     data_roots: list[Path]
     device: str
     channel: IO[str] | None = None
@@ -77,11 +78,13 @@ def train(spec: dict[str, Any], channel: IO[str] | None) -> dict[str, Any]:
         job_id=spec["job_id"],
         attempt=spec["attempt"],
         model_dir=Path(spec["model_dir"]),
+        checkpoint_dir=Path(spec["checkpoint_dir"]),
         data_roots=roots,
         device=spec["device"],
         channel=channel,
     )
     ctx.model_dir.mkdir(parents=True, exist_ok=True)
+    ctx.checkpoint_dir.mkdir(parents=True, exist_ok=True)
     print(
         f"training {model_type} on {data_path} ({runtime.framework} {runtime.framework_version()})"
     )

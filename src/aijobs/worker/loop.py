@@ -250,6 +250,7 @@ class Worker:
             "payload": job.payload,
             "runtime": queue.runtime,
             "model_dir": str(model_dir),
+            "checkpoint_dir": str(self.settings.jobs_dir / job.id / "checkpoint"),
             "data_roots": [str(r) for r in self.settings.roots],
             "device": "cuda" if queue.gpu else "cpu",
         }

@@ -1,0 +1,23 @@
+"""A recording TrainContext for runtime unit tests (a double of the interface, not of a component)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class FakeContext:
+    model_dir: Path
+    checkpoint_dir: Path = Path("/nonexistent-checkpoints")
+    job_id: str = "job_00000000-0000-4000-8000-000000000000"
+    attempt: int = 1
+    data_roots: list[Path] = field(default_factory=list)
+    device: str = "cpu"
+    reports: list[tuple[float, dict[str, Any] | None, int | None]] = field(default_factory=list)
+
+    def report(
+        self, fraction: float, metrics: dict[str, Any] | None = None, *, epoch: int | None = None
+    ) -> None:
+        self.reports.append((fraction, metrics, epoch))
