@@ -1,4 +1,4 @@
-"""A recording TrainContext for runtime unit tests (a double of the interface, not of a component)."""
+"""A recording TrainContext for runtime tests: a double of the interface, not of a component."""
 
 from __future__ import annotations
 
