@@ -63,6 +63,12 @@ class JobStore(Protocol):
     ) -> list[Claim]:
         """Atomically take up to `limit` pending jobs (priority desc, then FIFO) with a lease."""
 
+    async def wait_for_work(self, queues: list[str], timeout: float) -> None:
+        """Return soon after new work may be ready on `queues`, or after `timeout` seconds.
+
+        A hint, not a promise: it may return early; the caller claims to find out.
+        """
+
     async def renew(
         self,
         worker_id: str,

@@ -47,6 +47,7 @@ from aijobs.jobs import (
     new_job_id,
 )
 
+WAKE_POLL_SECONDS = 0.005
 BUSY_TIMEOUT_MS = 10_000
 
 _SCHEMA = """
@@ -250,6 +251,18 @@ class SQLiteStore:
             async with self._lock:
                 return list(await db.execute_fetchall(sql, params))
         return list(await db.execute_fetchall(sql, params))
+
+    async def wait_for_work(self, queues: list[str], timeout: float) -> None:
+        # No cross-process notifications in SQLite: watch data_version, which changes whenever
+        # another connection (another process, or our own writer) commits. One cheap pragma
+        # every few milliseconds instead of a claim query.
+        deadline = time.monotonic() + timeout
+        (first,), *_ = await self._read("PRAGMA data_version")
+        while time.monotonic() < deadline:
+            await asyncio.sleep(WAKE_POLL_SECONDS)
+            (version,), *_ = await self._read("PRAGMA data_version")
+            if version != first:
+                return
 
     # -- clients -----------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:

@@ -30,7 +30,8 @@ from aijobs.worker.supervisor import InferenceProcess, TrainingProcess
 log = logging.getLogger("aijobs.worker")
 
 LOG_TAIL_BYTES = 64 * 1024
-IDLE_POLL_MIN, IDLE_POLL_MAX = 0.02, 0.5
+IDLE_WAIT = 1.0  # longest sleep between claims when the store sends no wake-up
+STORE_RETRY_SECONDS = 2.0
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Worker:
         self.running: dict[str, Running] = {}
         self.stopping = asyncio.Event()
         self.progress_flush = asyncio.Event()
+        self.slot_free = asyncio.Event()
         self.started_at = now()
         self.inference = InferenceProcess(
             settings.jobs_dir / f"inference-{self.worker_id.replace(':', '_')}.log",
@@ -113,7 +115,6 @@ class Worker:
         )
 
     async def _claim_loop(self) -> None:
-        idle = IDLE_POLL_MIN
         while not self.stopping.is_set():
             free = self.concurrency - len(self.running)
             claims: list[Claim] = []
@@ -124,17 +125,33 @@ class Worker:
                     )
                 except Exception as exc:  # store down: back off, keep running jobs going
                     self._log("claim failed", error=repr(exc))
-                    idle = IDLE_POLL_MAX * 4
+                    await asyncio.sleep(STORE_RETRY_SECONDS)
             for claim in claims:
                 held = Running(claim)
                 self.running[claim.job.id] = held
                 held.task = asyncio.create_task(self._execute(held))
             if claims:
-                idle = IDLE_POLL_MIN
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), idle)
-            idle = min(idle * 2, IDLE_POLL_MAX)
+            await self._idle(IDLE_WAIT)
+
+    async def _idle(self, timeout: float) -> None:
+        """Until work may be ready, a slot frees up, or we are told to stop."""
+        waits: set[asyncio.Task[Any]] = {
+            asyncio.create_task(self.stopping.wait()),
+            asyncio.create_task(self.slot_free.wait()),
+        }
+        if len(self.running) < self.concurrency:
+            waits.add(asyncio.create_task(self.store.wait_for_work(self.queues, timeout)))
+        done, pending = await asyncio.wait(
+            waits, timeout=timeout * 2, return_when=asyncio.FIRST_COMPLETED
+        )
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self.slot_free.clear()
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:  # store down: back off
+                await asyncio.sleep(timeout)
 
     async def _drain(self) -> None:
         """SIGTERM: let running jobs finish within the grace period, then hand them back."""
@@ -219,6 +236,7 @@ class Worker:
             await self._write(held, "fail", f"worker error: {type(exc).__name__}: {exc}")
         finally:
             self.running.pop(job.id, None)
+            self.slot_free.set()
 
     def _timeout(self, job: Job) -> float:
         return job.timeout_seconds or self.settings.job_timeout_seconds
