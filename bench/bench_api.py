@@ -38,6 +38,15 @@ def sequential_submissions(url: str, n: int) -> float:
         return n / (time.perf_counter() - started)
 
 
+def sequential_health(url: str, n: int) -> float:
+    """Baseline: the same client and server answering GET /health (no store write)."""
+    with httpx.Client(base_url=url) as client:
+        started = time.perf_counter()
+        for _ in range(n):
+            client.get("/health").raise_for_status()
+        return n / (time.perf_counter() - started)
+
+
 async def concurrent_submissions(url: str, n: int, concurrency: int) -> float:
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits) as client:
@@ -93,6 +102,7 @@ def main() -> None:
         try:
             system.start_api()
             system.start_worker("sklearn")
+            base = [sequential_health(system.url, args.submissions) for _ in range(args.runs)]
             seq = [sequential_submissions(system.url, args.submissions) for _ in range(args.runs)]
             conc = [
                 asyncio.run(concurrent_submissions(system.url, args.submissions, 16))
@@ -102,7 +112,11 @@ def main() -> None:
         finally:
             system.stop_all()
     print(f"submissions over HTTP, {args.submissions} per run, median of {args.runs} runs:")
-    print(f"  sequential (1 client, keep-alive): {statistics.median(seq):8.0f} jobs/s")
+    print(f"  baseline GET /health, same client: {statistics.median(base):8.0f} req/s")
+    ratio = statistics.median(seq) / statistics.median(base)
+    print(
+        f"  sequential (1 client, keep-alive): {statistics.median(seq):8.0f} jobs/s ({ratio:.2f}x)"
+    )
     print(f"  concurrent (16 clients):           {statistics.median(conc):8.0f} jobs/s")
     print(
         f"warm inference, {args.inferences} sequential jobs (submit -> completed seen by polling):"
