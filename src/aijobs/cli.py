@@ -1,4 +1,8 @@
-"""The command line: run the API, workers, everything at once, and write the demo data."""
+"""The command line: run the API, workers, everything at once, and write the demo data.
+
+The job commands (submit, status, wait, list, cancel, logs, models, queues) talk to a running
+API; they live in aijobs.cli_jobs and are registered below.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ from typing import Annotated
 
 import typer
 
+from aijobs import cli_jobs
 from aijobs.settings import Settings
 
 app = typer.Typer(help="aijobs: an HTTP job queue for machine-learning work.", no_args_is_help=True)
@@ -151,6 +156,8 @@ class Supervisor:
         self.procs[name] = subprocess.Popen(self.commands[name])
         self.log.info("started %s (pid %d)", name, self.procs[name].pid)
 
+
+cli_jobs.register(app)  # submit, status, wait, list, cancel, logs, models, queues; --url, --json
 
 if __name__ == "__main__":
     app()

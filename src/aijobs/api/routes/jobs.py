@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query
+from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from aijobs import datapaths, errors, estimates, routing
@@ -113,9 +115,44 @@ async def submit_inference(
     return await _accepted(store, settings, job)
 
 
+MAX_WAIT_SECONDS = 60.0
+WAIT_POLL_SECONDS = 0.025
+Wait = Annotated[
+    float,
+    Query(
+        ge=0,
+        le=MAX_WAIT_SECONDS,
+        allow_inf_nan=False,
+        description="Long-poll: answer as soon as the job is completed, failed or cancelled, "
+        f"or after this many seconds (at most {MAX_WAIT_SECONDS:g}) with its current status. "
+        "0 answers at once.",
+    ),
+]
+
+
+def _server_stopping() -> bool:
+    """Whether the uvicorn server running this app was told to stop (SIGTERM or Ctrl-C).
+
+    Uvicorn lets in-flight requests finish before it exits, so a held long-poll would delay its
+    shutdown by up to its wait. Uvicorn's signal handler is a method of its Server, whose
+    `should_exit` says so; under any other server this is simply False.
+    """
+    server = getattr(signal.getsignal(signal.SIGTERM), "__self__", None)
+    return getattr(server, "should_exit", False) is True
+
+
 @router.get("/jobs/{job_id}/status", response_model=JobStatus, summary="A job's status")
-async def job_status(job_id: JobId, store: StoreDep) -> JobStatus:
-    return JobStatus.of(await store.get(job_id))
+async def job_status(job_id: JobId, store: StoreDep, request: Request, wait: Wait = 0) -> JobStatus:
+    job = await store.get(job_id)
+    if wait > 0 and not job.terminal:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while not job.terminal and (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(WAIT_POLL_SECONDS, left))
+            if _server_stopping() or await request.is_disconnected():
+                break  # shutting down, or nobody is listening any more: stop holding
+            job = await store.get(job_id)
+    return JobStatus.of(job)
 
 
 @router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse, summary="A job's output")

@@ -1,0 +1,211 @@
+// Types for the aijobs JavaScript SDK (index.js).
+
+export type JobState = 'pending' | 'running' | 'completed' | 'failed' | 'cancelled';
+export type JobType = 'training' | 'inference';
+
+export declare const DEFAULT_URL: string;
+export declare const TERMINAL_STATES: readonly ['completed', 'failed', 'cancelled'];
+export declare const MAX_WAIT_SECONDS: number;
+
+/** POST /jobs/training body, less the two positional arguments. */
+export interface TrainingOptions {
+  hyperparameters?: Record<string, unknown>;
+  description?: string | null;
+  requires_gpu?: boolean;
+  framework_override?: string | null;
+  /** Higher runs first within a queue (-1000..1000, default 0). */
+  priority?: number;
+  /** The job's wall-clock limit in seconds. */
+  timeout_seconds?: number | null;
+}
+
+/** POST /jobs/inference body, less the two positional arguments. */
+export interface InferenceOptions {
+  parameters?: Record<string, unknown>;
+  priority?: number;
+  timeout_seconds?: number | null;
+}
+
+export interface RequestOptions {
+  signal?: AbortSignal;
+}
+
+export interface SubmitOptions extends RequestOptions {
+  /** Defaults to a fresh UUID per call, reused by that call's retries. */
+  idempotencyKey?: string;
+}
+
+export interface SubmitResponse {
+  job_id: string;
+  status: 'queued';
+  created_at: string;
+  estimated_duration: string;
+  queue: string;
+  queue_has_worker: boolean;
+  message: string | null;
+}
+
+export interface JobStatus {
+  job_id: string;
+  job_type: JobType;
+  status: JobState;
+  queue: string;
+  created_at: string;
+  updated_at: string;
+  started_at: string | null;
+  finished_at: string | null;
+  progress: number;
+  model_type: string | null;
+  model_id: string | null;
+  description: string | null;
+  attempt: number;
+  max_attempts: number;
+  metrics: Record<string, unknown>;
+  history: Array<Record<string, unknown>>;
+  result: Record<string, unknown> | null;
+  error: string | null;
+}
+
+export interface JobSummary {
+  job_id: string;
+  job_type: JobType;
+  status: JobState;
+  created_at: string;
+  updated_at: string;
+  queue: string;
+  progress: number;
+  model_type?: string | null;
+  model_id?: string | null;
+  error?: string;
+}
+
+export interface JobList {
+  jobs: JobSummary[];
+  total: number;
+  limit: number;
+  offset: number;
+}
+
+export interface ModelInfo {
+  model_id: string;
+  framework: string;
+  framework_version: string | null;
+  queue: string;
+  model_type: string;
+  path: string;
+  job_id: string;
+  sha256: string | null;
+  metrics: Record<string, unknown>;
+  created_at: string;
+}
+
+export interface QueueInfo {
+  queue: string;
+  label: string;
+  gpu: boolean;
+  pending: number;
+  running: number;
+  workers: string[];
+  has_worker: boolean;
+}
+
+export interface WorkerInfo {
+  worker_id: string;
+  host: string;
+  pid: number;
+  queues: string[];
+  concurrency: number;
+  running: number;
+  started_at: string;
+  last_seen: string;
+}
+
+export interface Health {
+  status: string;
+  timestamp: string;
+  version: string;
+  [key: string]: unknown;
+}
+
+export interface ClientOptions {
+  /** Tries after the first for connection errors and 429/502/503/504 (default 3). */
+  retries?: number;
+  /** First retry delay in ms, doubled each time with jitter (default 250). */
+  backoffMs?: number;
+  maxBackoffMs?: number;
+  /** Per-request timeout in ms (default 30000); a long-poll gets its wait on top. */
+  timeoutMs?: number;
+  headers?: Record<string, string>;
+  fetch?: typeof fetch;
+}
+
+/** The API answered with an error: the spec's envelope. */
+export declare class AIJobsError extends Error {
+  constructor(error: string, detail: string, statusCode: number | null, body?: unknown);
+  readonly error: string;
+  readonly detail: string;
+  /** The HTTP status; null when no answer came back (AIJobsConnectionError). */
+  readonly statusCode: number | null;
+  readonly body: unknown;
+}
+
+/** The server could not be reached, retries included. */
+export declare class AIJobsConnectionError extends AIJobsError {
+  readonly statusCode: null;
+  readonly cause: unknown;
+}
+
+/** A wait ran out while the job was still pending or running. */
+export declare class AIJobsTimeoutError extends Error {
+  readonly jobId: string;
+  readonly timeoutMs: number;
+  readonly last: JobStatus;
+}
+
+export declare function isTerminal(status: JobState | JobStatus | string): boolean;
+
+export declare class AIJobClient {
+  /** `baseUrl` defaults to $AIJOBS_URL (Node) or http://localhost:8000. */
+  constructor(baseUrl?: string, options?: ClientOptions);
+  readonly baseUrl: string;
+
+  submitTrainingJob(
+    modelType: string,
+    dataPath: string,
+    options?: TrainingOptions,
+    request?: SubmitOptions,
+  ): Promise<SubmitResponse>;
+  submitInferenceJob(
+    modelId: string,
+    inputData: string,
+    options?: InferenceOptions,
+    request?: SubmitOptions,
+  ): Promise<SubmitResponse>;
+  /** With `wait` (seconds, at most 60): a long-poll that answers as soon as the job ends. */
+  getJobStatus(jobId: string, options?: RequestOptions & { wait?: number }): Promise<JobStatus>;
+  /** The final status (completed, failed or cancelled); `timeout` in ms (default 1 hour). */
+  waitForCompletion(
+    jobId: string,
+    timeout?: number,
+    options?: RequestOptions & { onUpdate?: (status: JobStatus) => void; pollSeconds?: number },
+  ): Promise<JobStatus>;
+
+  watchJob(
+    jobId: string,
+    options?: RequestOptions & { everySeconds?: number; timeout?: number | null },
+  ): AsyncGenerator<JobStatus, void, undefined>;
+  cancelJob(jobId: string, options?: RequestOptions): Promise<JobStatus>;
+  listJobs(
+    options?: RequestOptions & { status?: JobState; limit?: number; offset?: number },
+  ): Promise<JobList>;
+  iterJobs(
+    options?: RequestOptions & { status?: JobState; pageSize?: number },
+  ): AsyncGenerator<JobSummary, void, undefined>;
+  getJobLogs(jobId: string, options?: RequestOptions): Promise<string>;
+  listModels(options?: RequestOptions): Promise<ModelInfo[]>;
+  listQueues(options?: RequestOptions): Promise<QueueInfo[]>;
+  listWorkers(options?: RequestOptions): Promise<WorkerInfo[]>;
+  health(options?: RequestOptions): Promise<Health>;
+}
+
+export default AIJobClient;
