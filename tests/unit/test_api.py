@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from aijobs.api import create_app
+from aijobs.api.app import create_app
 from aijobs.settings import Settings
 
 

@@ -1,5 +1,5 @@
-"""The HTTP API: validation, routing, the error envelope. It talks only to the JobStore."""
+"""The HTTP API: validation, routing, the error envelope. It talks only to the JobStore.
 
-from aijobs.api.app import create_app
-
-__all__ = ["create_app"]
+The application factory is ``aijobs.api.app.create_app``; this package stays import-light so the
+SDK can share ``aijobs.api.schemas`` without loading FastAPI's application machinery.
+"""
