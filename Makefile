@@ -11,19 +11,24 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[sklearn,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[sklearn,pytorch,redis,dev]'
 	touch $(STAMP)
 
 run: install
 	$(BIN)/aijobs up
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy
 
 test: lint
 	$(BIN)/pytest
+	@if command -v node >/dev/null 2>&1 && node -e 'process.exit(Number(process.versions.node.split(".")[0] < 18))'; then \
+		cd clients/js && node --test; \
+	else \
+		echo "make test: Node.js >= 18 not found: skipping the JavaScript SDK tests (clients/js)"; \
+	fi
 
 unit: install
 	$(BIN)/pytest tests/unit tests/contract

@@ -7,11 +7,13 @@ API; they live in aijobs.cli_jobs and are registered below.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -40,6 +42,8 @@ def serve(
 
     _logging()
     settings = Settings()
+    with _store_errors():  # refuse a bad store before binding the port, with a clear message
+        asyncio.run(_check_store(settings))
     uvicorn.run(
         "aijobs.api.app:create_app",
         factory=True,
@@ -68,14 +72,35 @@ def worker(
         raise typer.Exit(2)
 
     async def main() -> None:
-        store = open_store(settings.resolved_store_url)
+        store = open_store(settings.resolved_store_url, settings=settings)
         await store.open()
         try:
             await Worker(settings, store, queue, concurrency).run()
         finally:
             await store.close()
 
-    asyncio.run(main())
+    with _store_errors():
+        asyncio.run(main())
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """A store that cannot be used (down, or configured so it could lose jobs): say so, exit 2."""
+    from aijobs.errors import StoreUnavailable
+
+    try:
+        yield
+    except StoreUnavailable as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from None
+
+
+async def _check_store(settings: Settings) -> None:
+    from aijobs.store import open_store
+
+    store = open_store(settings.resolved_store_url, settings=settings)
+    await store.open()
+    await store.close()
 
 
 @app.command("demo-data")

@@ -27,6 +27,22 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest accepted request body.")
     inference_cache_size: int = Field(8, ge=1, description="Models kept loaded per worker.")
     allow_missing_gpu: bool = Field(False, description="Let GPU queues run without CUDA (tests).")
+    # Redis store (AIJOBS_STORE_URL=redis://, rediss:// or unix://)
+    redis_prefix: str = Field(
+        "aijobs",
+        min_length=1,
+        pattern=r"^[^{}]+$",
+        description="Key prefix (and Cluster hash tag): deployments sharing a Redis differ here.",
+    )
+    redis_pool_size: int = Field(50, ge=2, description="Connections per process to Redis.")
+    redis_socket_timeout: float = Field(5.0, gt=0, description="Redis read/write timeout (s).")
+    redis_connect_timeout: float = Field(2.0, gt=0, description="Redis connect timeout (s).")
+    redis_retain_jobs: int = Field(
+        100_000, ge=0, description="Finished jobs kept in Redis, newest first (0: no limit)."
+    )
+    redis_retain_seconds: float = Field(
+        30 * 86400.0, ge=0, description="How long finished jobs are kept in Redis (0: no limit)."
+    )
 
     @cached_property
     def roots(self) -> list[Path]:

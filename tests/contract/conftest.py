@@ -14,6 +14,7 @@ from typing import Any, Protocol
 import pytest
 
 from aijobs.store.base import JobStore
+from tests.redis_server import own_redis, redis_server  # noqa: F401 - fixtures
 
 
 class StoreFactory(Protocol):
@@ -29,9 +30,23 @@ def _sqlite(location: Path) -> StoreFactory:
     return make
 
 
-# name -> (test location -> factory). A Redis backend adds one line here.
+def _redis(location: Path) -> StoreFactory:
+    """A shared redis-server (tests/redis_server.py), under a key prefix of the test's own."""
+    from aijobs.store.redis import RedisStore
+    from tests.redis_server import prefix_for, shared_server
+
+    url, prefix = shared_server().url, prefix_for(location)
+
+    def make(**options: Any) -> JobStore:
+        return RedisStore(url, prefix=prefix, **options)
+
+    return make
+
+
+# name -> (test location -> factory).
 BACKENDS: dict[str, Callable[[Path], StoreFactory]] = {
     "sqlite": _sqlite,
+    "redis": _redis,
 }
 
 

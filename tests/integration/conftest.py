@@ -7,6 +7,32 @@ import pytest
 
 from aijobs.demo import write_demo_data
 from tests.integration.harness import System
+from tests.integration.invariants import redis_problems, sqlite_problems
+from tests.redis_server import own_redis, prefix_for, redis_server  # noqa: F401 - fixtures
+
+STORES = ("sqlite", "redis")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "stores(*kinds): run the module's `system` tests once per store kind "
+        "(sqlite, redis); unmarked tests run on sqlite only",
+    )
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("stores")
+    if marker is not None and "store_kind" in metafunc.fixturenames:
+        kinds = marker.args or STORES
+        assert set(kinds) <= set(STORES), kinds
+        metafunc.parametrize("store_kind", kinds)
+
+
+@pytest.fixture
+def store_kind() -> str:
+    """sqlite, unless the test's module is marked @pytest.mark.stores(...)."""
+    return "sqlite"
 
 
 @pytest.fixture(scope="session")
@@ -24,10 +50,33 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def system(tmp_path: Path, demo_root: Path) -> Iterator[System]:
+def system(
+    tmp_path: Path, demo_root: Path, store_kind: str, request: pytest.FixtureRequest
+) -> Iterator[System]:
+    """The API and workers as real processes, on the store `store_kind` names.
+
+    Redis: the session's shared redis-server, under a key prefix of this test's own. Afterwards
+    (all processes stopped), the store's indexes must be consistent: the chaos oracle runs after
+    every test.
+    """
     s = System(home=tmp_path / "var", data=demo_root)
+    if store_kind == "redis":
+        server = request.getfixturevalue("redis_server")
+        s.env_overrides["AIJOBS_STORE_URL"] = server.url
+        s.env_overrides["AIJOBS_REDIS_PREFIX"] = prefix_for(tmp_path)
     yield s
     s.stop_all()
+    check_store(s)
+
+
+def check_store(s: System) -> None:
+    """Assert the store behind `s` is consistent (call with its processes stopped or idle)."""
+    url = s.env.get("AIJOBS_STORE_URL", "")
+    if url.startswith("redis"):
+        problems = redis_problems(url, s.env["AIJOBS_REDIS_PREFIX"])
+    else:
+        problems = sqlite_problems(s.home / "aijobs.db")
+    assert problems == [], problems
 
 
 @pytest.fixture

@@ -8,7 +8,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from tests.integration.harness import System, child_pids, wait_until
+
+pytestmark = pytest.mark.stores("sqlite", "redis")
 
 SLOW = {  # a few seconds of real training on 2 cores
     "model_type": "random_forest",

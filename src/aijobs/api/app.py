@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from aijobs import __version__, routing
+from aijobs import __version__, errors, routing
 from aijobs.api import errors as api_errors
 from aijobs.api.limits import BodySizeLimit
 from aijobs.api.routes import catalog, health, jobs
@@ -28,13 +28,15 @@ async def rescue_forever(store: JobStore, interval: float) -> None:
         try:
             for job_id, state in await store.rescue_expired():
                 log.info("rescued expired lease job=%s state=%s", job_id, state)
+        except errors.StoreUnavailable as exc:
+            log.warning("rescue pass skipped: %s", exc.detail)
         except Exception:
             log.exception("rescue pass failed")
 
 
 def create_app(settings: Settings | None = None, store: JobStore | None = None) -> FastAPI:
     settings = settings or Settings()
-    store = store or open_store(settings.resolved_store_url)
+    store = store or open_store(settings.resolved_store_url, settings=settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

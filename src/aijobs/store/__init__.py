@@ -1,17 +1,37 @@
-"""Job stores, chosen by URL scheme: sqlite:///path (embedded) or redis://host:port/db."""
+"""Job stores, chosen by URL scheme: sqlite:///path (embedded), or Redis (redis://host:port/db,
+rediss:// for TLS, unix:///path/to/redis.sock?db=0). Backends are imported lazily."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from aijobs.store.base import JobStore
 
+if TYPE_CHECKING:
+    from aijobs.settings import Settings
 
-def open_store(url: str, **options: object) -> JobStore:
-    """Build (not yet open) the store that `url` names; backends are imported lazily."""
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def open_store(url: str, *, settings: Settings | None = None, **options: object) -> JobStore:
+    """Build (not yet open) the store that `url` names; backends are imported lazily.
+
+    A Redis store takes its other settings (AIJOBS_REDIS_*) from `settings`, or else from the
+    environment; `options` override them.
+    """
     if url.startswith("sqlite:///"):
         from aijobs.store.sqlite import SQLiteStore
 
         return SQLiteStore(url.removeprefix("sqlite:///"), **options)  # type: ignore[arg-type]
-    raise ValueError(f"unsupported store URL {url!r}: use sqlite:///PATH")
+    if url.startswith(REDIS_SCHEMES):
+        from aijobs.settings import Settings
+        from aijobs.store.redis import RedisStore
+
+        return RedisStore.from_settings(url, settings or Settings(), **options)
+    raise ValueError(
+        f"unsupported store URL {url!r}: use sqlite:///PATH, redis://HOST:PORT/DB, "
+        "rediss://HOST:PORT/DB or unix:///PATH?db=N"
+    )
 
 
 __all__ = ["JobStore", "open_store"]

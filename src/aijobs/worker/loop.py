@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aijobs import artifacts, routing
+from aijobs import artifacts, errors, routing
 from aijobs.jobs import Claim, Job, JobType, ModelRecord, Progress, Renewal, WorkerInfo, now
 from aijobs.settings import Settings
 from aijobs.store import JobStore
@@ -41,6 +41,7 @@ class Running:
     claim: Claim
     progress: Progress | None = None
     stop_reason: Renewal | None = None  # set when the store said CANCEL or LOST
+    committing: bool = False  # finish/fail in flight: its renewals would wrongly answer LOST
     training: TrainingProcess | None = None
     task: asyncio.Task[None] | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
@@ -199,7 +200,11 @@ class Worker:
     async def _renew_all(self) -> None:
         if not self.running:
             return
-        leases = {jid: (h.claim.token, h.progress) for jid, h in self.running.items()}
+        leases = {
+            jid: (h.claim.token, h.progress) for jid, h in self.running.items() if not h.committing
+        }
+        if not leases:
+            return
         for held in self.running.values():
             held.progress = None
         answers = await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
@@ -245,10 +250,22 @@ class Worker:
         """Finish or fail with our token; never after the store told us the job is not ours."""
         if held.stop_reason is not None:
             return False
-        if outcome == "finish":
-            ok = await self.store.finish(held.job.id, held.claim.token, **kw)
-        else:
-            ok = await self.store.fail(held.job.id, held.claim.token, error, **kw)
+        held.committing = True
+        # A store outage must not turn a finished job into a failed one: keep trying while the
+        # lease could still be ours; after that the job is rescued and runs again.
+        deadline = time.monotonic() + self.settings.lease_seconds
+        while True:
+            try:
+                if outcome == "finish":
+                    ok = await self.store.finish(held.job.id, held.claim.token, **kw)
+                else:
+                    ok = await self.store.fail(held.job.id, held.claim.token, error, **kw)
+                break
+            except errors.StoreUnavailable as exc:
+                if time.monotonic() > deadline:
+                    self._log(f"job {outcome} abandoned", job=held.job.id, error=exc.detail)
+                    return False
+                await asyncio.sleep(STORE_RETRY_SECONDS)
         self._log(f"job {outcome}", job=held.job.id, accepted=ok, error=error or None)
         return ok
 

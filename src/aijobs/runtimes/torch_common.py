@@ -1,0 +1,544 @@
+"""What every PyTorch model type shares: device, seeding, the validation split, checkpoints, and
+the training loop that reports progress and per-epoch metrics.
+
+Imported only inside the runtime's methods (the worker's child processes): it imports torch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+
+from aijobs import errors
+from aijobs.runtimes.base import TrainContext
+
+OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+CHECKPOINT_FILE = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+PREPARE_SHARE = 0.05  # progress fraction spent before the first step; training fills to 0.95
+TRAIN_SHARE = 0.90
+REPORT_EVERY_SECONDS = 1.0
+TRUTHY = ("1", "true", "yes", "on")
+
+
+def offline() -> None:
+    """Never reach for a model hub: set before transformers is imported."""
+    for key, value in OFFLINE_ENV.items():
+        os.environ[key] = value
+
+
+def truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in TRUTHY
+
+
+# ------------------------------------------------------------------------------------ device
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    device: torch.device
+    description: str  # "cpu" or "cuda:0 (NVIDIA H100 80GB HBM3)"
+    note: str | None = None
+
+
+def select_device(requested: str) -> DeviceChoice:
+    """CUDA for a GPU job (or a clear failure without it), else the CPU."""
+    cpu = torch.device("cpu")
+    if requested == "cuda":
+        if torch.cuda.is_available():
+            index = torch.cuda.current_device()
+            name = torch.cuda.get_device_name(index)
+            return DeviceChoice(torch.device("cuda", index), f"cuda:{index} ({name})")
+        if truthy(os.environ.get("AIJOBS_ALLOW_MISSING_GPU")):
+            return DeviceChoice(
+                cpu,
+                "cpu",
+                "this job asked for a GPU but CUDA is not available to this worker; it ran on "
+                "the CPU because AIJOBS_ALLOW_MISSING_GPU is set",
+            )
+        raise errors.JobFailure("this job requires a GPU, but CUDA is not available to this worker")
+    if requested not in ("cpu", ""):
+        raise errors.JobFailure(f"unknown device {requested!r}; expected 'cpu' or 'cuda'")
+    return DeviceChoice(cpu, "cpu")
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    torch.manual_seed(seed)  # every device's generator too
+    if torch.cuda.is_available():
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def release(device: torch.device) -> None:
+    """Give memory back now: the caching allocator keeps freed GPU blocks otherwise."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.empty_cache()
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    """bfloat16 autocast on a GPU that supports it; plain float32 elsewhere."""
+    if enabled and device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def parameter_count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+# -------------------------------------------------------------------------------- the split
+
+
+def split_indices(
+    n: int, fraction: float, seed: int, labels: list[int] | None = None
+) -> tuple[list[int], list[int]]:
+    """(train, validation) indices: shuffled with `seed`, stratified by `labels` when given.
+
+    fraction 0 keeps no validation set: the metrics are then measured on the training data.
+    """
+    rng = random.Random(seed)
+    if fraction <= 0:
+        everything = list(range(n))
+        rng.shuffle(everything)
+        return everything, everything
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(labels[i] if labels is not None else 0, []).append(i)
+    train: list[int] = []
+    val: list[int] = []
+    for key in sorted(groups):
+        members = groups[key]
+        rng.shuffle(members)
+        take = round(len(members) * fraction)
+        take = min(max(take, 1), len(members) - 1) if len(members) >= 2 else 0
+        val += members[:take]
+        train += members[take:]
+    if not val:  # e.g. every class has a single example
+        rng.shuffle(train)
+        cut = max(1, round(len(train) * fraction))
+        val, train = train[:cut], train[cut:]
+    if not train:
+        raise errors.JobFailure(
+            f"validation_split {fraction:g} leaves no training examples out of {n}"
+        )
+    rng.shuffle(train)
+    return train, sorted(val)
+
+
+def check_num_classes(given: int | None, classes: list[str], notes: list[str]) -> None:
+    """num_classes must cover the data; a larger one is adjusted to the data (with a note)."""
+    found = len(classes)
+    shown = ", ".join(classes[:10]) + (", ..." if found > 10 else "")
+    if given is None or given == found:
+        return
+    if given < found:
+        raise errors.JobFailure(
+            f"hyperparameter 'num_classes' is {given}, but the data has {found} classes "
+            f"({shown}); set it to {found} or leave it out"
+        )
+    notes.append(
+        f"num_classes {given} was given but the data has {found} classes ({shown}); "
+        f"the model has {found} outputs"
+    )
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def fingerprint(config: Any) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def files_signature(paths: list[Path], base: Path) -> list[tuple[str, int, int]]:
+    """What identifies the training data cheaply: relative path, size and mtime of each file."""
+    out = []
+    for path in paths:
+        stat = path.stat()
+        out.append((path.relative_to(base).as_posix(), stat.st_size, stat.st_mtime_ns))
+    return out
+
+
+class Checkpoint:
+    """One job's last completed epoch: model, optimizer, RNG states, history, runtime extras.
+
+    Written with torch.save from tensors and plain containers only, read back with
+    ``weights_only=True`` (no pickle of arbitrary objects either way), atomically replaced.
+    Used only when its fingerprint (model type, hyperparameters, data) matches this run.
+    """
+
+    def __init__(self, directory: Path, fingerprint: str) -> None:
+        self.directory = directory
+        self.path = directory / CHECKPOINT_FILE
+        self.fingerprint = fingerprint
+        self.enabled = directory.is_dir()  # the worker creates it; absent: no checkpoints
+        self.notes: list[str] = []
+
+    def load(self) -> dict[str, Any] | None:
+        if not self.enabled or not self.path.is_file():
+            return None
+        try:
+            state = torch.load(self.path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            self.notes.append(f"the checkpoint could not be read safely and was ignored: {exc}")
+            return None
+        if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+            self.notes.append("the checkpoint is not in this runtime's format and was ignored")
+            return None
+        if state.get("fingerprint") != self.fingerprint:
+            self.notes.append(
+                "a checkpoint from a different configuration or data was ignored; started over"
+            )
+            return None
+        return state
+
+    def save(self, state: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        torch.save({**state, "format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint}, tmp)
+        os.replace(tmp, self.path)
+
+
+# --------------------------------------------------------------------------------- the loop
+
+
+@dataclass
+class Batch:
+    inputs: Any  # a tensor, or a dict of tensors, on the training device
+    targets: torch.Tensor  # class indices, or the token ids of a language model
+    size: int  # examples in the batch
+
+
+class Task(Protocol):
+    """A model and its data, as the loop sees them."""
+
+    kind: str  # "classification" or "language_model"
+    model: torch.nn.Module
+    n_train: int
+    n_validation: int
+    num_classes: int
+
+    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[Batch]: ...
+
+    def validation_batches(self, batch_size: int) -> Iterator[Batch]: ...
+
+    def logits(self, inputs: Any) -> torch.Tensor: ...
+
+
+@dataclass
+class FitResult:
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    epochs_run: int  # epochs trained by this attempt (0 when a checkpoint already held them all)
+    resumed_from_epoch: int | None
+    train_seconds: float
+    samples_per_second: float | None
+    notes: list[str] = field(default_factory=list)
+
+
+def _loss(task: Task, logits: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, int]:
+    """Mean loss over the batch and how many predictions it averages."""
+    if task.kind == "language_model":
+        vocab = logits.shape[-1]
+        shifted = logits[:, :-1, :].reshape(-1, vocab).float()
+        targets = batch.targets[:, 1:].reshape(-1)
+        return F.cross_entropy(shifted, targets), targets.numel()
+    return F.cross_entropy(logits.float(), batch.targets), batch.size
+
+
+def _optimizer(model: torch.nn.Module, hp: dict[str, Any]) -> torch.optim.Optimizer:
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (no_decay if p.ndim < 2 or "norm" in name.lower() else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": hp["weight_decay"]},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    lr = hp["learning_rate"]
+    if hp["optimizer"] == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=hp["momentum"])
+    if hp["optimizer"] == "adam":
+        return torch.optim.Adam(groups, lr=lr)
+    return torch.optim.AdamW(groups, lr=lr)
+
+
+def learning_rate_at(step: int, total: int, hp: dict[str, Any]) -> float:
+    base: float = hp["learning_rate"]
+    warmup = int(total * hp["warmup_ratio"])
+    if warmup and step < warmup:
+        return base * (step + 1) / warmup
+    if hp["lr_schedule"] == "constant" or total <= warmup:
+        return base
+    progress = (step - warmup) / max(1, total - warmup)
+    if hp["lr_schedule"] == "linear":
+        return base * max(0.0, 1.0 - progress)
+    return base * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+
+
+def evaluate(task: Task, batch_size: int, device: torch.device, amp: bool) -> dict[str, float]:
+    """Held-out loss and accuracy + macro F1 (classifiers) or perplexity (language models)."""
+    task.model.eval()
+    total_loss = torch.zeros((), device=device, dtype=torch.float64)
+    count = 0
+    confusion = torch.zeros(
+        (task.num_classes, task.num_classes) if task.kind == "classification" else (1, 1),
+        dtype=torch.int64,
+        device=device,
+    )
+    with torch.inference_mode(), autocast(device, amp):
+        for batch in task.validation_batches(batch_size):
+            logits = task.logits(batch.inputs)
+            loss, n = _loss(task, logits, batch)
+            total_loss += loss.double() * n
+            count += n
+            if task.kind == "classification":
+                predicted = logits.argmax(dim=-1)
+                index = batch.targets * task.num_classes + predicted
+                confusion += torch.bincount(index, minlength=task.num_classes**2).view_as(confusion)
+    task.model.train()
+    mean = float(total_loss.item()) / max(count, 1)
+    if task.kind == "language_model":
+        return {"val_loss": mean, "perplexity": math.exp(min(mean, 50.0))}
+    matrix = confusion.cpu().double()
+    tp = matrix.diag()
+    precision = tp / matrix.sum(0).clamp(min=1)
+    recall = tp / matrix.sum(1).clamp(min=1)
+    f1 = 2 * precision * recall / (precision + recall).clamp(min=1e-12)
+    present = matrix.sum(1) > 0
+    return {
+        "val_loss": mean,
+        "accuracy": float(tp.sum() / matrix.sum().clamp(min=1)),
+        "f1": float(f1[present].mean()) if bool(present.any()) else 0.0,
+    }
+
+
+def _rounded(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in metrics.items()}
+
+
+def fit(
+    task: Task,
+    hp: dict[str, Any],
+    ctx: TrainContext,
+    device: torch.device,
+    checkpoint: Checkpoint,
+    state: dict[str, Any] | None,
+    extra: dict[str, Any],
+) -> FitResult:
+    """Train for hp["epochs"], resuming from `state`; checkpoint and report after each epoch."""
+    model = task.model
+    optimizer = _optimizer(model, hp)
+    generator = torch.Generator().manual_seed(hp["seed"])
+    epochs, batch_size = hp["epochs"], hp["batch_size"]
+    amp = bool(hp["mixed_precision"])
+    steps_per_epoch = max(1, math.ceil(task.n_train / batch_size))
+    total_steps = steps_per_epoch * epochs
+    history: list[dict[str, Any]] = []
+    start_epoch, global_step, resumed = 0, 0, None
+    if state is not None:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        generator.set_state(state["rng"]["shuffle"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if device.type == "cuda" and state["rng"].get("cuda") is not None:
+            with contextlib.suppress(RuntimeError, IndexError):
+                torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
+        history = list(state["history"])
+        resumed = start_epoch
+        for past in history:  # a rescued job's history starts empty in the new process
+            done = PREPARE_SHARE + TRAIN_SHARE * past["epoch"] / epochs
+            ctx.report(done, {k: v for k, v in past.items() if k != "epoch"}, epoch=past["epoch"])
+        ctx.report(
+            PREPARE_SHARE + TRAIN_SHARE * min(start_epoch, epochs) / epochs,
+            {"resumed_from_epoch": start_epoch},
+        )
+
+    model.train()
+    trained_samples, train_seconds, last_report = 0, 0.0, time.monotonic()
+    for epoch in range(start_epoch + 1, epochs + 1):
+        epoch_started = time.perf_counter()
+        running = torch.zeros((), device=device, dtype=torch.float64)
+        running_n, seen, lr = 0, 0, hp["learning_rate"]
+        for step, batch in enumerate(task.train_batches(batch_size, generator), 1):
+            lr = learning_rate_at(global_step, total_steps, hp)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast(device, amp):
+                logits = task.logits(batch.inputs)
+            loss, n = _loss(task, logits, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            if hp["max_grad_norm"] > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), hp["max_grad_norm"])
+            optimizer.step()
+            running += loss.detach().double() * n
+            running_n += n
+            seen += batch.size
+            global_step += 1
+            if time.monotonic() - last_report >= REPORT_EVERY_SECONDS:
+                last_report = time.monotonic()
+                train_loss = float(running.item()) / max(running_n, 1)
+                _check_finite(train_loss, epoch, step)
+                done = ((epoch - 1) * steps_per_epoch + step) / total_steps
+                ctx.report(
+                    PREPARE_SHARE + TRAIN_SHARE * done,
+                    {"epoch": epoch, "step": step, "steps_per_epoch": steps_per_epoch,
+                     "train_loss": round(train_loss, 6)},
+                )  # fmt: skip
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        elapsed = time.perf_counter() - epoch_started
+        train_seconds += elapsed
+        trained_samples += seen
+        train_loss = float(running.item()) / max(running_n, 1)
+        _check_finite(train_loss, epoch, None)
+        entry: dict[str, Any] = {"train_loss": train_loss}
+        if task.kind == "language_model":
+            entry["train_perplexity"] = math.exp(min(train_loss, 50.0))
+        entry |= evaluate(task, batch_size, device, amp)
+        entry |= {
+            "learning_rate": lr,
+            "epoch_time": elapsed,
+            "samples_per_second": seen / elapsed if elapsed > 0 else None,
+        }
+        entry = _rounded(entry)
+        history.append({"epoch": epoch, **entry})
+        checkpoint.save(
+            {
+                "epoch": epoch,
+                "global_step": global_step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": {
+                    "shuffle": generator.get_state(),
+                    "torch": torch.get_rng_state(),
+                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                },
+                "history": history,
+                "extra": extra,
+            }
+        )  # before the report: a job stopped right after it resumes from this epoch
+        ctx.report(PREPARE_SHARE + TRAIN_SHARE * epoch / epochs, entry, epoch=epoch)
+
+    if history and history[-1]["epoch"] == epochs and start_epoch < epochs:
+        final = {k: v for k, v in history[-1].items() if k not in ("epoch", "learning_rate")}
+    else:  # nothing left to train (resumed at the end) or an interrupted history: measure now
+        final = _rounded(evaluate(task, batch_size, device, amp))
+    speed = trained_samples / train_seconds if train_seconds > 0 else None
+    final.pop("epoch_time", None)
+    final["samples_per_second"] = round(speed, 3) if speed else None
+    optimizer.zero_grad(set_to_none=True)
+    del optimizer
+    return FitResult(
+        metrics=final,
+        history=history,
+        epochs_run=max(0, epochs - start_epoch),
+        resumed_from_epoch=resumed,
+        train_seconds=round(train_seconds, 3),
+        samples_per_second=speed,
+    )
+
+
+def _check_finite(loss: float, epoch: int, step: int | None) -> None:
+    if not math.isfinite(loss):
+        where = f"epoch {epoch}" + (f", step {step}" if step else "")
+        raise errors.JobFailure(
+            f"training diverged: the loss became {loss} at {where}; "
+            "try a lower learning_rate or max_grad_norm"
+        )
+
+
+def result_info(
+    choice: DeviceChoice, model: torch.nn.Module, fitted: FitResult, notes: list[str]
+) -> dict[str, Any]:
+    """The facts every model type reports beside its metrics."""
+    info: dict[str, Any] = {
+        "device": choice.description,
+        "parameters": parameter_count(model),
+        "epochs_trained": fitted.epochs_run,
+        "history_epochs": len(fitted.history),
+    }
+    if fitted.resumed_from_epoch is not None:
+        info["resumed_from_epoch"] = fitted.resumed_from_epoch
+    if choice.device.type == "cuda":
+        info["peak_gpu_memory_mb"] = round(
+            torch.cuda.max_memory_allocated(choice.device) / 2**20, 1
+        )
+    all_notes = ([choice.note] if choice.note else []) + notes + fitted.notes
+    if all_notes:
+        info["notes"] = all_notes
+    return info
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise errors.JobFailure(f"model file {path.name} is missing or unreadable: {exc}") from exc
+    if not isinstance(data, dict):
+        raise errors.JobFailure(f"model file {path.name} is not a JSON object")
+    return data
+
+
+# -------------------------------------------------------------------------------- inference
+
+
+@dataclass
+class LoadedModel:
+    """What the runtime's load returns: the model in eval mode and what predicting needs."""
+
+    family: str  # "text_classifier", "language_model" or "image_classifier"
+    model: torch.nn.Module
+    tokenizer: Any  # a tokenizers.Tokenizer, or None for images
+    meta: dict[str, Any]  # aijobs.json
+    device: torch.device
+
+
+WEIGHTS_FILE = "model.safetensors"
+
+
+def load_weights(model: torch.nn.Module, model_dir: Path) -> None:
+    """Weights from model.safetensors into `model`, exactly (no pickle is ever read)."""
+    import safetensors.torch
+
+    path = model_dir / WEIGHTS_FILE
+    if not path.is_file():
+        raise errors.JobFailure(f"model file {WEIGHTS_FILE} is missing")
+    try:
+        safetensors.torch.load_model(model, str(path), strict=True)
+    except Exception as exc:  # not a safetensors file (a pickle, truncated) or wrong tensors
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise errors.JobFailure(
+            f"model file {WEIGHTS_FILE} is not valid for this model: {first}"
+        ) from exc
+
+
+def inference_device(meta: dict[str, Any]) -> torch.device:
+    """The GPU for a model trained on one (served by a GPU queue's worker), when CUDA is here."""
+    if meta.get("trained_device") == "cuda" and torch.cuda.is_available():
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

@@ -1,0 +1,40 @@
+-- claim: take up to `limit` pending jobs of the listed queues, best first (priority desc, then
+-- FIFO across all of them), each with a lease and a fencing token: claim and lease record are
+-- one atomic step, so there is no moment at which a job lives only in a worker's memory.
+-- ARGV: 3 worker id, 4 lease ms, 5 limit, 6 token seed (random, per call), 7.. queues (distinct)
+-- Returns {{token, job fields}, ...}.
+local worker, lease, limit, seed = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local candidates = {}
+for i = 7, #ARGV do
+  local queue = ARGV[i]
+  for _, rank in ipairs(redis.call('ZRANGE', k_ready(queue), '-', '+', 'BYLEX', 'LIMIT', 0, limit)) do
+    candidates[#candidates + 1] = {rank, queue}
+  end
+end
+table.sort(candidates, function(a, b) return a[1] < b[1] end)
+
+local now = now_ms()
+local deadline = num(now + lease)
+local out = {}
+for i = 1, math.min(limit, #candidates) do
+  local rank, queue = candidates[i][1], candidates[i][2]
+  local id = string.sub(rank, RANK_LEN + 1)
+  local jk = k_job(id)
+  redis.call('ZREM', k_ready(queue), rank)
+  local f = redis.call('HMGET', jk, 'state', 'seq')
+  if f[1] == 'pending' then
+    local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
+    local token = seed .. '.' .. i .. ':' .. attempt
+    redis.call('HSET', jk, 'token', token, 'owner', worker, 'lease_until', deadline,
+      'started_at', num(now), 'updated_at', num(now), 'progress', '0')
+    set_state(id, queue, f[2], 'pending', 'running')
+    redis.call('ZADD', K_LEASES, deadline, id)
+    out[#out + 1] = {token, read_job(id)}
+  end
+end
+-- Chain the wake-up: another idle worker takes what this one left.
+for i = 7, #ARGV do
+  local queue = ARGV[i]
+  if redis.call('ZCARD', k_ready(queue)) > 0 then wake(queue) else redis.call('DEL', k_wake(queue)) end
+end
+return out

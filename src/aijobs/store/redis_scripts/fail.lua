@@ -1,0 +1,25 @@
+-- fail: running -> failed, or -> pending again (its FIFO place kept) when retry is asked for
+-- and attempts are left. The error is kept either way, as the last error.
+-- ARGV: 3 id, 4 token, 5 error, 6 retry '1'/'0', 7 '1' when a log follows, 8 log
+-- Returns 1, or 0 (and no change at all) for a stale token.
+local id, token = ARGV[3], ARGV[4]
+local jk = k_job(id)
+local f = redis.call('HMGET', jk, 'state', 'token', 'queue', 'seq', 'attempt', 'max_attempts',
+  'rank')
+if f[1] ~= 'running' or f[2] ~= token then return 0 end
+local now = now_ms()
+redis.call('HSET', jk, 'error', ARGV[5], 'updated_at', num(now))
+redis.call('HDEL', jk, 'token', 'lease_until')
+if ARGV[7] == '1' then redis.call('HSET', jk, 'log', ARGV[8]) end
+redis.call('ZREM', K_LEASES, id)
+if ARGV[6] == '1' and tonumber(f[5]) < tonumber(f[6]) then
+  redis.call('HSET', jk, 'progress', '0')
+  redis.call('HDEL', jk, 'owner', 'started_at', 'finished_at')
+  set_state(id, f[3], f[4], 'running', 'pending')
+  requeue(id, f[3], f[7])
+else
+  redis.call('HSET', jk, 'finished_at', num(now))
+  set_state(id, f[3], f[4], 'running', 'failed')
+  finished(id, now)
+end
+return 1

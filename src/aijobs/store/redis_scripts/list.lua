@@ -1,0 +1,12 @@
+-- list (read only): newest first, with an optional state filter, and the total that matches.
+-- A rank range of a sorted set: O(log n + offset + limit) pointer steps, never a scan of jobs.
+-- ARGV: 3 state ('' for all), 4 offset, 5 limit.  Returns {total, job fields, ...}.
+local index = ARGV[3] == '' and K_ALL or k_state(ARGV[3])
+local offset, limit = tonumber(ARGV[4]), tonumber(ARGV[5])
+local out = {redis.call('ZCARD', index)}
+if limit > 0 then
+  for _, id in ipairs(redis.call('ZREVRANGE', index, offset, offset + limit - 1)) do
+    out[#out + 1] = read_job(id)
+  end
+end
+return out

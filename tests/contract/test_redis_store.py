@@ -1,0 +1,300 @@
+"""What the Redis store adds to the shared contract: its indexes stay consistent, retention,
+start-up checks of the server, 503 while Redis is down and recovery, blocking wake-ups."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from aijobs import errors
+from aijobs.jobs import JobType, NewJob, Progress, State
+from aijobs.settings import Settings
+from aijobs.store import open_store
+from aijobs.store.redis import RedisMisconfigured, RedisStore, priority_key
+from aijobs.store.redis_check import check_invariants
+from tests.redis_server import RedisServer, prefix_for
+
+LONG = 60.0
+SHORT = 0.05
+
+
+def new(queue: str = "q", **kw: object) -> NewJob:
+    return NewJob(job_type=JobType.TRAINING, queue=queue, payload={"n": 1}, **kw)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def rstore(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[RedisStore]:
+    s = RedisStore(redis_server.url, prefix=prefix_for(tmp_path))
+    await s.open()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def test_indexes_stay_consistent_through_every_transition(rstore: RedisStore) -> None:
+    s = rstore
+    ids = [
+        (await s.submit(new(q, priority=i % 3), idempotency_key=f"k{i}")).id
+        for i, q in enumerate(["a", "b", "a", "b", "a", "b", "a"])
+    ]
+    assert await check_invariants(s) == []
+    claims = await s.claim(["a", "b"], "w1", LONG, limit=3)
+    short = await s.claim(["a"], "w2", SHORT)
+    assert await check_invariants(s) == []
+    await s.renew("w1", {claims[0].job.id: (claims[0].token, Progress(fraction=0.5))}, LONG)
+    assert await s.finish(claims[0].job.id, claims[0].token, {"ok": 1})
+    assert await s.fail(claims[1].job.id, claims[1].token, "flaky", retry=True)
+    assert await s.fail(claims[2].job.id, claims[2].token, "bad")
+    await s.cancel(ids[-1])  # pending (or running, whichever it is by now)
+    pending = [j for j in ids if (await s.get(j)).state is State.PENDING]
+    await s.cancel(pending[0])
+    await asyncio.sleep(0.15)
+    assert [j for j, _ in await s.rescue_expired()] == [short[0].job.id]
+    assert await check_invariants(s) == []
+    _, total = await s.list_jobs()
+    _, n_pending = await s.list_jobs(state=State.PENDING)
+    _, n_running = await s.list_jobs(state=State.RUNNING)
+    depths = await s.queue_depths()
+    assert total == 7
+    assert sum(d["pending"] for d in depths.values()) == n_pending
+    assert sum(d["running"] for d in depths.values()) == n_running
+
+
+async def test_invariant_checker_catches_an_orphan(rstore: RedisStore) -> None:
+    """The oracle can fail: a job dropped from its claim index is reported."""
+    job = await rstore.submit(new())
+    rank = await rstore._redis().hget(rstore.k("job", job.id), "rank")
+    await rstore._redis().zrem(rstore.k("ready", "q"), rank)
+    problems = await check_invariants(rstore)
+    assert problems and job.id in problems[0] and "ready" in problems[0]
+
+
+async def test_every_key_carries_the_deployment_hash_tag(rstore: RedisStore) -> None:
+    job = await rstore.submit(new(), idempotency_key="idem")
+    claim = (await rstore.claim(["q"], "w", LONG))[0]
+    assert await rstore.finish(job.id, claim.token, {}, log="x")
+    keys = [k async for k in rstore._redis().scan_iter(match=f"*{rstore.prefix}*")]
+    assert keys and all(k.startswith("{" + rstore.prefix + "}:") for k in keys), keys
+
+
+async def test_retention_by_count_trims_oldest_finished_jobs(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    s = RedisStore(redis_server.url, prefix=prefix_for(tmp_path), retain_jobs=3)
+    await s.open()
+    try:
+        waiting = await s.submit(new("other"))
+        done = []
+        for i in range(8):
+            job = await s.submit(new(), idempotency_key=f"key{i}")
+            claim = (await s.claim(["q"], "w", LONG))[0]
+            assert await s.finish(job.id, claim.token, {"i": i})
+            done.append(job.id)
+        kept, total = await s.list_jobs(state=State.COMPLETED)
+        assert [j.id for j in kept] == done[::-1][:3] and total == 3
+        assert (await s.list_jobs())[1] == 4  # 3 finished + the pending one, never trimmed
+        assert (await s.get(waiting.id)).state is State.PENDING
+        with pytest.raises(errors.JobNotFound):
+            await s.get(done[0])
+        # a trimmed job's idempotency key is forgotten with it
+        assert (await s.submit(new(), idempotency_key="key0")).id != done[0]
+        assert (await s.submit(new(), idempotency_key="key7")).id == done[7]
+        assert await check_invariants(s) == []
+    finally:
+        await s.close()
+
+
+async def test_retention_by_age(redis_server: RedisServer, tmp_path: Path) -> None:
+    s = RedisStore(redis_server.url, prefix=prefix_for(tmp_path), retain_seconds=0.3)
+    await s.open()
+    try:
+        old = await s.submit(new())
+        await s.cancel(old.id)
+        await asyncio.sleep(0.5)
+        fresh = await s.submit(new())
+        await s.cancel(fresh.id)  # the next terminal transition trims what has aged out
+        assert [j.id for j in (await s.list_jobs())[0]] == [fresh.id]
+        assert await check_invariants(s) == []
+    finally:
+        await s.close()
+
+
+async def test_priorities_beyond_the_exact_range_are_clamped_not_wrapped(
+    rstore: RedisStore,
+) -> None:
+    assert priority_key(2**31 - 1) == "0000000000" and priority_key(10**12) == "0000000000"
+    assert priority_key(-(10**12)) == f"{2**32 - 2:010d}"
+    low = await rstore.submit(new(priority=-(10**12)))
+    high = await rstore.submit(new(priority=10**12))
+    mid = await rstore.submit(new(priority=0))
+    claims = await rstore.claim(["q"], "w", LONG, limit=3)
+    assert [c.job.id for c in claims] == [high.id, mid.id, low.id]
+    assert claims[0].job.priority == 10**12  # stored exactly
+
+
+async def test_wait_for_work_wakes_on_submit_and_times_out(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    waiter = RedisStore(redis_server.url, prefix=prefix_for(tmp_path))
+    submitter = RedisStore(redis_server.url, prefix=prefix_for(tmp_path))
+    await waiter.open()
+    await submitter.open()
+    try:
+        t0 = time.monotonic()
+        await waiter.wait_for_work(["q"], 0.3)  # nothing there: waits out its timeout
+        assert 0.25 <= time.monotonic() - t0 < 2
+        task = asyncio.create_task(waiter.wait_for_work(["q", "other"], 10))
+        await asyncio.sleep(0.2)
+        assert not task.done()
+        t0 = time.monotonic()
+        await submitter.submit(new("other"))
+        await asyncio.wait_for(task, 5)
+        assert time.monotonic() - t0 < 2  # woken by the submission, not by the timeout
+        # a claim that leaves work behind passes the wake-up on; one that empties the queue
+        # clears it
+        await submitter.submit(new("other"))
+        await submitter.claim(["other"], "w", LONG)
+        await asyncio.wait_for(waiter.wait_for_work(["other"], 10), 5)
+        await submitter.claim(["other"], "w", LONG)
+        t0 = time.monotonic()
+        await waiter.wait_for_work(["other"], 0.3)
+        assert time.monotonic() - t0 >= 0.25
+        # cancelling a waiter (a worker whose slot freed up) leaves the store usable
+        task = asyncio.create_task(waiter.wait_for_work(["q"], 10))
+        await asyncio.sleep(0.1)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert (await waiter.list_jobs())[1] == 2
+    finally:
+        await waiter.close()
+        await submitter.close()
+
+
+async def test_open_refuses_an_evicting_redis(own_redis: RedisServer) -> None:
+    own_redis.command("CONFIG", "SET", "maxmemory-policy", "allkeys-lru")
+    s = RedisStore(own_redis.url)
+    with pytest.raises(RedisMisconfigured, match="maxmemory-policy allkeys-lru") as info:
+        await s.open()
+    assert "noeviction" in str(info.value) and info.value.status_code == 503
+    assert (await s.health())["healthy"] is False
+    own_redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
+    await s.open()
+    await s.close()
+
+
+async def test_open_warns_when_persistence_is_off(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    own_redis.command("CONFIG", "SET", "appendonly", "no")
+    s = RedisStore(own_redis.url)
+    with caplog.at_level(logging.WARNING, logger="aijobs.store.redis"):
+        await s.open()
+    try:
+        assert "persistence off" in caplog.text and "appendonly yes" in caplog.text
+        health = await s.health()
+        assert health["healthy"] is True and health["persistence"]["aof_enabled"] is False
+        assert any("persistence is off" in w for w in health["warnings"])
+    finally:
+        await s.close()
+
+
+async def test_open_fails_clearly_when_redis_is_unreachable() -> None:
+    from tests.integration.harness import free_port
+
+    s = RedisStore(f"redis://127.0.0.1:{free_port()}/0", connect_timeout=1)
+    with pytest.raises(errors.StoreUnavailable, match="cannot reach Redis at redis://127"):
+        await s.open()
+
+
+async def test_health_reports_the_server(rstore: RedisStore) -> None:
+    await rstore.submit(new())
+    h = await rstore.health()
+    assert h["healthy"] is True and h["store"] == "redis" and h["jobs"] == 1
+    assert h["version"].startswith("7.") and h["latency_ms"] >= 0
+    assert h["maxmemory_policy"] == "noeviction"
+    assert h["persistence"]["aof_enabled"] is True
+    assert h["persistence"]["appendfsync"] == "always"
+    assert h["memory"]["used_bytes"] > 0 and "warnings" not in h
+
+
+async def test_unavailable_while_down_then_recovers_by_itself(own_redis: RedisServer) -> None:
+    s = RedisStore(own_redis.url, prefix="p", connect_timeout=1, socket_timeout=2)
+    await s.open()
+    try:
+        kept = await s.submit(new())
+        await asyncio.gather(*(s.list_jobs() for _ in range(6)))  # six pooled connections
+        own_redis.stop(signal.SIGKILL)
+        for call in (
+            lambda: s.submit(new()),
+            lambda: s.get(kept.id),
+            lambda: s.list_jobs(),
+            lambda: s.claim(["q"], "w", LONG),
+            lambda: s.wait_for_work(["q"], 1),
+            lambda: s.rescue_expired(),
+        ):
+            t0 = time.monotonic()
+            with pytest.raises(errors.StoreUnavailable, match="Redis is unavailable"):
+                await call()
+            assert time.monotonic() - t0 < 5  # an answer, not a hang
+        assert (await s.health())["healthy"] is False
+        own_redis.start()  # AOF replays: what was acknowledged is back
+        # Every pooled connection died with the server; none may be lent out again, or the
+        # calls that are never retried (claim, finish) would fail once Redis is back.
+        claims = await asyncio.gather(*(s.claim(["q"], f"w{i}", LONG) for i in range(6)))
+        (claim,) = [c for cs in claims for c in cs]
+        assert claim.job.id == kept.id
+        assert await s.finish(kept.id, claim.token, {"ok": True})
+        assert (await s.health())["healthy"] is True
+        assert await check_invariants(s) == []
+    finally:
+        await s.close()
+
+
+async def test_a_full_redis_answers_unavailable_and_still_serves_reads(
+    own_redis: RedisServer,
+) -> None:
+    s = RedisStore(own_redis.url)
+    await s.open()
+    try:
+        kept = await s.submit(new())
+        own_redis.command("CONFIG", "SET", "maxmemory", "1")  # full: noeviction refuses writes
+        with pytest.raises(errors.StoreUnavailable, match="cannot serve this now"):
+            await s.submit(new())
+        with pytest.raises(errors.StoreUnavailable):
+            await s.claim(["q"], "w", LONG)
+        # reads go on (read-only scripts are flagged no-writes), and nothing changed
+        assert [j.id for j in (await s.list_jobs())[0]] == [kept.id]
+        assert (await s.get(kept.id)).state is State.PENDING
+        assert [w.worker_id for w in await s.live_workers(10)] == []
+        own_redis.command("CONFIG", "SET", "maxmemory", "0")
+        assert (await s.claim(["q"], "w", LONG))[0].job.id == kept.id
+        assert await check_invariants(s) == []
+    finally:
+        await s.close()
+
+
+async def test_open_store_picks_redis_with_settings_from_the_environment(
+    redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AIJOBS_REDIS_PREFIX", "from-env")
+    monkeypatch.setenv("AIJOBS_REDIS_RETAIN_JOBS", "7")
+    store = open_store(redis_server.url)
+    assert isinstance(store, RedisStore)
+    assert (store.prefix, store.retain_jobs, store.key) == ("from-env", 7, "{from-env}")
+    assert open_store(redis_server.url, prefix="explicit").prefix == "explicit"  # type: ignore[attr-defined]
+    given = open_store(redis_server.url, settings=Settings(redis_prefix="given", redis_pool_size=9))
+    assert (given.prefix, given.pool_size) == ("given", 9)  # type: ignore[attr-defined]
+    unix = open_store("unix:///tmp/redis.sock?db=2")
+    assert isinstance(unix, RedisStore) and unix.url == "unix:///tmp/redis.sock?db=2"
+    with pytest.raises(ValueError, match="unsupported store URL"):
+        open_store("mysql://x")
+    with pytest.raises(ValueError, match="prefix"):
+        RedisStore(redis_server.url, prefix="a{b}")

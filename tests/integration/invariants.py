@@ -1,0 +1,50 @@
+"""The chaos oracle for either store: every non-terminal job is in exactly the index its state
+names, and no index is orphaned (Redis: aijobs.store.redis_check; SQLite: the same rules in SQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+
+def redis_problems(url: str, prefix: str) -> list[str]:
+    from aijobs.store.redis import RedisStore
+    from aijobs.store.redis_check import check_invariants
+
+    async def main() -> list[str]:
+        store = RedisStore(url, prefix=prefix)
+        await store.open()
+        try:
+            return await check_invariants(store)
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def sqlite_problems(path: Path) -> list[str]:
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        problems = [
+            f"{job_id}: {state} with token={token!r} lease_until={lease}"
+            for job_id, state, token, lease in db.execute(
+                "SELECT id, state, token, lease_until FROM jobs WHERE "
+                "(state = 'running' AND (token IS NULL OR lease_until IS NULL OR owner IS NULL))"
+                " OR (state = 'pending' AND (token IS NOT NULL OR lease_until IS NOT NULL))"
+                " OR (state IN ('completed', 'failed', 'cancelled') AND lease_until IS NOT NULL)"
+            )
+        ]
+        actual = dict(
+            ((q, s), n)
+            for q, s, n in db.execute("SELECT queue, state, count(*) FROM jobs GROUP BY 1, 2")
+        )
+        counted = {(q, s): n for q, s, n in db.execute("SELECT queue, state, n FROM counts")}
+        for key in set(actual) | set(counted):
+            if actual.get(key, 0) != counted.get(key, 0):
+                problems.append(f"counts{key} = {counted.get(key, 0)}, jobs: {actual.get(key, 0)}")
+        return problems
+    finally:
+        db.close()
