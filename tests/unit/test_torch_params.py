@@ -44,7 +44,7 @@ def test_defaults_are_complete_and_small(model_type: str) -> None:
     hp = check(model_type, {})
     assert hp["epochs"] == (5 if model_type == "bert" else 3)
     assert hp["seed"] == 42 and hp["validation_split"] == 0.2
-    assert hp["learning_rate"] > 0 and hp["batch_size"] >= 8 and hp["dropout"] is not None
+    assert hp["learning_rate"] > 0 and hp["batch_size"] >= 4 and hp["dropout"] is not None
     if model_type in ("bert", "transformer", "gpt"):
         assert hp["num_layers"] == 2 and hp["hidden_size"] == 128 and hp["max_length"] == 128
     else:
@@ -130,3 +130,16 @@ def test_attention_heads() -> None:
 def test_unknown_model_type() -> None:
     with pytest.raises(errors.JobFailure, match="cannot train 'random_forest'"):
         torch_params.spec_for("random_forest")
+
+
+def test_wider_transformers_default_to_a_lower_learning_rate() -> None:
+    notes: list[str] = []
+    spec = SPEC_EXAMPLES[2][1]
+    wide = {k: v for k, v in spec.items() if k != "learning_rate"}
+    hp = torch_params.default_learning_rate(wide, check("transformer", wide), notes)
+    assert hp["learning_rate"] == pytest.approx(2e-3 * 128 / 768, rel=1e-2)
+    assert notes == ["learning_rate defaulted to 0.000333 for hidden_size 768"]
+    given = check("transformer", spec)
+    assert torch_params.default_learning_rate(spec, given, [])["learning_rate"] == 0.0003
+    small = check("gpt", {})
+    assert torch_params.default_learning_rate({}, small, [])["learning_rate"] == 2e-3

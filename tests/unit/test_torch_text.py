@@ -232,7 +232,8 @@ def test_fine_tunes_from_a_local_pretrained_directory(
         shutil.copytree(trained[1].model_dir, pretrained)
     hp = {"epochs": 1, "pretrained_model": "pretrained_bert", "hidden_size": 768}
     result = TorchRuntime().train("bert", data / "training.csv", hp, ctx_for(tmp_path / "ft", data))
-    assert result.info["architecture"] == "pretrained"
+    assert result.info["architecture"] == "bert"
+    assert result.info["pretrained_from"] == "pretrained_bert"
     assert result.metrics["accuracy"] > 0.8  # starts from a model that already knows sentiment
     assert any("taken from the pretrained model" in n for n in result.info["notes"])
     tuned = TorchRuntime().load(tmp_path / "ft" / "model")

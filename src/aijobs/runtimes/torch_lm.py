@@ -175,6 +175,7 @@ def train(
     hp = params.validate(given, accepted, defaults)
     choice = common.select_device(ctx.device)
     notes: list[str] = []
+    hp = params.default_learning_rate(given, hp, notes)
     files = text_files(data_path)
     base = data_path if data_path.is_dir() else data_path.parent
     docs = read_documents(files, base)

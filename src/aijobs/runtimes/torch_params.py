@@ -118,7 +118,7 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
     # batches, a constant rate and 5 epochs get past it on a few hundred rows (every seed tried).
     "bert": {"epochs": 5, "learning_rate": 1e-3, "batch_size": 8, "dropout": 0.1,
              "lr_schedule": "constant", "warmup_ratio": 0.05},
-    "lm": {"learning_rate": 1e-3, "batch_size": 8, "dropout": 0.1, "lr_schedule": "cosine",
+    "lm": {"learning_rate": 2e-3, "batch_size": 4, "dropout": 0.1, "lr_schedule": "cosine",
            "warmup_ratio": 0.1},
     "resnet": {"learning_rate": 1e-3, "batch_size": 32, "dropout": 0.0, "lr_schedule": "cosine",
                "warmup_ratio": 0.0, "width": 64},
@@ -136,6 +136,21 @@ TEXT_PRETRAINED_DEFAULTS: dict[str, Any] = {
     "lr_schedule": "linear",
     "warmup_ratio": 0.1,
 }
+
+
+REFERENCE_WIDTH = 128  # the default hidden_size, for which the default learning rates are tuned
+
+
+def default_learning_rate(
+    given: dict[str, Any], hp: dict[str, Any], notes: list[str]
+) -> dict[str, Any]:
+    """A transformer wider than the default gets a proportionally lower default rate
+    (2e-3 at width 128 becomes 3.3e-4 at 768, GPT-2's range); a given rate is kept."""
+    if given.get("learning_rate") is not None or hp["hidden_size"] <= REFERENCE_WIDTH:
+        return hp
+    rate = float(f"{hp['learning_rate'] * REFERENCE_WIDTH / hp['hidden_size']:.3g}")
+    notes.append(f"learning_rate defaulted to {rate:g} for hidden_size {hp['hidden_size']}")
+    return {**hp, "learning_rate": rate}
 
 
 def spec_for(model_type: str) -> tuple[dict[str, Param], dict[str, Any]]:

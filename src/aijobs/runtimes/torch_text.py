@@ -299,6 +299,8 @@ def train(
     hp = params.validate(given, accepted, defaults)
     choice = common.select_device(ctx.device)
     notes: list[str] = []
+    if given.get("pretrained_model") is None:
+        hp = params.default_learning_rate(given, hp, notes)
 
     header, rows = read_table(data_path)
     text_col = pick_column(header, hp["text_column"], TEXT_FALLBACKS, "text")
@@ -368,6 +370,7 @@ def train(
             tok = train_tokenizer(train_texts, hp["vocab_size"], hp["lowercase"], max_length)
         model = _scratch_model(hp, tok.get_vocab_size(), classes, tok.token_to_id("[PAD]"))
     pad = pad_id(tok, model.config)
+    architecture = str(getattr(model.config, "model_type", "bert"))
     encodings = tok.encode_batch(texts)
     ids = [e.ids for e in encodings]
     truncated = sum(1 for e in encodings if e.overflowing)
@@ -394,8 +397,10 @@ def train(
         "label_column": label_col,
         "vocab_size": tok.get_vocab_size(),
         "max_length": max_length,
-        "architecture": "pretrained" if pretrained is not None else "bert",
+        "architecture": architecture,
     }
+    if pretrained is not None:
+        info["pretrained_from"] = pretrained.name
     metrics = {**fitted.metrics, "n_train": len(split[0]), "n_validation": len(split[1])}
     return TrainResult(metrics=metrics, info=info)
 

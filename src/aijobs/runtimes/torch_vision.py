@@ -75,12 +75,13 @@ def find_images(data_path: Path) -> tuple[list[str], list[tuple[Path, int]], lis
 
 def decode(path: Path, size: int, shown: str) -> torch.Tensor:
     """One image as a 3 x size x size uint8 tensor; a clear failure for a bad file."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
             image.load()
-            rgb = image.convert("RGB")
+            upright = ImageOps.exif_transpose(image)  # photos taken sideways
+            rgb = upright.convert("RGB")
             if rgb.size != (size, size):
                 rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
             data = rgb.tobytes()
