@@ -36,6 +36,8 @@ unit: install
 bench: install
 	$(BIN)/python bench/bench_api.py
 	$(BIN)/python bench/bench_list.py
+	$(BIN)/python bench/bench_torch.py
+	$(BIN)/python bench/bench_redis.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

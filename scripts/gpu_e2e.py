@@ -124,15 +124,16 @@ def main() -> int:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        submitted = [(job, client.post("/jobs/training", json=job).json()) for job in JOBS]
-        for job, accepted in submitted:
-            started = time.monotonic()
+        submitted = [
+            (job, client.post("/jobs/training", json=job).json(), time.monotonic()) for job in JOBS
+        ]
+        for job, accepted, started in submitted:
             status = wait(client, accepted["job_id"], args.timeout)
             entry: dict[str, Any] = {
                 "request": job,
                 "accepted": accepted,
                 "training": status,
-                "wall_seconds": round(time.monotonic() - started, 1),
+                "seconds_since_submission": round(time.monotonic() - started, 1),
             }
             result = status.get("result") or {}
             device = json.dumps(result.get("device", "")) + json.dumps(
@@ -169,7 +170,7 @@ def main() -> int:
         lines.append(
             f"{entry['request']['model_type']:12} queue={training['queue']:16} "
             f"status={training['status']:9} cuda={entry['on_cuda']!s:5} "
-            f"wall={entry['wall_seconds']:6}s device={result.get('device')} "
+            f"done_after={entry['seconds_since_submission']:6}s device={result.get('device')} "
             f"metrics={json.dumps(metrics)[:160]} error={training.get('error')}"
         )
         if "inference" in entry:

@@ -373,7 +373,10 @@ class Worker:
             "metrics": outcome["metrics"],
             **outcome["info"],
         }
-        if not await self._write(held, "finish", result=result, log=tail(log_path), model=record):
+        if await self._write(held, "finish", result=result, log=tail(log_path), model=record):
+            # Resume state is only for a rescued run; a committed job never resumes.
+            shutil.rmtree(self.settings.jobs_dir / job.id / "checkpoint", ignore_errors=True)
+        else:
             shutil.rmtree(model_dir, ignore_errors=True)  # stale: another attempt owns the job
 
     async def _infer(self, held: Running) -> None:
