@@ -25,6 +25,7 @@ from aijobs.jobs import Claim, Job, JobType, ModelRecord, Progress, Renewal, Wor
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.child import EXIT_JOB_FAILURE, EXIT_OK
+from aijobs.worker.preflight import gpu_devices
 from aijobs.worker.supervisor import InferenceProcess, TrainingProcess
 
 log = logging.getLogger("aijobs.worker")
@@ -41,6 +42,7 @@ class Running:
     claim: Claim
     progress: Progress | None = None
     stop_reason: Renewal | None = None  # set when the store said CANCEL or LOST
+    gpu: str | None = None  # the device this job holds, given back when it ends
     committing: bool = False  # finish/fail in flight: its renewals would wrongly answer LOST
     training: TrainingProcess | None = None
     task: asyncio.Task[None] | None = None
@@ -68,6 +70,11 @@ class Worker:
         self.store = store
         self.queues = queues
         self.concurrency = concurrency
+        # One training job per GPU: each gets its own device through CUDA_VISIBLE_DEVICES.
+        self.free_gpus = gpu_devices() if any(routing.QUEUES[q].gpu for q in queues) else []
+        if self.free_gpus and concurrency > len(self.free_gpus):
+            log.warning("concurrency %d capped at %d GPUs", concurrency, len(self.free_gpus))
+            self.concurrency = len(self.free_gpus)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[str, Running] = {}
         self.stopping = asyncio.Event()
@@ -240,6 +247,8 @@ class Worker:
             log.exception("job %s crashed in the worker", job.id)
             await self._write(held, "fail", f"worker error: {type(exc).__name__}: {exc}")
         finally:
+            if held.gpu is not None:
+                self.free_gpus.append(held.gpu)
             self.running.pop(job.id, None)
             self.slot_free.set()
 
@@ -301,7 +310,9 @@ class Worker:
             )
             self.progress_flush.set()
 
-        child = TrainingProcess(spec_path, log_path, on_progress)
+        if queue.gpu and self.free_gpus:
+            held.gpu = self.free_gpus.pop(0)
+        child = TrainingProcess(spec_path, log_path, on_progress, gpu=held.gpu)
         held.training = child
         await child.start()
         try:

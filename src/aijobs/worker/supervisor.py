@@ -47,11 +47,16 @@ class TrainingProcess:
     """One training job's child process, its log file and its progress channel."""
 
     def __init__(
-        self, spec_path: Path, log_path: Path, on_progress: Callable[[dict[str, Any]], None]
+        self,
+        spec_path: Path,
+        log_path: Path,
+        on_progress: Callable[[dict[str, Any]], None],
+        gpu: str | None = None,
     ) -> None:
         self.spec_path = spec_path
         self.log_path = log_path
         self.on_progress = on_progress
+        self.gpu = gpu  # the one device this job may see (CUDA_VISIBLE_DEVICES)
         self.proc: asyncio.subprocess.Process | None = None
         self._reader: asyncio.Task[None] | None = None
 
@@ -67,7 +72,10 @@ class TrainingProcess:
                 stdout=log,
                 stderr=asyncio.subprocess.STDOUT,
                 pass_fds=(write_fd,),
-                env=child_env({"AIJOBS_PROGRESS_FD": str(write_fd)}),
+                env=child_env(
+                    {"AIJOBS_PROGRESS_FD": str(write_fd)}
+                    | ({"CUDA_VISIBLE_DEVICES": self.gpu} if self.gpu is not None else {})
+                ),
                 start_new_session=True,
                 preexec_fn=_die_with_parent,
             )
