@@ -21,3 +21,11 @@ class FakeContext:
         self, fraction: float, metrics: dict[str, Any] | None = None, *, epoch: int | None = None
     ) -> None:
         self.reports.append((fraction, metrics, epoch))
+
+
+def ctx_for(tmp: Path, data: Path, checkpoint: Path | None = None, **kw: Any) -> FakeContext:
+    """A context writing its model under `tmp`, with `data` as its only data root."""
+    (tmp / "model").mkdir(parents=True)
+    checkpoint = checkpoint or tmp / "checkpoint"
+    checkpoint.mkdir(exist_ok=True)
+    return FakeContext(model_dir=tmp / "model", checkpoint_dir=checkpoint, data_roots=[data], **kw)

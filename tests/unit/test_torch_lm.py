@@ -11,11 +11,10 @@ import pytest
 import torch
 
 from aijobs import errors
-from aijobs.demo import write_demo_data
 from aijobs.runtimes.base import TrainResult
 from aijobs.runtimes.torch_lm import block_size, sample_next
 from aijobs.runtimes.torch_runtime import TorchRuntime
-from tests.runtime_support import FakeContext
+from tests.runtime_support import FakeContext, ctx_for
 
 SMALL = {
     "epochs": 5,
@@ -24,21 +23,6 @@ SMALL = {
     "max_length": 64,
     "hidden_size": 64,
 }
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "data"
-    write_demo_data(root)
-    return root
-
-
-def ctx_for(tmp: Path, data: Path) -> FakeContext:
-    (tmp / "model").mkdir(parents=True)
-    (tmp / "checkpoint").mkdir()
-    return FakeContext(
-        model_dir=tmp / "model", checkpoint_dir=tmp / "checkpoint", data_roots=[data]
-    )
 
 
 @pytest.fixture(scope="module")

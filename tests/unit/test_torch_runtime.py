@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from aijobs import errors
-from aijobs.demo import write_demo_data
 from aijobs.runtimes import base, torch_common
 from aijobs.runtimes.torch_runtime import TorchRuntime
-from tests.runtime_support import FakeContext
+from tests.runtime_support import FakeContext, ctx_for
 
 TINY_BERT = {
     "epochs": 2,
@@ -28,20 +27,6 @@ TINY_BERT = {
     "batch_size": 16,
     "dropout": 0.2,  # randomness that a resumed run must restore to match an uninterrupted one
 }
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "data"
-    write_demo_data(root)
-    return root
-
-
-def ctx_for(tmp: Path, data: Path, checkpoint: Path | None = None, **kw: Any) -> FakeContext:
-    (tmp / "model").mkdir(parents=True)
-    checkpoint = checkpoint or tmp / "checkpoint"
-    checkpoint.mkdir(exist_ok=True)
-    return FakeContext(model_dir=tmp / "model", checkpoint_dir=checkpoint, data_roots=[data], **kw)
 
 
 class Stopped(Exception):

@@ -11,28 +11,12 @@ from typing import Any
 import pytest
 
 from aijobs import errors
-from aijobs.demo import write_demo_data
 from aijobs.runtimes.base import TrainResult
 from aijobs.runtimes.torch_runtime import TorchRuntime
 from aijobs.runtimes.torch_text import pad_batch, parse_texts
-from tests.runtime_support import FakeContext
+from tests.runtime_support import FakeContext, ctx_for
 
 SMALL = {"epochs": 3, "hidden_size": 64, "num_layers": 1, "max_length": 32, "batch_size": 8}
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "data"  # named "data": "/data/..." paths work
-    write_demo_data(root)
-    return root
-
-
-def ctx_for(tmp: Path, data: Path) -> FakeContext:
-    (tmp / "model").mkdir(parents=True)
-    (tmp / "checkpoint").mkdir()
-    return FakeContext(
-        model_dir=tmp / "model", checkpoint_dir=tmp / "checkpoint", data_roots=[data]
-    )
 
 
 @pytest.fixture(scope="module")

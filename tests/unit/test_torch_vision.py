@@ -11,30 +11,14 @@ import pytest
 import torch
 
 from aijobs import errors
-from aijobs.demo import write_demo_data
 from aijobs.runtimes import torch_vision_models
 from aijobs.runtimes.base import TrainResult
 from aijobs.runtimes.torch_runtime import TorchRuntime
 from aijobs.runtimes.torch_vision import translate
-from tests.runtime_support import FakeContext
+from tests.runtime_support import ctx_for
 
 SMALL = {"width": 8, "image_size": 16, "learning_rate": 0.003}
 IMAGE = "/data/image_classification/digit_3/digit_3_004.png"
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("demo") / "data"
-    write_demo_data(root)
-    return root
-
-
-def ctx_for(tmp: Path, data: Path) -> FakeContext:
-    (tmp / "model").mkdir(parents=True)
-    (tmp / "checkpoint").mkdir()
-    return FakeContext(
-        model_dir=tmp / "model", checkpoint_dir=tmp / "checkpoint", data_roots=[data]
-    )
 
 
 def train(model_type: str, data_path: Path, hp: dict[str, Any], tmp: Path, data: Path) -> Any:
