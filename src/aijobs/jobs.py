@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -125,3 +125,13 @@ class ModelRecord(BaseModel):
     sha256: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     created_at: float
+
+
+class Finish(NamedTuple):
+    """One job's completion, for JobStore.finish_many (a worker commits several at once)."""
+
+    job_id: str
+    token: str
+    result: dict[str, Any]
+    log: str | None = None
+    model: ModelRecord | None = None

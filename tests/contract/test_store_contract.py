@@ -20,6 +20,7 @@ import pytest
 from aijobs import errors
 from aijobs.jobs import (
     Claim,
+    Finish,
     JobType,
     ModelRecord,
     NewJob,
@@ -339,6 +340,22 @@ async def test_sqlite_separate_processes_never_double_claim(
             assert (await store.get(job_id)).result == {"by": f"proc{i}"}
 
 
+async def test_claim_max_training_stops_at_the_first_training_job_past_it(
+    store: JobStore,
+) -> None:
+    infer = {"job_type": JobType.INFERENCE}
+    i1 = await store.submit(new(**infer))
+    t1 = await store.submit(new())
+    i2 = await store.submit(new(**infer))
+    t2 = await store.submit(new())
+    i3 = await store.submit(new(**infer))
+    none = await store.claim(["q"], "w1", LONG, limit=10, max_training=1)
+    assert [c.job.id for c in none] == [i1.id, t1.id, i2.id]  # stops at t2, never skips it
+    assert [c.job.id for c in await store.claim(["q"], "w1", LONG, 10, max_training=0)] == []
+    rest = await store.claim(["q"], "w1", LONG, limit=10, max_training=5)
+    assert [c.job.id for c in rest] == [t2.id, i3.id]
+
+
 # -- fencing ---------------------------------------------------------------------------------------
 async def test_wrong_token_changes_nothing(store: JobStore) -> None:
     job = await store.submit(new())
@@ -605,6 +622,57 @@ async def test_model_registry(store: JobStore) -> None:
     assert await store.get_model("b") == mid
     with pytest.raises(errors.ModelNotFound, match="model zzz not found"):
         await store.get_model("zzz")
+
+
+async def test_finish_many_commits_each_job_on_its_own(store: JobStore) -> None:
+    jobs = [await store.submit(new()) for _ in range(3)]
+    a, b, c = await store.claim(["q"], "w1", LONG, limit=3)
+    answers = await store.finish_many(
+        [
+            Finish(a.job.id, a.token, {"n": 1}, log="log a", model=model("m_a", a.job.id)),
+            Finish(b.job.id, "stale-token", {"n": 2}),
+            Finish(c.job.id, c.token, {"n": 3}),
+        ]
+    )
+    assert answers == [True, False, True]
+    done = {j.id: await store.get(j.id) for j in jobs}
+    assert done[a.job.id].state is State.COMPLETED and done[a.job.id].log == "log a"
+    assert done[a.job.id].result == {"n": 1}
+    assert (await store.get_model("m_a")).job_id == a.job.id
+    assert done[b.job.id].state is State.RUNNING and done[b.job.id].result is None
+    assert done[c.job.id].state is State.COMPLETED
+    assert await store.finish_many([]) == []
+
+
+async def test_wait_terminal_wakes_when_the_job_ends(store: JobStore) -> None:
+    job = await store.submit(new())
+    waiting = asyncio.create_task(store.wait_terminal(job.id, 30))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()
+    (c,) = await store.claim(["q"], "w1", LONG)
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # running is not the end
+    started = time.monotonic()
+    assert await store.finish(c.job.id, c.token, {"ok": True})
+    ended = await asyncio.wait_for(waiting, 5)
+    assert time.monotonic() - started < 5
+    assert ended.state is State.COMPLETED and ended.result == {"ok": True}
+
+
+async def test_wait_terminal_many_waiters_cancel_and_timeout(store: JobStore) -> None:
+    job = await store.submit(new())
+    other = await store.submit(new())
+    waiters = [asyncio.create_task(store.wait_terminal(job.id, 30)) for _ in range(5)]
+    await asyncio.sleep(0.1)
+    await store.cancel(job.id)
+    for ended in await asyncio.wait_for(asyncio.gather(*waiters), 5):
+        assert ended.state is State.CANCELLED
+    t0 = time.monotonic()
+    still = await store.wait_terminal(other.id, 0.3)
+    assert still.state is State.PENDING and time.monotonic() - t0 >= 0.25
+    assert (await store.wait_terminal(job.id, 10)).state is State.CANCELLED  # at once
+    with pytest.raises(errors.JobNotFound):
+        await store.wait_terminal("job_missing", 1)
 
 
 # -- workers ---------------------------------------------------------------------------------------

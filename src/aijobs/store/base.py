@@ -6,10 +6,12 @@ a write with a stale token (lease lost, job cancelled, job rescued) changes noth
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aijobs.jobs import (
     Claim,
+    Finish,
     Job,
     JobType,
     ModelRecord,
@@ -58,10 +60,25 @@ class JobStore(Protocol):
         """Run times (s) of the latest completed jobs of that kind, newest first."""
 
     # -- workers -------------------------------------------------------------------------------
+    async def wait_terminal(self, job_id: str, timeout: float) -> Job:
+        """The job as soon as it is completed, failed or cancelled, or as it is after `timeout`.
+
+        Woken by the transition itself, not by polling the job. Raise errors.JobNotFound.
+        """
+
     async def claim(
-        self, queues: list[str], worker_id: str, lease_seconds: float, limit: int = 1
+        self,
+        queues: list[str],
+        worker_id: str,
+        lease_seconds: float,
+        limit: int = 1,
+        *,
+        max_training: int | None = None,
     ) -> list[Claim]:
-        """Atomically take up to `limit` pending jobs (priority desc, then FIFO) with a lease."""
+        """Atomically take up to `limit` pending jobs (priority desc, then FIFO) with a lease.
+
+        With `max_training`, stop at the first training job past that many (never skip it).
+        """
 
     async def wait_for_work(self, queues: list[str], timeout: float) -> None:
         """Return soon after new work may be ready on `queues`, or after `timeout` seconds.
@@ -90,6 +107,9 @@ class JobStore(Protocol):
 
         False (and no change at all) when the token is stale: the caller discards its output.
         """
+
+    async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
+        """finish() for several jobs in one round trip, each on its own: one answer per job."""
 
     async def fail(
         self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None

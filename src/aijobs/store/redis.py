@@ -28,6 +28,7 @@ once on a fresh connection. The pool reconnects by itself once Redis is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import secrets
@@ -45,6 +46,7 @@ from redis.backoff import NoBackoff
 from aijobs import errors
 from aijobs.jobs import (
     Claim,
+    Finish,
     Job,
     JobType,
     ModelRecord,
@@ -55,6 +57,7 @@ from aijobs.jobs import (
     WorkerInfo,
     new_job_id,
 )
+from aijobs.store.redis_announce import Announcements
 
 if TYPE_CHECKING:
     from aijobs.settings import Settings
@@ -65,6 +68,7 @@ MIN_VERSION = (7, 0)
 RESCUE_BATCH = 500
 WORKER_FORGET_SECONDS = 86400.0  # a worker record silent this long is deleted
 RETRY_PAUSE = 0.05
+WATCH_RECHECK_SECONDS = 5.0  # a waiter looks again this often, announcement or not
 PRIORITY_SPAN = 2**31 - 1  # priorities are ordered exactly within ±(2^31 - 1), clamped beyond
 
 # The job fields the scripts return (read_job in _lib.lua), in Job's order; no `log`.
@@ -102,6 +106,7 @@ WRITE_SCRIPTS = (
     "cancel",
     "rescue",
     "register_worker",
+    "watch",
 )
 READ_SCRIPTS = ("list", "live_workers", "list_models")
 # Replies meaning "Redis cannot serve this now", not "this request is wrong" (LOADING is a
@@ -249,6 +254,7 @@ class RedisStore:
         self.key = "{" + prefix + "}"  # every key starts with this hash tag
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
+        self._announcements: Announcements | None = None
         self.server: dict[str, Any] = {}  # what open() learned about the server
 
     @classmethod
@@ -293,10 +299,14 @@ class RedisStore:
             for name in (*WRITE_SCRIPTS, *READ_SCRIPTS)
         }
         self._client = client
+        self._announcements = Announcements(client, self.k("done"))
 
     async def close(self) -> None:
         client, self._client = self._client, None
         self._scripts = {}
+        announcements, self._announcements = self._announcements, None
+        if announcements is not None:
+            await announcements.close()
         if client is not None:
             await client.aclose()
 
@@ -478,6 +488,30 @@ class RedisStore:
             raise errors.JobNotFound(f"job {job_id} not found")
         return _job([row.get(name) for name in FIELDS], log_text=row.get("log"))
 
+    async def wait_terminal(self, job_id: str, timeout: float) -> Job:
+        announcements = self._announcements
+        if announcements is None:
+            raise errors.StoreUnavailable("the Redis store is not open")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        while True:
+            ended = announcements.expect(job_id)  # before the watch: no announcement slips by
+            try:
+                left = deadline - loop.time()
+                await announcements.ready(min(max(left, 0.0), self.connect_timeout))
+                ttl_ms = int((max(left, 0.0) + self.socket_timeout) * 1000)
+                reply = await self._eval("watch", job_id, ttl_ms, retry=True)
+                if reply is None:
+                    raise errors.JobNotFound(f"job {job_id} not found")
+                _state, *fields = reply
+                left = deadline - loop.time()
+                if fields or left <= 0:
+                    return _job(fields) if fields else await self.get(job_id)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(ended, min(left, WATCH_RECHECK_SECONDS))
+            finally:
+                announcements.forget(job_id, ended)
+
     async def list_jobs(
         self, state: State | None = None, limit: int = 100, offset: int = 0
     ) -> tuple[list[Job], int]:
@@ -515,7 +549,13 @@ class RedisStore:
 
     # -- workers -------------------------------------------------------------------------------
     async def claim(
-        self, queues: list[str], worker_id: str, lease_seconds: float, limit: int = 1
+        self,
+        queues: list[str],
+        worker_id: str,
+        lease_seconds: float,
+        limit: int = 1,
+        *,
+        max_training: int | None = None,
     ) -> list[Claim]:
         queues = list(dict.fromkeys(queues))
         if not queues or limit <= 0:
@@ -528,6 +568,7 @@ class RedisStore:
             max(1, int(lease_seconds * 1000)),
             int(limit),
             secrets.token_hex(12),
+            -1 if max_training is None else max(0, max_training),
             *queues,
         )
         return [Claim(job=_job(fields), token=token) for token, fields in reply]
@@ -571,20 +612,21 @@ class RedisStore:
         log: str | None = None,
         model: ModelRecord | None = None,
     ) -> bool:
-        model_args: list[Any] = ["", "", 0]
-        if model is not None:
-            created = int(model.created_at * 1000)
-            model_args = [model.model_id, model.model_dump_json(), created]
-        reply = await self._eval(
-            "finish",
-            job_id,
-            token,
-            _dumps(result),
-            "0" if log is None else "1",
-            log or "",
-            *model_args,
-        )
-        return bool(reply)
+        (ok,) = await self.finish_many([Finish(job_id, token, result, log, model)])
+        return ok
+
+    async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
+        args: list[Any] = []
+        for f in finishes:
+            model_args: list[Any] = ["", "", 0]
+            if f.model is not None:
+                created = int(f.model.created_at * 1000)
+                model_args = [f.model.model_id, f.model.model_dump_json(), created]
+            has_log = "0" if f.log is None else "1"
+            args += [f.job_id, f.token, _dumps(f.result), has_log, f.log or "", *model_args]
+        if not args:
+            return []
+        return [bool(ok) for ok in await self._eval("finish", *args)]
 
     async def fail(
         self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None

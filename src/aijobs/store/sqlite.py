@@ -36,6 +36,7 @@ from aijobs import errors
 from aijobs.jobs import (
     TERMINAL,
     Claim,
+    Finish,
     Job,
     JobType,
     ModelRecord,
@@ -253,9 +254,24 @@ class SQLiteStore:
         return list(await db.execute_fetchall(sql, params))
 
     async def wait_for_work(self, queues: list[str], timeout: float) -> None:
+        await self._until_changed(timeout)
+
+    async def wait_terminal(self, job_id: str, timeout: float) -> Job:
+        deadline = time.monotonic() + timeout
+        while True:
+            rows = await self._read(f"SELECT {_COLS} FROM jobs WHERE id = ?", (job_id,))
+            if not rows:
+                raise errors.JobNotFound(f"job {job_id} not found")
+            job = _job(rows[0])
+            left = deadline - time.monotonic()
+            if job.terminal or left <= 0:
+                return job
+            await self._until_changed(left)
+
+    async def _until_changed(self, timeout: float) -> None:
         # No cross-process notifications in SQLite: watch data_version, which changes whenever
         # another connection (another process, or our own writer) commits. One cheap pragma
-        # every few milliseconds instead of a claim query.
+        # every few milliseconds instead of a query.
         deadline = time.monotonic() + timeout
         (first,), *_ = await self._read("PRAGMA data_version")
         while time.monotonic() < deadline:
@@ -378,7 +394,13 @@ class SQLiteStore:
 
     # -- workers -----------------------------------------------------------------------------
     async def claim(
-        self, queues: list[str], worker_id: str, lease_seconds: float, limit: int = 1
+        self,
+        queues: list[str],
+        worker_id: str,
+        lease_seconds: float,
+        limit: int = 1,
+        *,
+        max_training: int | None = None,
     ) -> list[Claim]:
         queues = list(dict.fromkeys(queues))
         if not queues or limit <= 0:
@@ -387,20 +409,25 @@ class SQLiteStore:
         # One seek per queue (each already in priority/FIFO order), merged, best `limit` taken:
         # an `IN (queues)` over the index would sort every pending job of those queues instead.
         per_queue = " UNION ALL ".join(
-            "SELECT * FROM (SELECT seq, priority FROM jobs WHERE state = 'pending' "
+            "SELECT * FROM (SELECT seq, priority, job_type FROM jobs WHERE state = 'pending' "
             "AND cancel_requested = 0 AND queue = ? ORDER BY priority DESC, seq LIMIT ?)"
             for _ in queues
         )
         params: list[Any] = [worker_id, now + int(lease_seconds * 1000), now, now]
         for q in queues:
             params += [q, limit]
-        params.append(limit)
+        cap = -1 if max_training is None else max(0, max_training)
+        params += [limit, cap, cap]
         async with self._tx() as db:
             rows = await db.execute_fetchall(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
                 "token = lower(hex(randomblob(16))) || ':' || (attempt + 1), owner = ?, "
                 "lease_until = ?, started_at = ?, updated_at = ?, progress = 0 "
-                f"WHERE seq IN (SELECT seq FROM ({per_queue}) ORDER BY priority DESC, seq LIMIT ?) "
+                # The best `limit`, cut at the first training job past max_training (-1: none).
+                "WHERE seq IN (SELECT seq FROM (SELECT seq, sum(job_type = 'training') OVER "
+                "(ORDER BY priority DESC, seq) AS training FROM (SELECT * FROM "
+                f"({per_queue}) ORDER BY priority DESC, seq LIMIT ?)) "
+                "WHERE ? < 0 OR training <= ?) "
                 f"RETURNING {_COLS}, token, priority, seq",
                 params,
             )
@@ -455,19 +482,27 @@ class SQLiteStore:
         log: str | None = None,
         model: ModelRecord | None = None,
     ) -> bool:
+        (ok,) = await self.finish_many([Finish(job_id, token, result, log, model)])
+        return ok
+
+    async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
+        if not finishes:
+            return []
         now = _now_ms()
-        async with self._tx() as db:
-            rows = await db.execute_fetchall(
-                "UPDATE jobs SET state = 'completed', result = ?, log = coalesce(?, log), "
-                "error = NULL, progress = 1.0, finished_at = ?, updated_at = ?, token = NULL, "
-                "lease_until = NULL WHERE id = ? AND token = ? AND state = 'running' RETURNING 1",
-                (_dumps(result), log, now, now, job_id, token),
-            )
-            if not rows:
-                return False
-            if model is not None:
-                await self._insert_model(db, model)
-        return True
+        out: list[bool] = []
+        async with self._tx() as db:  # one transaction, one fsync, for all of them
+            for f in finishes:
+                rows = await db.execute_fetchall(
+                    "UPDATE jobs SET state = 'completed', result = ?, log = coalesce(?, log), "
+                    "error = NULL, progress = 1.0, finished_at = ?, updated_at = ?, token = NULL, "
+                    "lease_until = NULL WHERE id = ? AND token = ? AND state = 'running' "
+                    "RETURNING 1",
+                    (_dumps(f.result), f.log, now, now, f.job_id, f.token),
+                )
+                if rows and f.model is not None:
+                    await self._insert_model(db, f.model)
+                out.append(bool(rows))
+        return out
 
     async def fail(
         self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None

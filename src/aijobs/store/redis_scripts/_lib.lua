@@ -24,6 +24,8 @@
 --   P:dur:<durkey>    LIST  latest run times (ms) of completed jobs of one kind, newest first
 --   P:workers         ZSET  worker id -> last seen (ms);  P:worker_info HASH worker id -> JSON
 --   P:models          HASH  model id -> JSON;            P:models_by_time ZSET model id -> ms
+--   P:watch:<id>      STRING set (with a TTL) while a client waits for the job to end
+--   P:done            CHANNEL the id of a watched job is published here when it ends
 --
 -- Invariant (checked by store/redis_check.py): a pending job is in exactly ready:<its queue>,
 -- a running job in exactly leases, a terminal job in neither but in finished; every job is in
@@ -52,6 +54,7 @@ local K_WORKERS = P .. ':workers'
 local K_WORKER_INFO = P .. ':worker_info'
 local K_MODELS = P .. ':models'
 local K_MODELS_BY_TIME = P .. ':models_by_time'
+local K_DONE = P .. ':done'
 
 local function k_job(id) return P .. ':job:' .. id end
 local function k_state(state) return P .. ':state:' .. state end
@@ -59,6 +62,7 @@ local function k_ready(queue) return P .. ':ready:' .. queue end
 local function k_wake(queue) return P .. ':wake:' .. queue end
 local function k_idem(key) return P .. ':idem:' .. key end
 local function k_dur(durkey) return P .. ':dur:' .. durkey end
+local function k_watch(id) return P .. ':watch:' .. id end
 
 -- Integers as exact decimal strings (Lua's tostring keeps only 14 significant digits).
 local function num(x) return string.format('%.0f', x) end
@@ -109,6 +113,8 @@ end
 -- jobs past the retention limits (a bounded amount of work per transition, so it keeps up).
 local function finished(id, now)
   redis.call('ZADD', K_FINISHED, now, id)
+  -- Only watched jobs are announced: waiters subscribe once per process, not per job.
+  if redis.call('DEL', k_watch(id)) == 1 then redis.call('PUBLISH', K_DONE, id) end
   local budget = TRIM_BATCH
   if RETAIN_MS > 0 then
     local old = redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', num(now - RETAIN_MS),

@@ -1,11 +1,16 @@
 -- claim: take up to `limit` pending jobs of the listed queues, best first (priority desc, then
 -- FIFO across all of them), each with a lease and a fencing token: claim and lease record are
 -- one atomic step, so there is no moment at which a job lives only in a worker's memory.
--- ARGV: 3 worker id, 4 lease ms, 5 limit, 6 token seed (random, per call), 7.. queues (distinct)
+-- At most `max_training` of them are training jobs: the claim stops at the first training job
+-- past that (it never skips ahead of it), so a worker whose training slots are full can still
+-- take the inference jobs before it.
+-- ARGV: 3 worker id, 4 lease ms, 5 limit, 6 token seed (random, per call), 7 max training
+--       jobs (-1: no limit), 8.. queues (distinct)
 -- Returns {{token, job fields}, ...}.
 local worker, lease, limit, seed = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local training_left = tonumber(ARGV[7])
 local candidates = {}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   local queue = ARGV[i]
   for _, rank in ipairs(redis.call('ZRANGE', k_ready(queue), '-', '+', 'BYLEX', 'LIMIT', 0, limit)) do
     candidates[#candidates + 1] = {rank, queue}
@@ -20,8 +25,12 @@ for i = 1, math.min(limit, #candidates) do
   local rank, queue = candidates[i][1], candidates[i][2]
   local id = string.sub(rank, RANK_LEN + 1)
   local jk = k_job(id)
+  local f = redis.call('HMGET', jk, 'state', 'seq', 'job_type')
+  if f[1] == 'pending' and f[3] == 'training' then
+    if training_left == 0 then break end
+    training_left = training_left - 1
+  end
   redis.call('ZREM', k_ready(queue), rank)
-  local f = redis.call('HMGET', jk, 'state', 'seq')
   if f[1] == 'pending' then
     local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
     local token = seed .. '.' .. i .. ':' .. attempt
@@ -33,7 +42,7 @@ for i = 1, math.min(limit, #candidates) do
   end
 end
 -- Chain the wake-up: another idle worker takes what this one left.
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   local queue = ARGV[i]
   if redis.call('ZCARD', k_ready(queue)) > 0 then wake(queue) else redis.call('DEL', k_wake(queue)) end
 end

@@ -1,0 +1,90 @@
+"""Job-end announcements: one Pub/Sub subscription per process wakes every local waiter.
+
+A client that waits for a job (``RedisStore.wait_terminal``) marks the job watched; the script
+that ends a watched job publishes its id on ``P:done``. One subscribed connection per process
+hears every announcement and wakes the local waiters of that id, so a thousand long-polls hold
+one connection, not a thousand blocked ones. An announcement can be missed only while the
+subscription is down; on reconnecting every waiter is woken to look again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import redis.asyncio as aioredis
+
+log = logging.getLogger("aijobs.store.redis")
+
+POLL_SECONDS = 1.0  # get_message timeout: well inside the socket timeout
+RECONNECT_SECONDS = 0.5
+
+
+class Announcements:
+    def __init__(self, client: aioredis.Redis, channel: str) -> None:
+        self.client = client
+        self.channel = channel
+        self.waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self.subscribed = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def expect(self, job_id: str) -> asyncio.Future[None]:
+        """A future resolved when `job_id` is announced (or the subscription was interrupted)."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._listen())
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(job_id, set()).add(future)
+        return future
+
+    def forget(self, job_id: str, future: asyncio.Future[None]) -> None:
+        waiting = self.waiters.get(job_id)
+        if waiting is not None:
+            waiting.discard(future)
+            if not waiting:
+                del self.waiters[job_id]
+
+    async def ready(self, timeout: float) -> None:
+        """Until subscribed (or `timeout`): an announcement made before then would be missed."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.subscribed.wait(), timeout)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        self._wake(list(self.waiters))
+
+    def _wake(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            for future in self.waiters.get(job_id, ()):
+                if not future.done():
+                    future.set_result(None)
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = self.client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(self.channel)
+                self.subscribed.set()
+                self._wake(list(self.waiters))  # what ended while we were away is not announced
+                while True:
+                    message: dict[str, Any] | None = await pubsub.get_message(
+                        ignore_subscribe_messages=True, timeout=POLL_SECONDS
+                    )
+                    if message is not None and message["type"] == "message":
+                        self._wake([message["data"]])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.subscribed.is_set():
+                    log.warning("job-end subscription lost (%s); reconnecting", exc)
+                self.subscribed.clear()
+                self._wake(list(self.waiters))
+                await asyncio.sleep(RECONNECT_SECONDS)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
