@@ -58,6 +58,10 @@ def serve(
 def worker(
     queue: Annotated[list[str], typer.Option("--queue", "-q", help="Queue to serve (repeatable)")],
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once")] = 1,
+    runtime: Annotated[
+        str | None,
+        typer.Option(help="Serve the queues with this runtime plugin (name or module:Class)"),
+    ] = None,
 ) -> None:
     """Serve one or more queues: claim jobs and run each in a child process."""
     from aijobs.store import open_store
@@ -66,7 +70,7 @@ def worker(
 
     _logging()
     settings = Settings()
-    if found := problems(queue, settings.allow_missing_gpu):
+    if found := problems(queue, settings.allow_missing_gpu, runtime_override=runtime):
         for problem in found:
             typer.echo(f"error: {problem}", err=True)
         raise typer.Exit(2)
@@ -75,7 +79,7 @@ def worker(
         store = open_store(settings.resolved_store_url, settings=settings)
         await store.open()
         try:
-            await Worker(settings, store, queue, concurrency).run()
+            await Worker(settings, store, queue, concurrency, runtime).run()
         finally:
             await store.close()
 

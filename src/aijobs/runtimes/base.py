@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from importlib import import_module
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -77,3 +78,20 @@ def discover() -> dict[str, Runtime]:
         except Exception:
             log.exception("runtime plugin %r (%s) failed to load; skipped", ep.name, ep.value)
     return found
+
+
+def load_runtime(name: str, installed: dict[str, Runtime] | None = None) -> Runtime | None:
+    """The runtime called `name`: an entry-point name, or ``module:Class`` importable here.
+
+    The second form lets a worker serve a queue with a runtime class that is not packaged
+    (``aijobs worker --runtime mypkg.trainers:XGBoostRuntime``). None when it is not found.
+    """
+    if ":" not in name:
+        return (discover() if installed is None else installed).get(name)
+    module, _, attr = name.partition(":")
+    try:
+        runtime: Runtime = getattr(import_module(module), attr)()
+    except (ImportError, AttributeError):
+        log.exception("runtime %r failed to load", name)
+        return None
+    return runtime

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from aijobs import datapaths, errors
-from aijobs.runtimes.base import discover
+from aijobs.runtimes.base import load_runtime
 
 EXIT_OK, EXIT_CRASH, EXIT_JOB_FAILURE = 0, 1, 2
 
@@ -59,7 +59,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def train(spec: dict[str, Any], channel: IO[str] | None) -> dict[str, Any]:
     payload = spec["payload"]
     runtime_name, model_type = spec["runtime"], payload["model_type"]
-    runtime = discover().get(runtime_name)
+    runtime = load_runtime(runtime_name)
     if runtime is None:
         raise errors.JobFailure(f"runtime {runtime_name!r} is not installed in this worker")
     if problem := runtime.missing():

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from aijobs import artifacts, errors
-from aijobs.runtimes.base import Runtime, discover
+from aijobs.runtimes.base import Runtime, discover, load_runtime
 
 
 class ModelCache:
@@ -47,6 +47,8 @@ def handle(
     request: dict[str, Any], cache: ModelCache, runtimes: dict[str, Runtime]
 ) -> dict[str, Any]:
     runtime = runtimes.get(request["runtime"])
+    if runtime is None and (runtime := load_runtime(request["runtime"], runtimes)) is not None:
+        runtimes[request["runtime"]] = runtime
     if runtime is None:
         raise errors.JobFailure(f"runtime {request['runtime']!r} is not installed in this worker")
     started = time.perf_counter()

@@ -64,11 +64,17 @@ def tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
 
 class Worker:
     def __init__(
-        self, settings: Settings, store: JobStore, queues: list[str], concurrency: int = 1
+        self,
+        settings: Settings,
+        store: JobStore,
+        queues: list[str],
+        concurrency: int = 1,
+        runtime: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.queues = queues
+        self.runtime = runtime  # serve every queue with this plugin instead of the catalogue's
         self.concurrency = concurrency
         # One training job per GPU: each gets its own device through CUDA_VISIBLE_DEVICES.
         self.free_gpus = gpu_devices() if any(routing.QUEUES[q].gpu for q in queues) else []
@@ -292,7 +298,7 @@ class Worker:
             "job_id": job.id,
             "attempt": job.attempt,
             "payload": job.payload,
-            "runtime": queue.runtime,
+            "runtime": self.runtime or queue.runtime,
             "model_dir": str(model_dir),
             "checkpoint_dir": str(self.settings.jobs_dir / job.id / "checkpoint"),
             "data_roots": [str(r) for r in self.settings.roots],
@@ -398,7 +404,7 @@ class Worker:
             await self._write(held, "fail", f"model {job.model_id} is not available: {exc}")
             return
         request = {
-            "runtime": routing.QUEUES[model.queue].runtime,
+            "runtime": self.runtime or routing.QUEUES[model.queue].runtime,
             "model_dir": model.path,
             "sha256": model.sha256,
             "input_data": job.payload["input_data"],

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 
 from aijobs import routing
-from aijobs.runtimes.base import Runtime, discover
+from aijobs.runtimes.base import Runtime, discover, load_runtime
 
 
 def gpu_count() -> int:
@@ -31,11 +31,20 @@ def gpu_devices() -> list[str]:
 
 
 def problems(
-    queues: list[str], allow_missing_gpu: bool, runtimes: dict[str, Runtime] | None = None
+    queues: list[str],
+    allow_missing_gpu: bool,
+    runtimes: dict[str, Runtime] | None = None,
+    runtime_override: str | None = None,
 ) -> list[str]:
     """Why this environment cannot serve `queues` (empty when it can)."""
     runtimes = discover() if runtimes is None else runtimes
     found: list[str] = []
+    if runtime_override is not None:
+        override = load_runtime(runtime_override, runtimes)
+        if override is None:
+            found.append(f"runtime {runtime_override!r} is neither installed nor importable")
+        elif missing := override.missing():
+            found.append(f"runtime {runtime_override!r}: {missing}")
     gpus: int | None = None
     for name in queues:
         queue = routing.QUEUES.get(name)
@@ -43,12 +52,12 @@ def problems(
             found.append(f"unknown queue {name!r}; queues: {', '.join(routing.QUEUES)}")
             continue
         runtime = runtimes.get(queue.runtime)
-        if runtime is None:
+        if runtime_override is None and runtime is None:
             found.append(
                 f"queue {name!r} needs the {queue.runtime} runtime, which is not installed here "
                 f"(pip install 'aijobs[{queue.runtime}]')"
             )
-        elif missing := runtime.missing():
+        elif runtime_override is None and runtime is not None and (missing := runtime.missing()):
             found.append(f"queue {name!r}: {missing}")
         if queue.gpu and not allow_missing_gpu:
             gpus = gpu_count() if gpus is None else gpus

@@ -1,0 +1,159 @@
+"""aijobs in the peer benchmark (bench/bench_peers.py): the same CLI and JSON line as every peer.
+
+    .venv/bin/python bench/peers/aijobs_bench.py --redis-url redis://127.0.0.1:6379/0
+
+The no-op goes through the real worker path: one `aijobs worker` process claims the jobs from
+the Redis store, its inference child runs the no-op runtime (bench/noop_runtime.py) on each, and
+the worker finishes them with its claim's fencing token. Jobs are inference jobs on a model that
+a no-op training job (a training child, as always) made first: inference is the path meant for
+short jobs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aijobs import __version__
+from aijobs.jobs import Job, JobType, NewJob, State
+from aijobs.settings import Settings
+from aijobs.store import JobStore, open_store
+
+BENCH = Path(__file__).resolve().parents[1]
+QUEUE = "sklearn"  # any catalogued queue: the worker serves it with the no-op runtime
+RUNTIME = "noop_runtime:NoopRuntime"
+POLL = 0.0005
+WARMUP = 10
+
+
+def worker_env(url: str, home: Path) -> dict[str, str]:
+    path = os.pathsep.join(p for p in (str(BENCH), os.environ.get("PYTHONPATH", "")) if p)
+    return os.environ | {
+        "AIJOBS_STORE_URL": url,
+        "AIJOBS_HOME": str(home),
+        "AIJOBS_DATA_ROOTS": str(home / "data"),
+        "PYTHONPATH": path,
+    }
+
+
+def start_worker(env: dict[str, str], home: Path) -> subprocess.Popen[bytes]:
+    with open(home / "worker.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "aijobs", "worker", "--queue", QUEUE, "--runtime", RUNTIME],
+            env=env,
+            stdout=log,
+            stderr=log,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def until_done(store: JobStore, job_id: str, timeout: float = 60.0) -> Job:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = await store.get(job_id)
+        if job.terminal:
+            return job
+        if time.monotonic() > deadline:
+            raise SystemExit(f"job {job_id} did not finish: {job.state}")
+        await asyncio.sleep(POLL)
+
+
+def inference(model_id: str, i: int) -> NewJob:
+    payload = {"model_id": model_id, "input_data": str(i), "parameters": {}}
+    return NewJob(job_type=JobType.INFERENCE, queue=QUEUE, payload=payload, model_id=model_id)
+
+
+async def run(url: str, jobs: int, round_trips: int) -> dict[str, object]:
+    home = Path(tempfile.mkdtemp(prefix="aijobs-bench-"))
+    (home / "data").mkdir()
+    (home / "data" / "noop.txt").write_text("no data\n")
+    env = worker_env(url, home)
+    store = open_store(url, settings=Settings(home=home, store_url=url))
+    await store.open()
+    worker = start_worker(env, home)
+    try:
+        payload = {"model_type": "noop", "data_path": "noop.txt", "hyperparameters": {}}
+        trained = await until_done(
+            store,
+            (
+                await store.submit(
+                    NewJob(
+                        job_type=JobType.TRAINING, queue=QUEUE, payload=payload, model_type="noop"
+                    )
+                )
+            ).id,
+        )
+        if trained.state is not State.COMPLETED or trained.result is None:
+            raise SystemExit(f"the no-op training job ended {trained.state}: {trained.error}")
+        model_id = trained.result["model_id"]
+        stop(worker)
+
+        t = time.perf_counter()
+        last = ""
+        for i in range(jobs):
+            last = (await store.submit(inference(model_id, i))).id
+        enqueue_s = time.perf_counter() - t
+
+        worker = start_worker(env, home)
+        while (await store.queue_depths()).get(QUEUE, {}).get("pending", 0) >= jobs:
+            await asyncio.sleep(POLL)
+        t0 = time.perf_counter()
+        await until_done(store, last)
+        t1 = time.perf_counter()
+        _, completed = await store.list_jobs(State.COMPLETED, limit=1)
+        if completed != jobs + 1:
+            raise SystemExit(f"{completed - 1} of {jobs} jobs completed")
+
+        samples = []
+        for i in range(round_trips + WARMUP):
+            t = time.perf_counter()
+            job = await store.submit(inference(model_id, i))
+            done = await until_done(store, job.id)
+            samples.append((time.perf_counter() - t) * 1000)
+            if done.state is not State.COMPLETED:
+                raise SystemExit(f"round trip {i} ended {done.state}: {done.error}")
+        samples = sorted(samples[WARMUP:])
+    finally:
+        stop(worker)
+        await store.close()
+    return {
+        "queue": "aijobs",
+        "version": __version__,
+        "jobs": jobs,
+        "enqueue_per_s": round(jobs / enqueue_s, 1),
+        "drain_per_s": round(jobs / (t1 - t0), 1),
+        "round_trips": round_trips,
+        "rtt_p50_ms": round(statistics.median(samples), 3),
+        "rtt_p99_ms": round(samples[min(len(samples) - 1, int(0.99 * len(samples)))], 3),
+        "notes": "one `aijobs worker` process (its inference child runs the no-op runtime)",
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--redis-url", required=True)
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--round-trips", type=int, default=300)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.redis_url, args.jobs, args.round_trips))))
+
+
+if __name__ == "__main__":
+    main()
