@@ -1,0 +1,387 @@
+"""aijobs against the Python queues people use today, on the same machine and the same Redis.
+
+    .venv/bin/python bench/bench_peers.py                       # 3 runs x 5,000 jobs x 300 trips
+    .venv/bin/python bench/bench_peers.py --only huey,rq --runs 1 --jobs 1000 --round-trips 50
+
+Peers: Huey, Dramatiq, SAQ, arq, Celery, RQ, and a bare redis-py loop (one LPUSH / BLMOVE / HSET
+per job) as the baseline; aijobs itself when `bench/peers/aijobs_bench.py` exists (run with
+the project's interpreter, `.venv/bin/python`). Each peer's adapter, `bench/peers/<name>_bench.py`,
+runs in a separate benchmark venv that this script creates when it is missing or its
+requirements changed (`bench/peers/.venv` from requirements.txt; arq in `bench/peers/.venv-arq`,
+its redis-py pin conflicting with Celery's).
+
+One redis-server of our own (free port, temporary directory, AOF on with `appendfsync everysec`,
+no RDB snapshots) serves every run; the DB is flushed before each. Each adapter prints one JSON
+line (see `bench/peers/_common.py` for the protocol):
+
+    {"queue", "version", "jobs", "enqueue_per_s", "drain_per_s", "round_trips",
+     "rtt_p50_ms", "rtt_p99_ms", "notes"}
+
+Every adapter runs --runs times, the order reversed on every other run; the table gives medians,
+and for aijobs the ratios to the fastest peer (throughput: ours / the highest peer drain;
+latency: ours p50 / the lowest peer p50). The bare redis-py loop is a baseline, not a peer.
+Raw runs and medians go to bench/results/peers.json, the table to bench/results/peers.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+PEERS_DIR = REPO / "bench" / "peers"
+RESULTS_DIR = REPO / "bench" / "results"
+VENVS = {  # venv folder -> requirements file
+    ".venv": "requirements.txt",
+    ".venv-arq": "requirements-arq.txt",
+}
+PEERS = {  # queue name in the table -> (adapter file, venv folder)
+    "huey": ("huey_bench.py", ".venv"),
+    "dramatiq": ("dramatiq_bench.py", ".venv"),
+    "saq": ("saq_bench.py", ".venv"),
+    "arq": ("arq_bench.py", ".venv-arq"),
+    "celery": ("celery_bench.py", ".venv"),
+    "rq": ("rq_bench.py", ".venv"),
+    "redis-py": ("redispy_bench.py", ".venv"),
+}
+BASELINE = "redis-py"
+OURS = "aijobs"
+OURS_ADAPTER = PEERS_DIR / "aijobs_bench.py"
+KEYS = (
+    "queue",
+    "version",
+    "jobs",
+    "enqueue_per_s",
+    "drain_per_s",
+    "round_trips",
+    "rtt_p50_ms",
+    "rtt_p99_ms",
+    "notes",
+)
+RUN_TIMEOUT_S = 1800
+TIMES, DASH = "\u00d7", "\u2013"
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+# -- the benchmark venvs -----------------------------------------------------------------------
+
+
+def ensure_venv(folder: str, requirements: str) -> Path:
+    venv = PEERS_DIR / folder
+    python = venv / "bin" / "python"
+    req = PEERS_DIR / requirements
+    digest = hashlib.sha256(req.read_bytes()).hexdigest()
+    stamp = venv / ".bench-requirements"
+    if python.exists() and stamp.exists() and stamp.read_text() == digest:
+        return python
+    log(f"creating {venv.relative_to(REPO)} from {req.relative_to(REPO)} ...")
+    base = getattr(sys, "_base_executable", sys.executable)
+    subprocess.run([base, "-m", "venv", "--clear", str(venv)], check=True)
+    subprocess.run(
+        [
+            str(python),
+            *("-m", "pip", "install", "--quiet", "--disable-pip-version-check"),
+            "-r",
+            str(req),
+        ],
+        check=True,
+    )
+    stamp.write_text(digest)
+    return python
+
+
+def project_python() -> str:
+    """The interpreter for aijobs's adapter: the project venv's (this one when it is that)."""
+    venv_python = REPO / ".venv" / "bin" / "python"
+    if Path(sys.prefix).resolve() == (REPO / ".venv").resolve() or not venv_python.exists():
+        return sys.executable
+    return str(venv_python)
+
+
+# -- Redis -------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def redis_command(port: int, *args: str) -> bytes:
+    """One command over RESP with the standard library (this script needs no redis-py)."""
+    payload = f"*{len(args)}\r\n".encode() + b"".join(
+        f"${len(a.encode())}\r\n{a}\r\n".encode() for a in args
+    )
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(payload)
+        data = b""
+        while not data.endswith(b"\r\n") or (data.startswith(b"$") and data.count(b"\r\n") < 2):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    if data.startswith(b"-"):
+        raise RuntimeError(f"redis {args[0]}: {data.decode(errors='replace').strip()}")
+    return data
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[tuple[int, str]]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("redis-server is not installed (apt-get install redis-server)")
+    with tempfile.TemporaryDirectory(prefix="bench-peers-redis-") as root:
+        port = free_port()
+        proc = subprocess.Popen(
+            [
+                binary,
+                *("--port", str(port), "--bind", "127.0.0.1", "--dir", root),
+                *("--appendonly", "yes", "--appendfsync", "everysec", "--save", ""),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    if redis_command(port, "PING").startswith(b"+PONG"):
+                        break
+                except (OSError, RuntimeError):
+                    pass
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    sys.exit("redis-server did not start")
+                time.sleep(0.05)
+            info = redis_command(port, "INFO", "server").decode()
+            version = next(
+                line.split(":", 1)[1].strip()
+                for line in info.splitlines()
+                if line.startswith("redis_version:")
+            )
+            yield port, version
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# -- running the adapters ----------------------------------------------------------------------
+
+
+def run_adapter(
+    python: str, adapter: Path, port: int, args: argparse.Namespace
+) -> dict[str, Any] | str:
+    """One run; the adapter's JSON line, or an error message."""
+    redis_command(port, "FLUSHDB")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "BENCH_REDIS_URL")}
+    cmd = [
+        python,
+        str(adapter),
+        *("--redis-url", f"redis://127.0.0.1:{port}/0"),
+        *("--jobs", str(args.jobs), "--round-trips", str(args.round_trips)),
+    ]
+    try:
+        proc = subprocess.run(
+            cmd,
+            cwd=adapter.parent,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        return f"timed out after {RUN_TIMEOUT_S} s"
+    if proc.returncode != 0:
+        return f"exit {proc.returncode}: {(proc.stderr or proc.stdout).strip()[-2000:]}"
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    try:
+        result = json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        return f"no JSON line on stdout: {proc.stdout[-2000:]!r}"
+    missing = [k for k in KEYS if k not in result]
+    if missing:
+        return f"JSON line lacks {missing}: {lines[-1]}"
+    return dict(result)
+
+
+def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "version": runs[-1]["version"],
+        "runs": len(runs),
+        "notes": runs[-1]["notes"],
+    }
+    for key in ("drain_per_s", "enqueue_per_s", "rtt_p50_ms", "rtt_p99_ms"):
+        values = [float(r[key]) for r in runs]
+        out[key] = round(statistics.median(values), 3)
+        out[f"{key}_min"] = round(min(values), 3)
+        out[f"{key}_max"] = round(max(values), 3)
+    return out
+
+
+def ratios(table: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    peers = {q: m for q, m in table.items() if q not in (OURS, BASELINE)}
+    if OURS not in table or not peers:
+        return None
+    ours = table[OURS]
+    fastest = max(peers, key=lambda q: peers[q]["drain_per_s"])
+    lowest = min(peers, key=lambda q: peers[q]["rtt_p50_ms"])
+    out = {
+        "fastest_peer": fastest,
+        "throughput_ratio": round(ours["drain_per_s"] / peers[fastest]["drain_per_s"], 2),
+        "lowest_latency_peer": lowest,
+        "latency_ratio": round(ours["rtt_p50_ms"] / peers[lowest]["rtt_p50_ms"], 2),
+    }
+    if BASELINE in table:
+        base = table[BASELINE]
+        out["throughput_vs_redis_py"] = round(ours["drain_per_s"] / base["drain_per_s"], 2)
+        out["latency_vs_redis_py"] = round(ours["rtt_p50_ms"] / base["rtt_p50_ms"], 2)
+    return out
+
+
+def markdown(table: dict[str, dict[str, Any]], rat: dict[str, Any] | None, n_runs: int) -> str:
+    lines = [
+        f"| Queue | Version | Drain, jobs/s (median of {n_runs}) | Enqueue, jobs/s "
+        "| Round trip p50 | Round trip p99 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for queue, m in table.items():
+        name = f"{queue} (baseline)" if queue == BASELINE else queue
+        lines.append(
+            f"| {name} | {m['version']} | {m['drain_per_s']:,.0f} "
+            f"({m['drain_per_s_min']:,.0f}{DASH}{m['drain_per_s_max']:,.0f}) "
+            f"| {m['enqueue_per_s']:,.0f} | {m['rtt_p50_ms']:.2f} ms | {m['rtt_p99_ms']:.2f} ms |"
+        )
+    if rat is not None:
+        lines += [
+            "",
+            f"aijobs vs the fastest peer: throughput {rat['throughput_ratio']:.2f}{TIMES} "
+            f"{rat['fastest_peer']}'s, round-trip p50 {rat['latency_ratio']:.2f}{TIMES} "
+            f"{rat['lowest_latency_peer']}'s.",
+        ]
+    lines += ["", "Settings:", ""]
+    lines += [f"- {queue}: {m['notes']}" for queue, m in table.items()]
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model,
+        "loadavg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--jobs", type=int, default=5000)
+    p.add_argument("--round-trips", type=int, default=300)
+    p.add_argument("--only", default="", help="comma-separated queues, e.g. huey,rq,aijobs")
+    p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where peers.json/md go")
+    args = p.parse_args()
+
+    queues = [*PEERS, OURS]
+    if args.only:
+        wanted = [q.strip() for q in args.only.split(",") if q.strip()]
+        unknown = [q for q in wanted if q not in queues]
+        if unknown:
+            p.error(f"unknown queue(s) {unknown}; known: {', '.join(queues)}")
+        queues = [q for q in queues if q in wanted]
+    if OURS in queues and not OURS_ADAPTER.exists():
+        log(f"skipping {OURS}: {OURS_ADAPTER.relative_to(REPO)} does not exist yet")
+        queues.remove(OURS)
+    if not queues:
+        sys.exit("nothing to run")
+
+    pythons: dict[str, str] = {}
+    for q in queues:
+        if q == OURS:
+            pythons[q] = project_python()
+        else:
+            folder = PEERS[q][1]
+            pythons[q] = str(ensure_venv(folder, VENVS[folder]))
+    adapters = {q: OURS_ADAPTER if q == OURS else PEERS_DIR / PEERS[q][0] for q in queues}
+
+    raw: dict[str, list[dict[str, Any]]] = {q: [] for q in queues}
+    errors: dict[str, list[str]] = {q: [] for q in queues}
+    meta = machine()
+    started = time.monotonic()
+    with redis_server() as (port, redis_version):
+        meta["redis"] = redis_version
+        log(f"redis-server {redis_version} on port {port} (AOF, appendfsync everysec)")
+        for k in range(args.runs):
+            order = queues if k % 2 == 0 else queues[::-1]
+            for q in order:
+                t = time.monotonic()
+                result = run_adapter(pythons[q], adapters[q], port, args)
+                if isinstance(result, str):
+                    errors[q].append(result)
+                    log(f"run {k + 1}/{args.runs} {q}: FAILED {result}")
+                    continue
+                raw[q].append(result)
+                log(
+                    f"run {k + 1}/{args.runs} {q:9s} drain {result['drain_per_s']:>8,.0f}/s  "
+                    f"enqueue {result['enqueue_per_s']:>8,.0f}/s  "
+                    f"rtt p50 {result['rtt_p50_ms']:6.2f} ms  p99 {result['rtt_p99_ms']:6.2f} ms"
+                    f"  ({time.monotonic() - t:.0f} s)"
+                )
+
+    table = {q: medians(raw[q]) for q in queues if raw[q]}
+    rat = ratios(table)
+    md = markdown(table, rat, args.runs)
+    print(md)
+    args.out.mkdir(parents=True, exist_ok=True)
+    command = "bench/bench_peers.py " + " ".join(sys.argv[1:])
+    report = {
+        "command": command.strip(),
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": meta,
+        "seconds": round(time.monotonic() - started, 1),
+        "params": {"runs": args.runs, "jobs": args.jobs, "round_trips": args.round_trips},
+        "medians": table,
+        "ratios": rat,
+        "runs": raw,
+        "errors": {q: e for q, e in errors.items() if e},
+    }
+    (args.out / "peers.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "peers.md").write_text(
+        f"`{command.strip()}` — {report['date']}, {meta['cpus']} CPUs ({meta['cpu_model']}), "
+        f"Redis {meta['redis']}, Python {meta['python']}\n\n" + md
+    )
+    log(f"wrote {args.out / 'peers.json'} and {args.out / 'peers.md'}")
+    if any(errors.values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
