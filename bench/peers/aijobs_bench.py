@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 from aijobs import __version__
@@ -35,10 +36,11 @@ POLL = 0.0005
 WARMUP = 10
 
 
-def worker_env(url: str, home: Path) -> dict[str, str]:
+def worker_env(url: str, home: Path, prefix: str) -> dict[str, str]:
     path = os.pathsep.join(p for p in (str(BENCH), os.environ.get("PYTHONPATH", "")) if p)
     return os.environ | {
         "AIJOBS_STORE_URL": url,
+        "AIJOBS_REDIS_PREFIX": prefix,
         "AIJOBS_HOME": str(home),
         "AIJOBS_DATA_ROOTS": str(home / "data"),
         "PYTHONPATH": path,
@@ -65,14 +67,10 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 async def until_done(store: JobStore, job_id: str, timeout: float = 60.0) -> Job:
-    deadline = time.monotonic() + timeout
-    while True:
-        job = await store.get(job_id)
-        if job.terminal:
-            return job
-        if time.monotonic() > deadline:
-            raise SystemExit(f"job {job_id} did not finish: {job.state}")
-        await asyncio.sleep(POLL)
+    job = await store.wait_terminal(job_id, timeout)
+    if not job.terminal:
+        raise SystemExit(f"job {job_id} did not finish: {job.state}")
+    return job
 
 
 def inference(model_id: str, i: int) -> NewJob:
@@ -84,8 +82,9 @@ async def run(url: str, jobs: int, round_trips: int) -> dict[str, object]:
     home = Path(tempfile.mkdtemp(prefix="aijobs-bench-"))
     (home / "data").mkdir()
     (home / "data" / "noop.txt").write_text("no data\n")
-    env = worker_env(url, home)
-    store = open_store(url, settings=Settings(home=home, store_url=url))
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"  # a run of its own, even in a shared Redis
+    env = worker_env(url, home, prefix)
+    store = open_store(url, settings=Settings(home=home, store_url=url, redis_prefix=prefix))
     await store.open()
     worker = start_worker(env, home)
     try:

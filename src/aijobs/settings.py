@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     worker_ttl_seconds: float = Field(15.0, gt=0, description="A worker silent this long is dead.")
     max_body_bytes: int = Field(1_048_576, gt=0, description="Largest accepted request body.")
     inference_cache_size: int = Field(8, ge=1, description="Models kept loaded per worker.")
+    inference_prefetch: int = Field(
+        16, ge=0, description="Inference jobs a worker holds beyond its training slots."
+    )
     allow_missing_gpu: bool = Field(False, description="Let GPU queues run without CUDA (tests).")
     # Redis store (AIJOBS_STORE_URL=redis://, rediss:// or unix://)
     redis_prefix: str = Field(

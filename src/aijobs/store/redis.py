@@ -158,7 +158,9 @@ def _job(values: Sequence[str | None], log_text: str | None = None) -> Job:
     created = _s(need("created_at"))
     updated = _s(need("updated_at"))
     assert created is not None and updated is not None
-    return Job(
+    # Built from our own scripts' replies, every field already of its type: no validation pass
+    # (this runs for every job a worker claims).
+    return Job.model_construct(
         id=need("id"),
         job_type=JobType(need("job_type")),
         queue=need("queue"),
@@ -508,7 +510,8 @@ class RedisStore:
                 if fields or left <= 0:
                     return _job(fields) if fields else await self.get(job_id)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(ended, min(left, WATCH_RECHECK_SECONDS))
+                    if announced := await asyncio.wait_for(ended, min(left, WATCH_RECHECK_SECONDS)):
+                        return _job(announced)
             finally:
                 announcements.forget(job_id, ended)
 

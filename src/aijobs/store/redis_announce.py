@@ -1,22 +1,26 @@
 """Job-end announcements: one Pub/Sub subscription per process wakes every local waiter.
 
 A client that waits for a job (``RedisStore.wait_terminal``) marks the job watched; the script
-that ends a watched job publishes its id on ``P:done``. One subscribed connection per process
-hears every announcement and wakes the local waiters of that id, so a thousand long-polls hold
-one connection, not a thousand blocked ones. An announcement can be missed only while the
-subscription is down; on reconnecting every waiter is woken to look again.
+that ends a watched job publishes its fields on ``P:done``. One subscribed connection per
+process hears every announcement and hands the fields to the local waiters of that job, so a
+thousand long-polls hold one connection, not a thousand blocked ones. An announcement can be
+missed only while the subscription is down; on reconnecting every waiter is woken (with None)
+to look again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from typing import Any
 
 import redis.asyncio as aioredis
 
 log = logging.getLogger("aijobs.store.redis")
+
+Fields = list[str | None]  # a job's fields, in FIELDS order
 
 POLL_SECONDS = 1.0  # get_message timeout: well inside the socket timeout
 RECONNECT_SECONDS = 0.5
@@ -26,19 +30,19 @@ class Announcements:
     def __init__(self, client: aioredis.Redis, channel: str) -> None:
         self.client = client
         self.channel = channel
-        self.waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self.waiters: dict[str, set[asyncio.Future[Fields | None]]] = {}
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
-    def expect(self, job_id: str) -> asyncio.Future[None]:
-        """A future resolved when `job_id` is announced (or the subscription was interrupted)."""
+    def expect(self, job_id: str) -> asyncio.Future[Fields | None]:
+        """Resolved with the job's fields when it ends, or None: look again (a reconnect)."""
         if self._task is None:
             self._task = asyncio.create_task(self._listen())
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Fields | None] = asyncio.get_running_loop().create_future()
         self.waiters.setdefault(job_id, set()).add(future)
         return future
 
-    def forget(self, job_id: str, future: asyncio.Future[None]) -> None:
+    def forget(self, job_id: str, future: asyncio.Future[Fields | None]) -> None:
         waiting = self.waiters.get(job_id)
         if waiting is not None:
             waiting.discard(future)
@@ -58,11 +62,11 @@ class Announcements:
             self._task = None
         self._wake(list(self.waiters))
 
-    def _wake(self, job_ids: list[str]) -> None:
+    def _wake(self, job_ids: list[str], fields: Fields | None = None) -> None:
         for job_id in job_ids:
             for future in self.waiters.get(job_id, ()):
                 if not future.done():
-                    future.set_result(None)
+                    future.set_result(fields)
 
     async def _listen(self) -> None:
         while True:
@@ -76,7 +80,9 @@ class Announcements:
                         ignore_subscribe_messages=True, timeout=POLL_SECONDS
                     )
                     if message is not None and message["type"] == "message":
-                        self._wake([message["data"]])
+                        # Lua's cjson writes a missing field (nil in HMGET) as false.
+                        fields = [None if v is False else v for v in json.loads(message["data"])]
+                        self._wake([str(fields[0])], fields)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

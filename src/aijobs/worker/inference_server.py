@@ -19,6 +19,8 @@ from typing import Any
 from aijobs import artifacts, errors
 from aijobs.runtimes.base import Runtime, discover, load_runtime
 
+READ_CHUNK = 1 << 20
+
 
 class ModelCache:
     """Least-recently-used loaded models, keyed by model directory."""
@@ -69,23 +71,31 @@ def handle(
     }
 
 
+def answer(line: bytes, cache: ModelCache, runtimes: dict[str, Runtime]) -> bytes:
+    request = json.loads(line)
+    reply: dict[str, Any] = {"id": request.get("id")}
+    try:
+        reply |= {"ok": True, "output": handle(request, cache, runtimes)}
+    except errors.JobFailure as exc:
+        reply |= {"ok": False, "error": exc.detail}
+    except Exception as exc:
+        traceback.print_exc()
+        reply |= {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+    return (json.dumps(reply, default=str) + "\n").encode()
+
+
 def main() -> int:
-    protocol = os.fdopen(os.dup(1), "w")
+    protocol = open(os.dup(1), "wb")  # noqa: SIM115 - open for the life of the process
     os.dup2(2, 1)  # stray prints from libraries go to the log, not the protocol
     sys.stdout = sys.stderr
     cache = ModelCache(int(os.environ.get("AIJOBS_INFERENCE_CACHE_SIZE", "8")))
     runtimes = discover()
-    for line in sys.stdin:
-        request = json.loads(line)
-        reply: dict[str, Any] = {"id": request.get("id")}
-        try:
-            reply |= {"ok": True, "output": handle(request, cache, runtimes)}
-        except errors.JobFailure as exc:
-            reply |= {"ok": False, "error": exc.detail}
-        except Exception as exc:
-            traceback.print_exc()
-            reply |= {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-        protocol.write(json.dumps(reply, default=str) + "\n")
+    pending = b""
+    # Requests arrive pipelined: answer all that one read brings, and send the answers in one
+    # write (one wake-up of the worker for a batch, not one per job).
+    while chunk := os.read(0, READ_CHUNK):
+        *lines, pending = (pending + chunk).split(b"\n")
+        protocol.write(b"".join(answer(line, cache, runtimes) for line in lines if line.strip()))
         protocol.flush()
     return 0
 

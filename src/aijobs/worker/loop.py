@@ -16,12 +16,23 @@ import signal
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from aijobs import artifacts, errors, routing
-from aijobs.jobs import Claim, Job, JobType, ModelRecord, Progress, Renewal, WorkerInfo, now
+from aijobs.jobs import (
+    Claim,
+    Finish,
+    Job,
+    JobType,
+    ModelRecord,
+    Progress,
+    Renewal,
+    WorkerInfo,
+    now,
+)
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.child import EXIT_JOB_FAILURE, EXIT_OK
@@ -29,10 +40,12 @@ from aijobs.worker.preflight import gpu_devices
 from aijobs.worker.supervisor import InferenceProcess, TrainingProcess
 
 log = logging.getLogger("aijobs.worker")
+T = TypeVar("T")
 
 LOG_TAIL_BYTES = 64 * 1024
 IDLE_WAIT = 1.0  # longest sleep between claims when the store sends no wake-up
 STORE_RETRY_SECONDS = 2.0
+MODELS_REMEMBERED = 256  # model records kept by the worker (they never change once stored)
 
 
 @dataclass
@@ -44,13 +57,17 @@ class Running:
     stop_reason: Renewal | None = None  # set when the store said CANCEL or LOST
     gpu: str | None = None  # the device this job holds, given back when it ends
     committing: bool = False  # finish/fail in flight: its renewals would wrongly answer LOST
-    training: TrainingProcess | None = None
+    child: TrainingProcess | None = None
     task: asyncio.Task[None] | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def job(self) -> Job:
         return self.claim.job
+
+    @property
+    def training(self) -> bool:
+        return self.job.job_type is JobType.TRAINING
 
 
 def tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
@@ -93,6 +110,11 @@ class Worker:
         )
         self.renew_interval = settings.lease_seconds / 3
         self._stoppers: set[asyncio.Task[None]] = set()
+        # Inference jobs are short: hold a few more than the training slots, so the inference
+        # child always has the next one, and commit their ends together (group commit).
+        self.capacity = self.concurrency + settings.inference_prefetch
+        self.data_roots = [str(r) for r in settings.roots]
+        self.models: dict[str, asyncio.Future[ModelRecord]] = {}
 
     # -- lifecycle -----------------------------------------------------------------------------
     async def run(self) -> None:
@@ -130,31 +152,46 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         while not self.stopping.is_set():
-            free = self.concurrency - len(self.running)
+            room = self.capacity - len(self.running)
+            free_training = self.concurrency - sum(h.training for h in self.running.values())
             claims: list[Claim] = []
-            if free > 0:
+            # Claim in batches: not again for each job that ends while most are still held.
+            if room > 0 and (room * 2 >= self.capacity or not self.running):
                 try:
                     claims = await self.store.claim(
-                        self.queues, self.worker_id, self.settings.lease_seconds, free
+                        self.queues,
+                        self.worker_id,
+                        self.settings.lease_seconds,
+                        room,
+                        max_training=free_training,
                     )
                 except Exception as exc:  # store down: back off, keep running jobs going
                     self._log("claim failed", error=repr(exc))
                     await asyncio.sleep(STORE_RETRY_SECONDS)
+            inference: list[Running] = []
             for claim in claims:
                 held = Running(claim)
                 self.running[claim.job.id] = held
-                held.task = asyncio.create_task(self._execute(held))
+                if held.training:
+                    held.task = asyncio.create_task(self._execute(held))
+                else:
+                    inference.append(held)
+            if inference:  # one task for the batch: its requests go to the child together
+                task = asyncio.create_task(self._infer_batch(inference))
+                for held in inference:
+                    held.task = task
             if claims:
                 continue
-            await self._idle(IDLE_WAIT)
+            # Full training slots stop a claim at the next training job: wait for a slot then.
+            await self._idle(IDLE_WAIT, watch_store=room > 0 and free_training > 0)
 
-    async def _idle(self, timeout: float) -> None:
+    async def _idle(self, timeout: float, watch_store: bool) -> None:
         """Until work may be ready, a slot frees up, or we are told to stop."""
         waits: set[asyncio.Task[Any]] = {
             asyncio.create_task(self.stopping.wait()),
             asyncio.create_task(self.slot_free.wait()),
         }
-        if len(self.running) < self.concurrency:
+        if watch_store:
             waits.add(asyncio.create_task(self.store.wait_for_work(self.queues, timeout)))
         done, pending = await asyncio.wait(
             waits, timeout=timeout * 2, return_when=asyncio.FIRST_COMPLETED
@@ -234,21 +271,19 @@ class Worker:
             task.add_done_callback(self._stoppers.discard)
 
     async def _stop_child(self, held: Running) -> None:
-        if held.training is not None:
-            await held.training.kill(self.settings.kill_grace_seconds)
+        if held.child is not None:
+            await held.child.kill(self.settings.kill_grace_seconds)
         elif held.job.job_type is JobType.INFERENCE:
             await self.inference.kill()
         held.stopped.set()
 
     # -- running jobs --------------------------------------------------------------------------
     async def _execute(self, held: Running) -> None:
+        """A training job, start to end."""
         job = held.job
         self._log("job started", job=job.id, type=job.job_type, attempt=job.attempt)
         try:
-            if job.job_type is JobType.TRAINING:
-                await self._train(held)
-            else:
-                await self._infer(held)
+            await self._train(held)
         except Exception as exc:  # a bug here must not kill the worker or strand the job
             log.exception("job %s crashed in the worker", job.id)
             await self._write(held, "fail", f"worker error: {type(exc).__name__}: {exc}")
@@ -266,23 +301,51 @@ class Worker:
         if held.stop_reason is not None:
             return False
         held.committing = True
-        # A store outage must not turn a finished job into a failed one: keep trying while the
-        # lease could still be ours; after that the job is rescued and runs again.
+        job_id, token = held.job.id, held.claim.token
+
+        def write() -> Awaitable[bool]:
+            if outcome == "finish":
+                return self.store.finish(job_id, token, **kw)
+            return self.store.fail(job_id, token, error, **kw)
+
+        ok = await self._despite_outages(write, f"job {outcome}", [held])
+        level = logging.INFO if held.training or not ok or error else logging.DEBUG
+        self._log(f"job {outcome}", level, job=held.job.id, accepted=ok, error=error or None)
+        return bool(ok)
+
+    async def _finish_many(self, done: list[tuple[Running, dict[str, Any]]]) -> None:
+        """Finish a batch of jobs in one round trip (each job still on its own token)."""
+        done = [(held, result) for held, result in done if held.stop_reason is None]
+        if not done:
+            return
+        for held, _ in done:
+            held.committing = True
+        finishes = [Finish(held.job.id, held.claim.token, result) for held, result in done]
+        helds = [held for held, _ in done]
+        answers = await self._despite_outages(
+            lambda: self.store.finish_many(finishes), "job finish", helds
+        )
+        for held, ok in zip(helds, answers or [False] * len(helds), strict=True):
+            self._log(
+                "job finish", logging.DEBUG if ok else logging.INFO, job=held.job.id, accepted=ok
+            )
+
+    async def _despite_outages(
+        self, call: Callable[[], Awaitable[T]], what: str, helds: list[Running]
+    ) -> T | None:
+        """A job's last write, retried through a store outage while the lease could still be
+        ours (a finished job must not turn into a failed one); None once it cannot be: the
+        job is then rescued and runs again."""
         deadline = time.monotonic() + self.settings.lease_seconds
         while True:
             try:
-                if outcome == "finish":
-                    ok = await self.store.finish(held.job.id, held.claim.token, **kw)
-                else:
-                    ok = await self.store.fail(held.job.id, held.claim.token, error, **kw)
-                break
+                return await call()
             except errors.StoreUnavailable as exc:
                 if time.monotonic() > deadline:
-                    self._log(f"job {outcome} abandoned", job=held.job.id, error=exc.detail)
-                    return False
+                    for held in helds:
+                        self._log(f"{what} abandoned", job=held.job.id, error=exc.detail)
+                    return None
                 await asyncio.sleep(STORE_RETRY_SECONDS)
-        self._log(f"job {outcome}", job=held.job.id, accepted=ok, error=error or None)
-        return ok
 
     async def _train(self, held: Running) -> None:
         job = held.job
@@ -319,7 +382,7 @@ class Worker:
         if queue.gpu and self.free_gpus:
             held.gpu = self.free_gpus.pop(0)
         child = TrainingProcess(spec_path, log_path, on_progress, gpu=held.gpu)
-        held.training = child
+        held.child = child
         await child.start()
         try:
             code = await asyncio.wait_for(child.wait(), self._timeout(job))
@@ -396,44 +459,90 @@ class Worker:
         else:
             shutil.rmtree(model_dir, ignore_errors=True)  # stale: another attempt owns the job
 
-    async def _infer(self, held: Running) -> None:
-        job = held.job
+    async def _infer_batch(self, batch: list[Running]) -> None:
+        """Inference jobs claimed together: sent to the inference child in one write, answered
+        one after another, finished in one store round trip."""
         try:
-            model = await self.store.get_model(job.model_id or "")
-        except Exception as exc:
-            await self._write(held, "fail", f"model {job.model_id} is not available: {exc}")
+            await self._infer(batch)
+        except Exception as exc:  # a bug here must not kill the worker or strand the jobs
+            log.exception("inference batch crashed in the worker")
+            for held in batch:
+                if not held.committing:
+                    await self._write(held, "fail", f"worker error: {type(exc).__name__}: {exc}")
+        finally:
+            for held in batch:
+                self.running.pop(held.job.id, None)
+            self.slot_free.set()
+
+    async def _infer(self, batch: list[Running]) -> None:
+        ready: list[tuple[Running, ModelRecord]] = []
+        for held in batch:
+            job = held.job
+            self._log("job started", logging.DEBUG, job=job.id, type=job.job_type)
+            try:
+                ready.append((held, await self._model(job.model_id or "")))
+            except Exception as exc:
+                await self._write(held, "fail", f"model {job.model_id} is not available: {exc}")
+        if not ready:
             return
-        request = {
+        replies = await self.inference.send([self._request(h.job, m) for h, m in ready])
+        timeout = min(self._timeout(held.job) for held, _ in ready)
+        _, late = await asyncio.wait(replies, timeout=timeout)
+        # The child answers in order: the first late job is the slow one; killing the child
+        # stops it, and the jobs queued behind it run again.
+        slow = next((reply for reply in replies if reply in late), None)
+        if late:
+            await self.inference.kill()
+        done: list[tuple[Running, dict[str, Any]]] = []
+        for (held, model), reply in zip(ready, replies, strict=True):
+            if held.stop_reason is not None:
+                continue  # cancelled or lost: nothing of it is ours to write
+            if reply is slow:
+                await self._write(held, "fail", f"inference timed out after {timeout:g}s")
+            elif reply in late:
+                restarted = "inference process restarted after a job before it timed out"
+                await self._write(held, "fail", restarted, retry=True)
+            elif (error := reply.exception()) is not None:
+                await self._write(held, "fail", f"inference process died: {error}", retry=True)
+            elif not (answer := reply.result()).get("ok"):
+                await self._write(held, "fail", str(answer.get("error")))
+            else:
+                result = {
+                    "model_id": model.model_id,
+                    "framework": model.framework,
+                    **answer["output"],
+                    "inference_time_ms": answer["elapsed_ms"],
+                }
+                done.append((held, result))
+        await self._finish_many(done)
+
+    def _request(self, job: Job, model: ModelRecord) -> dict[str, Any]:
+        return {
             "runtime": self.runtime or routing.QUEUES[model.queue].runtime,
             "model_dir": model.path,
             "sha256": model.sha256,
             "input_data": job.payload["input_data"],
             "parameters": job.payload.get("parameters") or {},
-            "data_roots": [str(r) for r in self.settings.roots],
+            "data_roots": self.data_roots,
         }
-        started = time.perf_counter()
-        try:
-            reply = await asyncio.wait_for(self.inference.request(request), self._timeout(job))
-        except TimeoutError:
-            await self.inference.kill()
-            await self._write(held, "fail", f"inference timed out after {self._timeout(job):g}s")
-            return
-        except ConnectionError as exc:
-            if held.stop_reason is None:
-                await self._write(held, "fail", f"inference process died: {exc}", retry=True)
-            return
-        if not reply.get("ok"):
-            await self._write(held, "fail", str(reply.get("error")))
-            return
-        elapsed_ms = round((time.perf_counter() - started) * 1000, 3)
-        result = {
-            "model_id": model.model_id,
-            "framework": model.framework,
-            **reply["output"],
-            "inference_time_ms": elapsed_ms,
-        }
-        await self._write(held, "finish", result=result)
 
-    def _log(self, event: str, **fields: Any) -> None:
-        parts = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
-        log.info("%s worker=%s %s", event, self.worker_id, parts)
+    async def _model(self, model_id: str) -> ModelRecord:
+        """A model's record; asked of the store once, however many of its jobs start at once."""
+        lookup = self.models.get(model_id)
+        if lookup is not None and lookup.done() and lookup.exception() is None:
+            return lookup.result()
+        if lookup is None:
+            lookup = self.models[model_id] = asyncio.ensure_future(self.store.get_model(model_id))
+            while len(self.models) > MODELS_REMEMBERED:
+                del self.models[next(iter(self.models))]
+        try:
+            return await asyncio.shield(lookup)
+        except Exception:
+            if self.models.get(model_id) is lookup:
+                del self.models[model_id]  # not found, or the store was down: ask again next time
+            raise
+
+    def _log(self, event: str, level: int = logging.INFO, **fields: Any) -> None:
+        if log.isEnabledFor(level):
+            parts = " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+            log.log(level, "%s worker=%s %s", event, self.worker_id, parts)

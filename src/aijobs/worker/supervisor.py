@@ -9,11 +9,15 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 PR_SET_PDEATHSIG = 1
+
+# Requests sent to the inference child and not answered yet: id -> (reply, time sent).
+Pending = dict[int, tuple[asyncio.Future[dict[str, Any]], float]]
 
 
 def _die_with_parent() -> None:
@@ -109,49 +113,85 @@ class TrainingProcess:
 
 
 class InferenceProcess:
-    """The long-lived inference child; one request at a time, restarted after a kill or crash."""
+    """The long-lived inference child, restarted after a kill or crash.
+
+    Requests are pipelined: each is written as it comes, and the child answers them in order,
+    one after another, while the worker goes on claiming and committing.
+    """
 
     def __init__(self, log_path: Path, cache_size: int) -> None:
         self.log_path = log_path
         self.cache_size = cache_size
         self.proc: asyncio.subprocess.Process | None = None
-        self.lock = asyncio.Lock()
+        self._starting = asyncio.Lock()
+        self._pending: Pending = {}
+        self._reader: asyncio.Task[None] | None = None
         self._seq = 0
 
     async def start(self) -> None:
         await self._ensure()
 
     async def _ensure(self) -> asyncio.subprocess.Process:
-        if self.proc is None or self.proc.returncode is not None:
-            with open(self.log_path, "ab") as log:
-                self.proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-m",
-                    "aijobs.worker.inference_server",
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=log,
-                    env=child_env({"AIJOBS_INFERENCE_CACHE_SIZE": str(self.cache_size)}),
-                    start_new_session=True,
-                    preexec_fn=_die_with_parent,
-                    limit=2**24,
-                )
-        return self.proc
+        async with self._starting:
+            if self.proc is None or self.proc.returncode is not None:
+                with open(self.log_path, "ab") as log:
+                    self.proc = await asyncio.create_subprocess_exec(
+                        sys.executable,
+                        "-m",
+                        "aijobs.worker.inference_server",
+                        stdin=asyncio.subprocess.PIPE,
+                        stdout=asyncio.subprocess.PIPE,
+                        stderr=log,
+                        env=child_env({"AIJOBS_INFERENCE_CACHE_SIZE": str(self.cache_size)}),
+                        start_new_session=True,
+                        preexec_fn=_die_with_parent,
+                        limit=2**24,
+                    )
+                self._pending = {}
+                self._reader = asyncio.create_task(self._read_replies(self.proc, self._pending))
+            return self.proc
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """Send one request and return its reply; raises ConnectionError if the child died."""
-        async with self.lock:
-            proc = await self._ensure()
-            assert proc.stdin is not None and proc.stdout is not None
+        (reply,) = await self.send([message])
+        return await reply
+
+    async def send(self, messages: list[dict[str, Any]]) -> list[asyncio.Future[dict[str, Any]]]:
+        """Send requests in one write; each future gets its reply (with the round trip's
+        `elapsed_ms`), or ConnectionError if the child dies first."""
+        proc = await self._ensure()
+        assert proc.stdin is not None
+        loop = asyncio.get_running_loop()
+        sent_at = time.perf_counter()
+        replies: list[asyncio.Future[dict[str, Any]]] = []
+        lines = []
+        for message in messages:
             self._seq += 1
-            proc.stdin.write((json.dumps({**message, "id": self._seq}) + "\n").encode())
-            await proc.stdin.drain()
-            line = await proc.stdout.readline()
-            if not line:
-                await proc.wait()
-                raise ConnectionError(f"inference process exited with code {proc.returncode}")
-            reply: dict[str, Any] = json.loads(line)
-            return reply
+            reply = loop.create_future()
+            self._pending[self._seq] = (reply, sent_at)
+            replies.append(reply)
+            lines.append(json.dumps({**message, "id": self._seq}) + "\n")
+        if not proc.stdin.is_closing():
+            proc.stdin.write("".join(lines).encode())  # a dead child: its reader fails them
+        return replies
+
+    @staticmethod
+    async def _read_replies(proc: asyncio.subprocess.Process, pending: Pending) -> None:
+        assert proc.stdout is not None
+        try:
+            while line := await proc.stdout.readline():
+                reply: dict[str, Any] = json.loads(line)
+                waiter, sent_at = pending.pop(reply.get("id", -1), (None, 0.0))
+                if waiter is not None and not waiter.done():
+                    reply["elapsed_ms"] = round((time.perf_counter() - sent_at) * 1000, 3)
+                    waiter.set_result(reply)
+        finally:
+            code = await proc.wait()
+            for waiter, _ in pending.values():
+                if not waiter.done():
+                    waiter.set_exception(
+                        ConnectionError(f"inference process exited with code {code}")
+                    )
 
     async def kill(self, grace: float = 1.0) -> None:
         if self.proc is not None:

@@ -116,7 +116,7 @@ async def submit_inference(
 
 
 MAX_WAIT_SECONDS = 60.0
-WAIT_POLL_SECONDS = 0.025
+WAIT_SLICE_SECONDS = 0.5  # how often a held long-poll looks for a shutdown or a gone client
 Wait = Annotated[
     float,
     Query(
@@ -148,10 +148,9 @@ async def job_status(job_id: JobId, store: StoreDep, request: Request, wait: Wai
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while not job.terminal and (left := deadline - loop.time()) > 0:
-            await asyncio.sleep(min(WAIT_POLL_SECONDS, left))
+            job = await store.wait_terminal(job_id, min(WAIT_SLICE_SECONDS, left))
             if _server_stopping() or await request.is_disconnected():
                 break  # shutting down, or nobody is listening any more: stop holding
-            job = await store.get(job_id)
     return JobStatus.of(job)
 
 

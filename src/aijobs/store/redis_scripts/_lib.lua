@@ -25,7 +25,7 @@
 --   P:workers         ZSET  worker id -> last seen (ms);  P:worker_info HASH worker id -> JSON
 --   P:models          HASH  model id -> JSON;            P:models_by_time ZSET model id -> ms
 --   P:watch:<id>      STRING set (with a TTL) while a client waits for the job to end
---   P:done            CHANNEL the id of a watched job is published here when it ends
+--   P:done            CHANNEL a watched job's fields (JSON array) are published here when it ends
 --
 -- Invariant (checked by store/redis_check.py): a pending job is in exactly ready:<its queue>,
 -- a running job in exactly leases, a terminal job in neither but in finished; every job is in
@@ -73,10 +73,28 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- redis.call(command, key, values...) in chunks (Lua's unpack has a limit); nothing when empty.
+-- ZADD's score/member pairs must come in pairs, so the chunk size is even.
+local function each_chunk(command, key, values)
+  for i = 1, #values, 1000 do
+    redis.call(command, key, unpack(values, i, math.min(i + 999, #values)))
+  end
+end
+
 local function read_job(id) return redis.call('HMGET', k_job(id), unpack(FIELDS)) end
 
+-- Count changes are summed here and written once per script by flush_counts(), which every
+-- script that changes a state calls before it returns (a batch moves many jobs at once).
+local count_deltas = {}
 local function count(queue, state, delta)
-  redis.call('HINCRBY', K_COUNTS, state .. ':' .. queue, delta)
+  local field = state .. ':' .. queue
+  count_deltas[field] = (count_deltas[field] or 0) + delta
+end
+local function flush_counts()
+  for field, delta in pairs(count_deltas) do
+    if delta ~= 0 then redis.call('HINCRBY', K_COUNTS, field, delta) end
+  end
+  count_deltas = {}
 end
 
 -- Set a job's state, moving it between the listing indexes and the counts.
@@ -109,13 +127,17 @@ local function delete_job(id)
   redis.call('DEL', jk)
 end
 
--- A job just became terminal: index it for retention, and trim a few of the oldest terminal
--- jobs past the retention limits (a bounded amount of work per transition, so it keeps up).
-local function finished(id, now)
-  redis.call('ZADD', K_FINISHED, now, id)
-  -- Only watched jobs are announced: waiters subscribe once per process, not per job.
-  if redis.call('DEL', k_watch(id)) == 1 then redis.call('PUBLISH', K_DONE, id) end
-  local budget = TRIM_BATCH
+-- A job just ended: tell its waiters. Only watched jobs are announced, with their fields, so
+-- that a waiter needs no further read.
+local function announce(id)
+  if redis.call('DEL', k_watch(id)) == 1 then
+    redis.call('PUBLISH', K_DONE, cjson.encode(read_job(id)))
+  end
+end
+
+-- Delete up to `budget` of the oldest terminal jobs past the retention limits: a bounded
+-- amount of work per transition, so trimming keeps up without ever scanning.
+local function trim_finished(now, budget)
   if RETAIN_MS > 0 then
     local old = redis.call('ZRANGEBYSCORE', K_FINISHED, '-inf', num(now - RETAIN_MS),
       'LIMIT', 0, budget)
@@ -130,6 +152,13 @@ local function finished(id, now)
       end
     end
   end
+end
+
+-- A job just became terminal: index it for retention, trim, announce.
+local function finished(id, now)
+  redis.call('ZADD', K_FINISHED, now, id)
+  trim_finished(now, TRIM_BATCH)
+  announce(id)
 end
 
 -- ---------------------------------------------------------------------------------------------

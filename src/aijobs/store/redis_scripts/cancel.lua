@@ -22,4 +22,5 @@ set_state(id, f[2], f[3], f[1], 'cancelled')
 local job = read_job(id)
 local log = redis.call('HGET', jk, 'log')
 finished(id, now)
+flush_counts()
 return {'ok', job, log}

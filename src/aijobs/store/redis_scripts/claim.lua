@@ -21,6 +21,8 @@ table.sort(candidates, function(a, b) return a[1] < b[1] end)
 local now = now_ms()
 local deadline = num(now + lease)
 local out = {}
+-- Index changes are collected and written once for the whole batch.
+local taken, ranks, running, leases = {}, {}, {}, {}
 for i = 1, math.min(limit, #candidates) do
   local rank, queue = candidates[i][1], candidates[i][2]
   local id = string.sub(rank, RANK_LEN + 1)
@@ -30,17 +32,28 @@ for i = 1, math.min(limit, #candidates) do
     if training_left == 0 then break end
     training_left = training_left - 1
   end
-  redis.call('ZREM', k_ready(queue), rank)
+  ranks[queue] = ranks[queue] or {}
+  table.insert(ranks[queue], rank)
   if f[1] == 'pending' then
     local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
     local token = seed .. '.' .. i .. ':' .. attempt
-    redis.call('HSET', jk, 'token', token, 'owner', worker, 'lease_until', deadline,
-      'started_at', num(now), 'updated_at', num(now), 'progress', '0')
-    set_state(id, queue, f[2], 'pending', 'running')
-    redis.call('ZADD', K_LEASES, deadline, id)
+    redis.call('HSET', jk, 'state', 'running', 'token', token, 'owner', worker,
+      'lease_until', deadline, 'started_at', num(now), 'updated_at', num(now), 'progress', '0')
+    count(queue, 'pending', -1)
+    count(queue, 'running', 1)
+    table.insert(taken, id)
+    table.insert(running, f[2])
+    table.insert(running, id)
+    table.insert(leases, deadline)
+    table.insert(leases, id)
     out[#out + 1] = {token, read_job(id)}
   end
 end
+for queue, list in pairs(ranks) do each_chunk('ZREM', k_ready(queue), list) end
+each_chunk('ZREM', k_state('pending'), taken)
+each_chunk('ZADD', k_state('running'), running)
+each_chunk('ZADD', K_LEASES, leases)
+flush_counts()
 -- Chain the wake-up: another idle worker takes what this one left.
 for i = 8, #ARGV do
   local queue = ARGV[i]

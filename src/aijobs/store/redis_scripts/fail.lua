@@ -22,4 +22,5 @@ else
   set_state(id, f[3], f[4], 'running', 'failed')
   finished(id, now)
 end
+flush_counts()
 return 1

@@ -5,6 +5,9 @@
 -- Returns {1 or 0, ...}: 0 for a job whose token was stale (and no change to it at all).
 local now = now_ms()
 local out = {}
+local durations = {}  -- durkey -> run times (ms), oldest first
+-- Index changes are collected and written once for the whole batch.
+local ended, completed, finished_at = {}, {}, {}
 for i = 3, #ARGV, 8 do
   local id, token = ARGV[i], ARGV[i + 1]
   local jk = k_job(id)
@@ -12,22 +15,37 @@ for i = 3, #ARGV, 8 do
   if f[1] ~= 'running' or f[2] ~= token then
     out[#out + 1] = 0
   else
-    redis.call('HSET', jk, 'result', ARGV[i + 2], 'progress', '1', 'finished_at', num(now),
-      'updated_at', num(now))
+    redis.call('HSET', jk, 'state', 'completed', 'result', ARGV[i + 2], 'progress', '1',
+      'finished_at', num(now), 'updated_at', num(now))
     redis.call('HDEL', jk, 'error', 'token', 'lease_until')
     if ARGV[i + 3] == '1' then redis.call('HSET', jk, 'log', ARGV[i + 4]) end
-    redis.call('ZREM', K_LEASES, id)
-    set_state(id, f[3], f[4], 'running', 'completed')
+    count(f[3], 'running', -1)
+    count(f[3], 'completed', 1)
+    table.insert(ended, id)
+    table.insert(completed, f[4])
+    table.insert(completed, id)
+    table.insert(finished_at, num(now))
+    table.insert(finished_at, id)
     if f[5] and f[6] then
-      redis.call('LPUSH', k_dur(f[6]), num(now - tonumber(f[5])))
-      redis.call('LTRIM', k_dur(f[6]), 0, DURATIONS_KEPT - 1)
+      durations[f[6]] = durations[f[6]] or {}
+      table.insert(durations[f[6]], num(now - tonumber(f[5])))
     end
     if ARGV[i + 5] ~= '' then
       redis.call('HSET', K_MODELS, ARGV[i + 5], ARGV[i + 6])
       redis.call('ZADD', K_MODELS_BY_TIME, ARGV[i + 7], ARGV[i + 5])
     end
-    finished(id, now)
+    announce(id)
     out[#out + 1] = 1
   end
 end
+each_chunk('ZREM', K_LEASES, ended)
+each_chunk('ZREM', k_state('running'), ended)
+each_chunk('ZADD', k_state('completed'), completed)
+each_chunk('ZADD', K_FINISHED, finished_at)
+for durkey, values in pairs(durations) do
+  redis.call('LPUSH', k_dur(durkey), unpack(values))
+  redis.call('LTRIM', k_dur(durkey), 0, DURATIONS_KEPT - 1)
+end
+trim_finished(now, TRIM_BATCH * #out)
+flush_counts()
 return out

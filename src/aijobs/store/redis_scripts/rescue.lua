@@ -39,4 +39,5 @@ for _, id in ipairs(due) do
     end
   end
 end
+flush_counts()
 return out
