@@ -1,0 +1,92 @@
+"""The TensorFlow runtime: `inception` (InceptionV3), `mobilenet` (MobileNetV2/V3) and
+`efficientnet` (EfficientNetB0..B7) image classifiers, trained for real with Keras.
+
+Serves the `tensorflow` queue. This module stays light (the API and the worker's supervisor
+import it for plugin discovery): TensorFlow and Keras are imported by the tf_* modules, which
+are imported inside the methods only, after the environment they read at import is set.
+
+- tf_params: the hyperparameters each model type accepts, checked before anything heavy
+- tf_data: image folders (Pillow + NumPy), the split, inference image paths
+- tf_models: the Keras application networks; tf_train: fit + progress; tf_infer: load, predict
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from aijobs import errors
+from aijobs.runtimes import tf_params
+from aijobs.runtimes.base import TrainContext, TrainResult
+
+MODEL_TYPES = frozenset(tf_params.PER_TYPE)
+REQUIRED = {"tensorflow": "tensorflow-cpu", "keras": "keras", "PIL": "pillow", "numpy": "numpy"}
+DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tf-nightly", "tensorflow-macos")
+
+
+def _environment() -> None:
+    """What TensorFlow and Keras read when first imported: set before that import.
+
+    Keras 3 must run on TensorFlow here whatever KERAS_BACKEND says (torch may be installed
+    beside it); TF_CPP_MIN_LOG_LEVEL=2 keeps TensorFlow's C++ info and warnings out of the
+    job's log (errors still show).
+    """
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _module(name: str) -> Any:
+    _environment()
+    return importlib.import_module(f"aijobs.runtimes.{name}")
+
+
+class TensorFlowRuntime:
+    name = "tensorflow"
+    framework = "tensorflow"
+    model_types = MODEL_TYPES
+
+    def missing(self) -> str | None:
+        absent = [dist for mod, dist in REQUIRED.items() if importlib.util.find_spec(mod) is None]
+        if absent:
+            return (
+                f"TensorFlow runtime not installed (missing {', '.join(absent)}): "
+                "pip install 'aijobs[tensorflow]'"
+            )
+        return None
+
+    def framework_version(self) -> str:
+        for dist in DISTRIBUTIONS:
+            try:
+                return metadata.version(dist)
+            except metadata.PackageNotFoundError:
+                continue
+        return "unknown"
+
+    def train(
+        self, model_type: str, data_path: Path, hyperparameters: dict[str, Any], ctx: TrainContext
+    ) -> TrainResult:
+        if model_type not in MODEL_TYPES:
+            raise errors.JobFailure(
+                f"the tensorflow runtime cannot train {model_type!r}; it trains "
+                + ", ".join(sorted(MODEL_TYPES))
+            )
+        tf_params.check(model_type, hyperparameters)  # fail before the heavy imports
+        result: TrainResult = _module("tf_train").train(model_type, data_path, hyperparameters, ctx)
+        return result
+
+    def load(self, model_dir: Path) -> Any:
+        return _module("tf_infer").load(model_dir)
+
+    def predict(
+        self, model: Any, input_data: str, parameters: dict[str, Any], data_roots: list[Path]
+    ) -> dict[str, Any]:
+        if getattr(model, "runtime", None) != "tensorflow":
+            raise errors.JobFailure("not a model loaded by the tensorflow runtime")
+        if not isinstance(parameters, dict):
+            raise errors.JobFailure("parameters must be a JSON object")
+        out: dict[str, Any] = _module("tf_infer").predict(model, input_data, parameters, data_roots)
+        return out

@@ -1,0 +1,172 @@
+"""Image folders for the TensorFlow runtime: find the classes, decode every image once, split.
+
+Pillow and NumPy only (no torch: a TensorFlow worker may run in an environment without it).
+Every image is decoded once, converted to RGB, resized to the architecture's input size and kept
+in one uint8 array (N, size, size, 3); the model rescales pixels itself, so the saved model
+takes raw 0..255 images at inference time too.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+
+from aijobs import datapaths, errors
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+MAX_PRELOAD_BYTES = 8 * 2**30  # decoded images held in memory at once
+MAX_PREDICT_IMAGES = 256
+MIN_IMAGES_PER_CLASS = 2  # one to train on and one to validate with
+
+Images = npt.NDArray[np.uint8]
+
+
+def find_images(data_path: Path) -> tuple[list[str], list[tuple[Path, int]], list[str]]:
+    """(classes, [(image, class index)], notes) from a folder of class folders."""
+    if not data_path.is_dir():
+        raise errors.JobFailure(
+            f"data_path {data_path.name!r} is not a directory; image models need a folder with "
+            "one sub-folder of images per class"
+        )
+    notes: list[str] = []
+    folders = sorted(p for p in data_path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    per_class: dict[str, list[Path]] = {}
+    empty: list[str] = []
+    for folder in folders:
+        images = sorted(
+            p
+            for p in folder.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        if images:
+            per_class[folder.name] = images
+        else:
+            empty.append(folder.name)
+    if empty:
+        notes.append(f"skipped class folders with no images: {', '.join(empty)}")
+    if len(per_class) < 2:
+        found = ", ".join(repr(c) for c in per_class) or "none"
+        raise errors.JobFailure(
+            f"image classification needs at least two class folders with images under "
+            f"{data_path.name!r}; found {len(per_class)} ({found})"
+        )
+    classes = list(per_class)
+    items = [(path, i) for i, c in enumerate(classes) for path in per_class[c]]
+    return classes, items, notes
+
+
+def check_counts(
+    classes: list[str], items: list[tuple[Path, int]], validation_split: float
+) -> None:
+    """Enough images per class to train and validate on: a clear failure otherwise."""
+    need = MIN_IMAGES_PER_CLASS if validation_split > 0 else 1
+    counts = np.bincount([label for _, label in items], minlength=len(classes))
+    short = [f"{classes[i]!r} ({int(n)})" for i, n in enumerate(counts) if n < need]
+    if short:
+        raise errors.JobFailure(
+            f"too few images: each class needs at least {need} (one to train on, one to "
+            f"validate with); these have fewer: {', '.join(short)}"
+        )
+
+
+def check_num_classes(given: int | None, classes: list[str], notes: list[str]) -> None:
+    """num_classes must match the data; a larger one is adjusted to the data, with a note."""
+    found = len(classes)
+    shown = ", ".join(classes[:10]) + (", ..." if found > 10 else "")
+    if given is None or given == found:
+        return
+    if given < found:
+        raise errors.JobFailure(
+            f"hyperparameter 'num_classes' is {given}, but the data has {found} classes "
+            f"({shown}); set it to {found} or leave it out"
+        )
+    notes.append(
+        f"num_classes {given} was given but the data has {found} classes ({shown}); "
+        f"the model has {found} outputs"
+    )
+
+
+def decode(path: Path, size: int, shown: str) -> Images:
+    """One image as a (size, size, 3) uint8 array; a clear failure for a bad file."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            upright = ImageOps.exif_transpose(image)  # photos taken sideways
+            rgb = upright.convert("RGB")
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(rgb, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise errors.JobFailure(f"image {shown!r} cannot be read: {exc}") from exc
+
+
+def preload(items: list[tuple[Path, int]], base: Path, size: int) -> Images:
+    needed = len(items) * 3 * size * size
+    if needed > MAX_PRELOAD_BYTES:
+        raise errors.JobFailure(
+            f"{len(items)} images at {size}x{size} need {needed / 2**30:.1f} GiB in memory, over "
+            f"the {MAX_PRELOAD_BYTES / 2**30:.0f} GiB limit; lower image_size"
+        )
+    out = np.empty((len(items), size, size, 3), dtype=np.uint8)
+
+    def work(i: int) -> None:
+        path = items[i][0]
+        out[i] = decode(path, size, path.relative_to(base).as_posix())
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(work, range(len(items))))
+    return out
+
+
+def split_indices(labels: list[int], fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """(train, validation) indices, stratified by class and shuffled with `seed`.
+
+    fraction 0 keeps no validation set: the metrics are then measured on the training data.
+    """
+    rng = random.Random(seed)
+    everything = list(range(len(labels)))
+    if fraction <= 0:
+        rng.shuffle(everything)
+        return everything, sorted(everything)
+    groups: dict[int, list[int]] = {}
+    for i in everything:
+        groups.setdefault(labels[i], []).append(i)
+    train: list[int] = []
+    val: list[int] = []
+    for key in sorted(groups):
+        members = groups[key]
+        rng.shuffle(members)
+        take = min(max(round(len(members) * fraction), 1), len(members) - 1)
+        val += members[:take]
+        train += members[take:]
+    rng.shuffle(train)
+    return train, sorted(val)
+
+
+def image_paths(input_data: str, data_roots: list[Path]) -> list[tuple[str, Path]]:
+    """The image paths of an inference job (one a line), each confined to the data roots."""
+    lines = [line.strip() for line in (input_data or "").splitlines() if line.strip()]
+    if not lines:
+        raise errors.JobFailure("input_data is empty: give an image path inside the data roots")
+    if len(lines) > MAX_PREDICT_IMAGES:
+        raise errors.JobFailure(
+            f"input_data names {len(lines)} images; at most {MAX_PREDICT_IMAGES} per job"
+        )
+    out = []
+    for line in lines:
+        try:
+            path = datapaths.resolve_data_path(line, data_roots, must_exist=False)
+        except errors.InvalidDataPath as exc:
+            raise errors.JobFailure(exc.detail.replace("data_path", "image path", 1)) from exc
+        if not path.is_file():
+            state = "is not a file" if path.exists() else "does not exist"
+            raise errors.JobFailure(f"image path {line!r} {state}")
+        out.append((line, path))
+    return out

@@ -1,0 +1,76 @@
+"""Hyperparameters and inference parameters of the TensorFlow runtime, checked before any import
+of TensorFlow: an unknown name, a wrong type or an out-of-range value fails the job with one
+message naming every bad key (the checker is the PyTorch runtime's, which is framework-free).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aijobs import errors
+from aijobs.runtimes.torch_params import SEED_MAX, Param, _choice, _float, _int, param, validate
+
+# The smallest input each architecture accepts (Keras refuses smaller ones); also the default
+# image size, which keeps the demo images (32x32) and CPU training fast.
+MIN_IMAGE_SIZE = {"inception": 75, "mobilenet": 32, "efficientnet": 32}
+MAX_IMAGE_SIZE = 1024
+EFFICIENTNET_VARIANTS = tuple(f"b{i}" for i in range(8))
+
+COMMON: dict[str, Param] = {
+    "epochs": param(int, 3, _int(1, 10_000)),
+    "learning_rate": param(float, 1e-3, _float(0, 10, low_open=True)),
+    "batch_size": param(int, 32, _int(1, 65_536)),
+    "dropout_rate": param(float, 0.2, _float(0, 1, high_open=True)),
+    "num_classes": param(int, None, _int(2, 1_000_000), nullable=True),
+    "validation_split": param(float, 0.2, _float(0, 0.9)),
+    "seed": param(int, 42, _int(0, SEED_MAX)),
+    "image_size": param(int, None, _int(32, MAX_IMAGE_SIZE), nullable=True),
+    "optimizer": param(str, "adam", _choice("adam", "adamw", "sgd", "rmsprop")),
+    "momentum": param(float, 0.9, _float(0, 1, high_open=True)),
+    "weight_decay": param(float, None, _float(0, 1), nullable=True),
+    "pretrained_weights": param(str, None, nullable=True),
+}
+PER_TYPE: dict[str, dict[str, Param]] = {
+    "inception": {},
+    "mobilenet": {
+        "version": param(int, 2, _choice(2, 3)),
+        "variant": param(str, "small", _choice("small", "large")),  # MobileNetV3 only
+        "alpha": param(float, 1.0, _float(0.1, 2.0)),
+    },
+    "efficientnet": {"variant": param(str, "b0", _choice(*EFFICIENTNET_VARIANTS))},
+}
+
+PREDICT_PARAMS: dict[str, Param] = {
+    "top_k": param(int, 5, _int(1, 1_000_000)),
+    "confidence_threshold": param(float, 0.0, _float(0, 1)),
+}
+
+
+def check(model_type: str, given: dict[str, Any]) -> dict[str, Any]:
+    """Every hyperparameter of `model_type` resolved (given or default), or a JobFailure."""
+    if model_type not in PER_TYPE:
+        raise errors.JobFailure(f"the tensorflow runtime cannot train {model_type!r}")
+    hp = validate(given, {**COMMON, **PER_TYPE[model_type]})
+    smallest = MIN_IMAGE_SIZE[model_type]
+    if hp["image_size"] is None:
+        hp["image_size"] = smallest
+    elif hp["image_size"] < smallest:
+        raise errors.JobFailure(
+            f"hyperparameter 'image_size' must be at least {smallest} for {model_type} "
+            f"(the smallest input the architecture accepts), got {hp['image_size']}"
+        )
+    if model_type == "mobilenet" and hp["version"] == 2 and "variant" in given:
+        raise errors.JobFailure(
+            "hyperparameter 'variant' ('small' or 'large') applies to mobilenet version 3 only; "
+            'add "version": 3 or leave it out'
+        )
+    return hp
+
+
+def architecture_name(model_type: str, hp: dict[str, Any]) -> str:
+    """The Keras application the hyperparameters select, e.g. "MobileNetV3Small"."""
+    if model_type == "inception":
+        return "InceptionV3"
+    if model_type == "mobilenet":
+        return "MobileNetV2" if hp["version"] == 2 else f"MobileNetV3{hp['variant'].title()}"
+    return f"EfficientNet{hp['variant'].upper()}"
