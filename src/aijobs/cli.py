@@ -121,26 +121,78 @@ def up(
     host: Annotated[str | None, typer.Option(help="Bind address (AIJOBS_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (AIJOBS_PORT)")] = None,
 ) -> None:
-    """The API plus one worker for every queue this environment can serve, on the embedded store."""
+    """The API plus one worker for every queue this environment can serve, on the embedded store.
+
+    A queue named in AIJOBS_QUEUE_PYTHON gets its worker from that interpreter (another
+    environment), whether or not this one could serve it.
+    """
+    from aijobs import routing
     from aijobs.demo import write_demo_data
     from aijobs.worker.preflight import servable
 
     _logging()
     log = logging.getLogger("aijobs.up")
     settings = Settings()
+    try:
+        pythons = settings.queue_pythons
+    except ValueError as exc:
+        typer.echo(f"error: AIJOBS_QUEUE_PYTHON: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if found := [p for q, py in pythons.items() for p in _problems_with(py, q, settings)]:
+        for problem in found:
+            typer.echo(f"error: AIJOBS_QUEUE_PYTHON: {problem}", err=True)
+        raise typer.Exit(2)
     root = settings.roots[0]
     if not root.exists() or not any(root.iterdir()):
         root.mkdir(parents=True, exist_ok=True)
         write_demo_data(root)
         log.info("demo data written to %s", root)
-    queues = servable(settings.allow_missing_gpu)
+    here = set(servable(settings.allow_missing_gpu))
+    queues = [q for q in routing.QUEUES if q in here or q in pythons]
     me = [sys.executable, "-m", "aijobs"]
     commands = {"api": [*me, "serve", "--host", host or settings.host]}
     commands["api"] += ["--port", str(port or settings.port)]
     for q in queues:
-        commands[f"worker {q}"] = [*me, "worker", "--queue", q]
+        python = str(pythons.get(q, sys.executable))
+        commands[f"worker {q}"] = [python, "-m", "aijobs", "worker", "--queue", q]
     log.info("serving queues: %s", ", ".join(queues) or "none")
+    for q, interpreter in pythons.items():
+        log.info("queue %s runs on %s", q, interpreter)
     Supervisor(commands, log, settings.shutdown_grace_seconds).run()
+
+
+# Run by another environment's interpreter: can it serve the queue (aijobs and the framework
+# installed there, a GPU for a GPU queue)? Prints the preflight's problems as JSON.
+_PROBE = (
+    "import json, sys\n"
+    "from aijobs.worker.preflight import problems\n"
+    "print(json.dumps(problems([sys.argv[1]], sys.argv[2] == '1')))\n"
+)
+
+
+def _problems_with(python: Path, queue: str, settings: Settings) -> list[str]:
+    """Why `python` cannot serve `queue` (empty when it can), asked of that interpreter."""
+    import json
+
+    allow = "1" if settings.allow_missing_gpu else "0"
+    try:
+        out = subprocess.run(
+            [str(python), "-c", _PROBE, queue, allow],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return [f"{python} (for queue {queue!r}) cannot be run: {exc}"]
+    if out.returncode != 0:
+        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return [f"{python} (for queue {queue!r}) cannot run aijobs: {last}; install aijobs there"]
+    try:
+        found: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return [f"{python} (for queue {queue!r}) gave no answer to the preflight check"]
+    return [f"{python}: {p}" for p in found]
 
 
 class Supervisor:

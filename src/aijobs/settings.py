@@ -30,6 +30,11 @@ class Settings(BaseSettings):
         16, ge=0, description="Inference jobs a worker holds beyond its training slots."
     )
     allow_missing_gpu: bool = Field(False, description="Let GPU queues run without CUDA (tests).")
+    queue_python: str = Field(
+        "",
+        description="Interpreter per queue for `aijobs up`, 'queue=/path/to/python,...': a "
+        "queue whose framework lives in another environment (CUDA builds of torch and TF).",
+    )
     # Redis store (AIJOBS_STORE_URL=redis://, rediss:// or unix://)
     redis_prefix: str = Field(
         "aijobs",
@@ -52,6 +57,11 @@ class Settings(BaseSettings):
         return [Path(p).resolve() for p in self.data_roots.split(os.pathsep) if p]
 
     @property
+    def queue_pythons(self) -> dict[str, Path]:
+        """AIJOBS_QUEUE_PYTHON parsed and checked; ValueError saying what is wrong."""
+        return parse_queue_python(self.queue_python)
+
+    @property
     def resolved_store_url(self) -> str:
         return self.store_url or f"sqlite:///{(self.home / 'aijobs.db').resolve()}"
 
@@ -62,3 +72,34 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return (self.home / "jobs").resolve()
+
+
+def parse_queue_python(value: str) -> dict[str, Path]:
+    """'tensorflow=/opt/tf/bin/python,pytorch-2.1-gpu=/opt/torch/bin/python' -> {queue: path}.
+
+    Every queue must be known and every interpreter an executable file; a ValueError names each
+    bad entry.
+    """
+    from aijobs import routing  # here: settings is imported by everything, routing by less
+
+    out: dict[str, Path] = {}
+    problems: list[str] = []
+    for entry in (e.strip() for e in value.split(",")):
+        if not entry:
+            continue
+        queue, sep, python = (part.strip() for part in entry.partition("="))
+        if not sep or not queue or not python:
+            problems.append(f"{entry!r} is not queue=/path/to/python")
+        elif queue not in routing.QUEUES:
+            problems.append(f"unknown queue {queue!r} (queues: {', '.join(routing.QUEUES)})")
+        elif queue in out:
+            problems.append(f"queue {queue!r} is given twice")
+        else:
+            path = Path(python).expanduser()
+            if not path.is_file() or not os.access(path, os.X_OK):
+                problems.append(f"interpreter for {queue!r}, {python!r}, is not an executable file")
+            else:
+                out[queue] = path.absolute()
+    if problems:
+        raise ValueError("; ".join(problems))
+    return out
