@@ -61,8 +61,9 @@ class System:
             stderr=subprocess.STDOUT,
         )
 
-    def start_api(self) -> None:
-        self.api = self._spawn("serve", "--port", str(self.port), log="api.log")
+    def start_api(self, processes: int = 1) -> None:
+        args = ("--port", str(self.port), "--workers", str(processes))
+        self.api = self._spawn("serve", *args, log="api.log")
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.api.poll() is not None:
