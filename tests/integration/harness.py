@@ -74,9 +74,12 @@ class System:
             time.sleep(0.1)
         raise RuntimeError("API did not start")
 
-    def start_worker(self, *queues: str, concurrency: int = 1) -> subprocess.Popen[bytes]:
+    def start_worker(
+        self, *queues: str, concurrency: int = 1, runtime: str | None = None
+    ) -> subprocess.Popen[bytes]:
         args = [a for q in queues for a in ("--queue", q)]
-        proc = self._spawn("worker", *args, "--concurrency", str(concurrency), log="worker.log")
+        args += ["--concurrency", str(concurrency)] + (["--runtime", runtime] if runtime else [])
+        proc = self._spawn("worker", *args, log="worker.log")
         self.workers.append(proc)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:  # ready when it registered its heartbeat

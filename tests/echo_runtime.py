@@ -1,0 +1,46 @@
+"""A runtime for worker tests, served with `aijobs worker --runtime tests.echo_runtime:EchoRuntime`.
+
+Training sleeps `hyperparameters.sleep` seconds. Inference echoes its input; `sleep:S` takes S
+seconds first and `exit` kills the inference process, so tests can drive the worker's batch,
+timeout and crash paths with real processes.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from aijobs.runtimes.base import TrainContext, TrainResult
+
+
+class EchoRuntime:
+    name = "echo"
+    framework = "echo"
+    model_types = frozenset({"echo"})
+
+    def missing(self) -> str | None:
+        return None
+
+    def framework_version(self) -> str:
+        return "1"
+
+    def train(
+        self, model_type: str, data_path: Path, hyperparameters: dict[str, Any], ctx: TrainContext
+    ) -> TrainResult:
+        time.sleep(float(hyperparameters.get("sleep", 0)))
+        (ctx.model_dir / "echo.json").write_text("{}")
+        return TrainResult(metrics={})
+
+    def load(self, model_dir: Path) -> Any:
+        return str(model_dir)
+
+    def predict(
+        self, model: Any, input_data: str, parameters: dict[str, Any], data_roots: list[Path]
+    ) -> dict[str, Any]:
+        if input_data.startswith("sleep:"):
+            time.sleep(float(input_data.removeprefix("sleep:")))
+        elif input_data == "exit":
+            os._exit(3)
+        return {"echo": input_data, "pid": os.getpid()}

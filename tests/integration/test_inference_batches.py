@@ -1,0 +1,114 @@
+"""The worker's inference path with real processes: jobs claimed in batches, pipelined to the
+one inference child, finished together; a slow job, a crashing child and a busy training slot
+each affect only what they must. The worker runs tests/echo_runtime.py (`--runtime`)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from aijobs.jobs import JobType, ModelRecord, NewJob
+from aijobs.settings import Settings
+from aijobs.store import JobStore, open_store
+from tests.integration.harness import System
+
+pytestmark = pytest.mark.stores()
+
+RUNTIME = "tests.echo_runtime:EchoRuntime"
+MODEL_ID = "echo_model_0001"
+
+
+def _store(system: System) -> JobStore:
+    settings = Settings(
+        home=system.home,
+        store_url=system.env.get("AIJOBS_STORE_URL", ""),
+        redis_prefix=system.env.get("AIJOBS_REDIS_PREFIX", "aijobs"),
+    )
+    return open_store(settings.resolved_store_url, settings=settings)
+
+
+def _with_store(system: System, action: str, job: NewJob | None = None) -> str:
+    """Register the echo model (action "model") or submit `job` straight into the store."""
+
+    async def main() -> str:
+        store = _store(system)
+        await store.open()
+        try:
+            if job is not None:
+                return (await store.submit(job)).id
+            model_dir = system.home / "echo-model"
+            model_dir.mkdir(parents=True, exist_ok=True)
+            (model_dir / "echo.json").write_text("{}")
+            record = ModelRecord(
+                model_id=MODEL_ID,
+                framework="echo",
+                queue="sklearn",
+                model_type="echo",
+                path=str(model_dir),
+                job_id="job_registered_by_the_test",
+                created_at=time.time(),
+            )
+            await store.add_model(record)
+            return MODEL_ID
+        finally:
+            await store.close()
+
+    return asyncio.run(main())
+
+
+def _infer(system: System, text: str, **extra: object) -> str:
+    return system.submit("/jobs/inference", {"model_id": MODEL_ID, "input_data": text, **extra})
+
+
+@pytest.fixture
+def echo(system: System) -> System:
+    system.start_api()
+    _with_store(system, "model")
+    system.start_worker("sklearn", runtime=RUNTIME)
+    return system
+
+
+def test_a_burst_of_inference_jobs_completes_each_once_in_one_child(echo: System) -> None:
+    jobs = {_infer(echo, f"input {i}"): f"input {i}" for i in range(60)}
+    pids = set()
+    for job_id, text in jobs.items():
+        done = echo.wait(job_id, timeout=60)
+        assert done["status"] == "completed", done
+        assert done["result"]["echo"] == text and done["attempt"] == 1
+        pids.add(done["result"]["pid"])
+    assert len(pids) == 1  # the worker's long-lived inference child answered them all
+
+
+def test_a_slow_inference_job_times_out_alone(echo: System) -> None:
+    slow = _infer(echo, "sleep:30", timeout_seconds=2)
+    behind = [_infer(echo, f"after {i}") for i in range(5)]
+    failed = echo.wait(slow, timeout=60)
+    assert failed["status"] == "failed" and "timed out after 2s" in failed["error"], failed
+    for job_id in behind:  # queued behind it in the child: run again, not failed
+        assert echo.wait(job_id, timeout=60)["status"] == "completed"
+
+
+def test_a_crashing_inference_child_fails_its_job_and_spares_the_others(echo: System) -> None:
+    crash = _infer(echo, "exit")
+    others = [_infer(echo, f"other {i}") for i in range(5)]
+    failed = echo.wait(crash, timeout=90)
+    assert failed["status"] == "failed", failed
+    assert "inference process" in failed["error"] and failed["attempt"] == 3
+    for job_id in others:
+        assert echo.wait(job_id, timeout=60)["status"] == "completed"
+
+
+def test_inference_runs_while_the_training_slot_is_busy(echo: System) -> None:
+    payload = {"model_type": "echo", "data_path": "slow.csv", "hyperparameters": {"sleep": 8}}
+    training = _with_store(
+        echo,
+        "submit",
+        NewJob(job_type=JobType.TRAINING, queue="sklearn", payload=payload, model_type="echo"),
+    )
+    echo.wait(training, {"running"}, timeout=30)
+    answered = [echo.wait(_infer(echo, f"meanwhile {i}"), timeout=30) for i in range(3)]
+    assert all(a["status"] == "completed" for a in answered), answered
+    assert echo.status(training)["status"] == "running"  # they did not wait for it
+    assert echo.wait(training, timeout=60)["status"] == "completed"
