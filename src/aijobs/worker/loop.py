@@ -156,7 +156,8 @@ class Worker:
             free_training = self.concurrency - sum(h.training for h in self.running.values())
             claims: list[Claim] = []
             # Claim in batches: not again for each job that ends while most are still held.
-            if room > 0 and (room * 2 >= self.capacity or not self.running):
+            wants = room > 0 and (room * 2 >= self.capacity or not self.running)
+            if wants:
                 try:
                     claims = await self.store.claim(
                         self.queues,
@@ -182,8 +183,10 @@ class Worker:
                     held.task = task
             if claims:
                 continue
-            # Full training slots stop a claim at the next training job: wait for a slot then.
-            await self._idle(IDLE_WAIT, watch_store=room > 0 and free_training > 0)
+            # Watch the queues only when work would be claimed (taking a wake-up and not claiming
+            # would starve another idle worker of it). Full training slots stop a claim at the
+            # next training job: wait for a slot then.
+            await self._idle(IDLE_WAIT, watch_store=wants and free_training > 0)
 
     async def _idle(self, timeout: float, watch_store: bool) -> None:
         """Until work may be ready, a slot frees up, or we are told to stop."""
