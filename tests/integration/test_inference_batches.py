@@ -90,6 +90,16 @@ def test_a_slow_inference_job_times_out_alone(echo: System) -> None:
         assert echo.wait(job_id, timeout=60)["status"] == "completed"
 
 
+def test_a_job_late_behind_a_slower_one_fails_alone(echo: System) -> None:
+    slow = _infer(echo, "sleep:6")
+    echo.wait(slow, {"running"}, timeout=30)
+    waiting = _infer(echo, "quick", timeout_seconds=2)
+    failed = echo.wait(waiting, timeout=60)
+    assert failed["status"] == "failed" and "timed out after 2s" in failed["error"], failed
+    done = echo.wait(slow, timeout=60)  # the child was not killed for it
+    assert done["status"] == "completed" and done["attempt"] == 1, done
+
+
 def test_a_crashing_inference_child_fails_its_job_and_spares_the_others(echo: System) -> None:
     crash = _infer(echo, "exit")
     others = [_infer(echo, f"other {i}") for i in range(5)]

@@ -111,7 +111,7 @@ class Worker:
         self.renew_interval = settings.lease_seconds / 3
         self._stoppers: set[asyncio.Task[None]] = set()
         # Inference jobs are short: hold a few more than the training slots, so the inference
-        # child always has the next one, and commit their ends together (group commit).
+        # child always has the next one, and claim and finish them in batches.
         self.capacity = self.concurrency + settings.inference_prefetch
         self.data_roots = [str(r) for r in settings.roots]
         self.models: dict[str, asyncio.Future[ModelRecord]] = {}
@@ -367,7 +367,7 @@ class Worker:
             "runtime": self.runtime or queue.runtime,
             "model_dir": str(model_dir),
             "checkpoint_dir": str(self.settings.jobs_dir / job.id / "checkpoint"),
-            "data_roots": [str(r) for r in self.settings.roots],
+            "data_roots": self.data_roots,
             "device": "cuda" if queue.gpu else "cpu",
         }
         spec_path = attempt_dir / "spec.json"
@@ -489,20 +489,16 @@ class Worker:
         if not ready:
             return
         replies = await self.inference.send([self._request(h.job, m) for h, m in ready])
-        timeout = min(self._timeout(held.job) for held, _ in ready)
-        _, late = await asyncio.wait(replies, timeout=timeout)
-        # The child answers in order: the first late job is the slow one; killing the child
-        # stops it, and the jobs queued behind it run again.
-        slow = next((reply for reply in replies if reply in late), None)
-        if late:
-            await self.inference.kill()
+        late = await self._await_replies(replies, [self._timeout(h.job) for h, _ in ready])
         done: list[tuple[Running, dict[str, Any]]] = []
         for (held, model), reply in zip(ready, replies, strict=True):
             if held.stop_reason is not None:
                 continue  # cancelled or lost: nothing of it is ours to write
-            if reply is slow:
-                await self._write(held, "fail", f"inference timed out after {timeout:g}s")
-            elif reply in late:
+            if reply in late:
+                await self._write(
+                    held, "fail", f"inference timed out after {self._timeout(held.job):g}s"
+                )
+            elif not reply.done():
                 restarted = "inference process restarted after a job before it timed out"
                 await self._write(held, "fail", restarted, retry=True)
             elif (error := reply.exception()) is not None:
@@ -518,6 +514,27 @@ class Worker:
                 }
                 done.append((held, result))
         await self._finish_many(done)
+
+    async def _await_replies(
+        self, replies: list[asyncio.Future[dict[str, Any]]], limits: list[float]
+    ) -> set[asyncio.Future[dict[str, Any]]]:
+        """Wait for the child's answers, each within its job's time limit from now; return the
+        late ones. When the limit runs out on the job the child is working on, the child is
+        killed (the jobs behind it then run again); a job whose limit runs out while it waits
+        behind a slower one is late, but the child goes on."""
+        loop = asyncio.get_running_loop()
+        due = {reply: loop.time() + limit for reply, limit in zip(replies, limits, strict=True)}
+        late: set[asyncio.Future[dict[str, Any]]] = set()
+        while waiting := [r for r in replies if not r.done() and r not in late]:
+            await asyncio.wait(
+                waiting, timeout=max(0.0, min(due[r] for r in waiting) - loop.time())
+            )
+            now = loop.time()
+            late |= {r for r in waiting if not r.done() and due[r] <= now}
+            if self.inference.working_on() in late:
+                await self.inference.kill()
+                break
+        return late
 
     def _request(self, job: Job, model: ModelRecord) -> dict[str, Any]:
         return {

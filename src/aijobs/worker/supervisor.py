@@ -175,6 +175,12 @@ class InferenceProcess:
             proc.stdin.write("".join(lines).encode())  # a dead child: its reader fails them
         return replies
 
+    def working_on(self) -> asyncio.Future[dict[str, Any]] | None:
+        """The reply to the request the child is on now: it answers in order of sending."""
+        for reply, _ in self._pending.values():
+            return reply
+        return None
+
     @staticmethod
     async def _read_replies(proc: asyncio.subprocess.Process, pending: Pending) -> None:
         assert proc.stdout is not None
