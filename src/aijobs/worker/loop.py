@@ -30,6 +30,7 @@ from aijobs.jobs import (
     ModelRecord,
     Progress,
     Renewal,
+    State,
     WorkerInfo,
     now,
 )
@@ -306,10 +307,12 @@ class Worker:
         held.committing = True
         job_id, token = held.job.id, held.claim.token
 
-        def write() -> Awaitable[bool]:
-            if outcome == "finish":
-                return self.store.finish(job_id, token, **kw)
-            return self.store.fail(job_id, token, error, **kw)
+        async def write(again: bool) -> bool:
+            if outcome == "fail":
+                return await self.store.fail(job_id, token, error, **kw)
+            if again and await self._landed(held):
+                return True
+            return await self.store.finish(job_id, token, **kw)
 
         ok = await self._despite_outages(write, f"job {outcome}", [held])
         level = logging.INFO if held.training or not ok or error else logging.DEBUG
@@ -323,32 +326,49 @@ class Worker:
             return
         for held, _ in done:
             held.committing = True
-        finishes = [Finish(held.job.id, held.claim.token, result) for held, result in done]
         helds = [held for held, _ in done]
-        answers = await self._despite_outages(
-            lambda: self.store.finish_many(finishes), "job finish", helds
-        )
+
+        async def write(again: bool) -> list[bool]:
+            landed = [again and await self._landed(held) for held in helds]
+            todo = [
+                Finish(h.job.id, h.claim.token, r)
+                for (h, r), ok in zip(done, landed, strict=True)
+                if not ok
+            ]
+            answers = iter(await self.store.finish_many(todo))
+            return [ok or next(answers) for ok in landed]
+
+        answers = await self._despite_outages(write, "job finish", helds)
         for held, ok in zip(helds, answers or [False] * len(helds), strict=True):
             self._log(
                 "job finish", logging.DEBUG if ok else logging.INFO, job=held.job.id, accepted=ok
             )
 
     async def _despite_outages(
-        self, call: Callable[[], Awaitable[T]], what: str, helds: list[Running]
+        self, call: Callable[[bool], Awaitable[T]], what: str, helds: list[Running]
     ) -> T | None:
         """A job's last write, retried through a store outage while the lease could still be
         ours (a finished job must not turn into a failed one); None once it cannot be: the
-        job is then rescued and runs again."""
+        job is then rescued and runs again. `call(again)`: again is True on a retry, when the
+        first try may have landed and only its reply was lost."""
         deadline = time.monotonic() + self.settings.lease_seconds
+        again = False
         while True:
             try:
-                return await call()
+                return await call(again)
             except errors.StoreUnavailable as exc:
+                again = True
                 if time.monotonic() > deadline:
                     for held in helds:
                         self._log(f"{what} abandoned", job=held.job.id, error=exc.detail)
                     return None
                 await asyncio.sleep(STORE_RETRY_SECONDS)
+
+    async def _landed(self, held: Running) -> bool:
+        """Whether this worker's own finish of `held` is in the store (a reply was lost)."""
+        job = await self.store.get(held.job.id)
+        ours = job.owner == self.worker_id and job.attempt == held.job.attempt
+        return ours and job.state is State.COMPLETED
 
     async def _train(self, held: Running) -> None:
         job = held.job
