@@ -11,7 +11,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[sklearn,pytorch,redis,dev]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[sklearn,pytorch,tensorflow,redis,dev]'
 	touch $(STAMP)
 
 run: install
@@ -37,6 +37,7 @@ bench: install
 	$(BIN)/python bench/bench_api.py
 	$(BIN)/python bench/bench_list.py
 	$(BIN)/python bench/bench_torch.py
+	$(BIN)/python bench/bench_keras.py
 	$(BIN)/python bench/bench_redis.py
 
 clean:
