@@ -136,9 +136,14 @@ def test_sigterm_lets_running_job_finish(system: System) -> None:
 
 def test_worker_refuses_queues_it_cannot_serve(system: System) -> None:
     env = {**system.env, "AIJOBS_ALLOW_MISSING_GPU": "0"}
-    for queue, words in (("nope", "unknown queue"), ("tensorflow", "not installed")):
+    cases = (
+        (["--queue", "nope"], "unknown queue"),
+        (["--queue", "sklearn", "--runtime", "no_such_module:Trainer"], "nor importable"),
+        (["--queue", "sklearn", "--runtime", "not-an-entry-point"], "nor importable"),
+    )
+    for args, words in cases:
         out = subprocess.run(
-            [sys.executable, "-m", "aijobs", "worker", "--queue", queue],
+            [sys.executable, "-m", "aijobs", "worker", *args],
             env=env,
             capture_output=True,
             text=True,
