@@ -59,9 +59,13 @@ def redis_system(tmp_path: Path, demo_root: Path, own_redis: RedisServer) -> Ite
 
 # -- helpers -------------------------------------------------------------------------------------
 def commits(system: System) -> Counter[str]:
-    """Accepted terminal commits per job, from the workers' log (finish accepted=True)."""
+    """Accepted terminal commits per job, from the workers' log (finish accepted=True): one line
+    per training job, one per batch of inference jobs."""
     text = (system.home / "worker.log").read_text(errors="replace")
-    return Counter(re.findall(r"job finish worker=\S+ job=(\S+) accepted=True", text))
+    found = Counter(re.findall(r"job finish worker=\S+ job=(\S+) accepted=True", text))
+    for batch in re.findall(r"jobs finish worker=\S+ jobs=(\S+) accepted=True", text):
+        found.update(batch.split(","))
+    return found
 
 
 def submit_retrying(system: System, path: str, body: dict[str, Any], timeout: float = 60) -> str:

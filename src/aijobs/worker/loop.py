@@ -338,11 +338,14 @@ class Worker:
             answers = iter(await self.store.finish_many(todo))
             return [ok or next(answers) for ok in landed]
 
-        answers = await self._despite_outages(write, "job finish", helds)
-        for held, ok in zip(helds, answers or [False] * len(helds), strict=True):
-            self._log(
-                "job finish", logging.DEBUG if ok else logging.INFO, job=held.job.id, accepted=ok
-            )
+        answers = await self._despite_outages(write, "job finish", helds) or [False] * len(helds)
+        # One line for the batch (thousands of jobs a second), one for each job refused.
+        accepted = [held.job.id for held, ok in zip(helds, answers, strict=True) if ok]
+        if accepted:
+            self._log("jobs finish", jobs=",".join(accepted), accepted=True)
+        for held, ok in zip(helds, answers, strict=True):
+            if not ok:
+                self._log("job finish", job=held.job.id, accepted=False)
 
     async def _despite_outages(
         self, call: Callable[[bool], Awaitable[T]], what: str, helds: list[Running]
