@@ -19,6 +19,8 @@ class Queue:
     version: str | None
     gpu: bool
     label: str
+    # No GPU twin in the spec's table: a job with requires_gpu gets a GPU of its worker, if any.
+    gpu_on_request: bool = False
 
 
 QUEUES: dict[str, Queue] = {
@@ -28,7 +30,7 @@ QUEUES: dict[str, Queue] = {
         Queue("pytorch-2.1-gpu", "pytorch", "pytorch", "2.1", True, "PyTorch 2.1 GPU"),
         Queue("pytorch-2.0-cpu", "pytorch", "pytorch", "2.0", False, "PyTorch 2.0 CPU"),
         Queue("pytorch-2.0-gpu", "pytorch", "pytorch", "2.0", True, "PyTorch 2.0 GPU"),
-        Queue("tensorflow", "tensorflow", "tensorflow", None, False, "TensorFlow"),
+        Queue("tensorflow", "tensorflow", "tensorflow", None, False, "TensorFlow", True),
         Queue("sklearn", "sklearn", "sklearn", None, False, "Scikit-learn"),
     )
 }

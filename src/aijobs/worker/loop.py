@@ -95,8 +95,9 @@ class Worker:
         self.runtime = runtime  # serve every queue with this plugin instead of the catalogue's
         self.concurrency = concurrency
         # One training job per GPU: each gets its own device through CUDA_VISIBLE_DEVICES.
-        self.free_gpus = gpu_devices() if any(routing.QUEUES[q].gpu for q in queues) else []
-        if self.free_gpus and concurrency > len(self.free_gpus):
+        served = [routing.QUEUES[q] for q in queues]
+        self.free_gpus = gpu_devices() if any(q.gpu or q.gpu_on_request for q in served) else []
+        if self.free_gpus and any(q.gpu for q in served) and concurrency > len(self.free_gpus):
             log.warning("concurrency %d capped at %d GPUs", concurrency, len(self.free_gpus))
             self.concurrency = len(self.free_gpus)
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -383,6 +384,9 @@ class Worker:
         attempt_dir.mkdir(parents=True, exist_ok=True)
         if model_dir.exists():
             shutil.rmtree(model_dir)
+        wants_gpu = queue.gpu or (queue.gpu_on_request and bool(job.payload.get("requires_gpu")))
+        if wants_gpu and self.free_gpus:
+            held.gpu = self.free_gpus.pop(0)
         spec = {
             "job_id": job.id,
             "attempt": job.attempt,
@@ -391,7 +395,7 @@ class Worker:
             "model_dir": str(model_dir),
             "checkpoint_dir": str(self.settings.jobs_dir / job.id / "checkpoint"),
             "data_roots": self.data_roots,
-            "device": "cuda" if queue.gpu else "cpu",
+            "device": self._device(held),
         }
         spec_path = attempt_dir / "spec.json"
         spec_path.write_text(json.dumps(spec))
@@ -405,8 +409,6 @@ class Worker:
             )
             self.progress_flush.set()
 
-        if queue.gpu and self.free_gpus:
-            held.gpu = self.free_gpus.pop(0)
         child = TrainingProcess(spec_path, log_path, on_progress, gpu=held.gpu)
         held.child = child
         await child.start()
@@ -435,6 +437,12 @@ class Worker:
         shutil.rmtree(model_dir, ignore_errors=True)
 
     @staticmethod
+    def _device(held: Running) -> str:
+        """A GPU queue's jobs ask for CUDA (AIJOBS_ALLOW_MISSING_GPU aside, a GPU is there);
+        elsewhere a job gets it with a GPU of its own."""
+        return "cuda" if routing.QUEUES[held.job.queue].gpu or held.gpu is not None else "cpu"
+
+    @staticmethod
     def _child_error(attempt_dir: Path, code: int) -> str:
         if code < 0:
             return f"training process was killed by signal {signal.Signals(-code).name}"
@@ -456,7 +464,6 @@ class Worker:
             await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
         outcome = json.loads((attempt_dir / "result.json").read_text())
         sha256 = artifacts.checksum(model_dir)
-        queue = routing.QUEUES[job.queue]
         record = ModelRecord(
             model_id=model_id,
             framework=outcome["framework"],
@@ -475,7 +482,7 @@ class Worker:
             "model_path": str(model_dir),
             "framework": outcome["framework"],
             "framework_version": outcome["framework_version"],
-            "device": "cuda" if queue.gpu else "cpu",
+            "device": self._device(held),
             "metrics": outcome["metrics"],
             **outcome["info"],
         }
