@@ -54,18 +54,18 @@ class JobStore(Protocol):
     async def queue_depths(self) -> dict[str, dict[str, int]]:
         """{queue: {"pending": n, "running": m}} for queues with active jobs."""
 
+    async def wait_terminal(self, job_id: str, timeout: float) -> Job:
+        """The job (its log may be left out) as soon as it is completed, failed or cancelled, or
+        as it is after `timeout` seconds. Woken by the job's end (Redis: Pub/Sub; SQLite: the file's
+        change counter), not by reading the job over and over. Raise errors.JobNotFound.
+        """
+
     async def recent_durations(
         self, job_type: JobType, model_type: str | None, queue: str, limit: int = 20
     ) -> list[float]:
         """Run times (s) of the latest completed jobs of that kind, newest first."""
 
     # -- workers -------------------------------------------------------------------------------
-    async def wait_terminal(self, job_id: str, timeout: float) -> Job:
-        """The job as soon as it is completed, failed or cancelled, or as it is after `timeout`.
-
-        Woken by the transition itself, not by polling the job. Raise errors.JobNotFound.
-        """
-
     async def claim(
         self,
         queues: list[str],
