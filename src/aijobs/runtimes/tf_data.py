@@ -16,48 +16,12 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from aijobs import datapaths, errors
+from aijobs import errors
+from aijobs.runtimes.datasets import MAX_PRELOAD_BYTES
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-MAX_PRELOAD_BYTES = 8 * 2**30  # decoded images held in memory at once
-MAX_PREDICT_IMAGES = 256
 MIN_IMAGES_PER_CLASS = 2  # one to train on and one to validate with
 
 Images = npt.NDArray[np.uint8]
-
-
-def find_images(data_path: Path) -> tuple[list[str], list[tuple[Path, int]], list[str]]:
-    """(classes, [(image, class index)], notes) from a folder of class folders."""
-    if not data_path.is_dir():
-        raise errors.JobFailure(
-            f"data_path {data_path.name!r} is not a directory; image models need a folder with "
-            "one sub-folder of images per class"
-        )
-    notes: list[str] = []
-    folders = sorted(p for p in data_path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    per_class: dict[str, list[Path]] = {}
-    empty: list[str] = []
-    for folder in folders:
-        images = sorted(
-            p
-            for p in folder.rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        )
-        if images:
-            per_class[folder.name] = images
-        else:
-            empty.append(folder.name)
-    if empty:
-        notes.append(f"skipped class folders with no images: {', '.join(empty)}")
-    if len(per_class) < 2:
-        found = ", ".join(repr(c) for c in per_class) or "none"
-        raise errors.JobFailure(
-            f"image classification needs at least two class folders with images under "
-            f"{data_path.name!r}; found {len(per_class)} ({found})"
-        )
-    classes = list(per_class)
-    items = [(path, i) for i, c in enumerate(classes) for path in per_class[c]]
-    return classes, items, notes
 
 
 def check_counts(
@@ -72,23 +36,6 @@ def check_counts(
             f"too few images: each class needs at least {need} (one to train on, one to "
             f"validate with); these have fewer: {', '.join(short)}"
         )
-
-
-def check_num_classes(given: int | None, classes: list[str], notes: list[str]) -> None:
-    """num_classes must match the data; a larger one is adjusted to the data, with a note."""
-    found = len(classes)
-    shown = ", ".join(classes[:10]) + (", ..." if found > 10 else "")
-    if given is None or given == found:
-        return
-    if given < found:
-        raise errors.JobFailure(
-            f"hyperparameter 'num_classes' is {given}, but the data has {found} classes "
-            f"({shown}); set it to {found} or leave it out"
-        )
-    notes.append(
-        f"num_classes {given} was given but the data has {found} classes ({shown}); "
-        f"the model has {found} outputs"
-    )
 
 
 def decode(path: Path, size: int, shown: str) -> Images:
@@ -148,25 +95,3 @@ def split_indices(labels: list[int], fraction: float, seed: int) -> tuple[list[i
         train += members[take:]
     rng.shuffle(train)
     return train, sorted(val)
-
-
-def image_paths(input_data: str, data_roots: list[Path]) -> list[tuple[str, Path]]:
-    """The image paths of an inference job (one a line), each confined to the data roots."""
-    lines = [line.strip() for line in (input_data or "").splitlines() if line.strip()]
-    if not lines:
-        raise errors.JobFailure("input_data is empty: give an image path inside the data roots")
-    if len(lines) > MAX_PREDICT_IMAGES:
-        raise errors.JobFailure(
-            f"input_data names {len(lines)} images; at most {MAX_PREDICT_IMAGES} per job"
-        )
-    out = []
-    for line in lines:
-        try:
-            path = datapaths.resolve_data_path(line, data_roots, must_exist=False)
-        except errors.InvalidDataPath as exc:
-            raise errors.JobFailure(exc.detail.replace("data_path", "image path", 1)) from exc
-        if not path.is_file():
-            state = "is not a file" if path.exists() else "does not exist"
-            raise errors.JobFailure(f"image path {line!r} {state}")
-        out.append((line, path))
-    return out

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from aijobs import errors
-from aijobs.runtimes import tf_data, tf_params
+from aijobs.runtimes import datasets, tf_data, tf_params
 from aijobs.runtimes.torch_params import validate
 
 MODEL_FILE = "model.keras"
@@ -67,30 +67,11 @@ def predict(
     p = validate(parameters, tf_params.PREDICT_PARAMS, what="parameter", context=f" for {kind}")
     if not isinstance(input_data, str):
         raise errors.JobFailure("input_data must be a string: an image path")
-    paths = tf_data.image_paths(input_data, data_roots)
+    paths = datasets.image_paths(input_data, data_roots)
     classes: list[str] = loaded.meta["classes"]
     size = int(loaded.meta["architecture"]["image_size"])
     batch = np.stack([tf_data.decode(path, size, shown) for shown, path in paths])
     # A direct call, not model.predict: no tf.data pipeline or retracing per request.
     probs = np.asarray(loaded.model(batch, training=False), dtype=np.float64)
-    top_k = min(p["top_k"], len(classes))
-    order = np.argsort(-probs, axis=1, kind="stable")[:, :top_k]
-    results: list[list[dict[str, Any]]] = []
-    predictions: list[str | None] = []
-    for row, ranked_idx in zip(probs, order, strict=True):
-        ranked = [
-            {"label": classes[int(i)], "probability": round(float(row[i]), 6)} for i in ranked_idx
-        ]
-        kept = [r for r in ranked if r["probability"] >= p["confidence_threshold"]]
-        results.append(kept)
-        predictions.append(str(kept[0]["label"]) if kept else None)
-    out: dict[str, Any] = {
-        "predictions": predictions,
-        "top_k": results,
-        "n_rows": len(paths),
-        "images": [shown for shown, _ in paths],
-    }
-    if len(paths) == 1:
-        out["label"] = predictions[0]
-        out["confidence"] = round(float(probs[0][order[0][0]]), 6)
-    return out
+    images = [shown for shown, _ in paths]
+    return datasets.ranked(probs, classes, images, p["top_k"], p["confidence_threshold"])

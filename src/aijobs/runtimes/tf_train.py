@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from aijobs import datapaths, errors
-from aijobs.runtimes import tf_data, tf_models, tf_params
+from aijobs.runtimes import datasets, tf_data, tf_models, tf_params
 from aijobs.runtimes.base import TrainContext, TrainResult
 
 MODEL_FILE = "model.keras"
@@ -200,8 +200,8 @@ def train(
             raise errors.JobFailure(detail) from exc
         if not weights.is_file():
             raise errors.JobFailure("hyperparameter 'pretrained_weights' must name a file")
-    classes, items, notes = tf_data.find_images(data_path)
-    tf_data.check_num_classes(hp["num_classes"], classes, notes)
+    classes, items, notes = datasets.find_images(data_path)
+    datasets.check_num_classes(hp["num_classes"], classes, notes)
     tf_data.check_counts(classes, items, hp["validation_split"])
     ctx.report(0.01, {"images": len(items), "classes": len(classes)})
 

@@ -145,23 +145,6 @@ def split_indices(
     return train, sorted(val)
 
 
-def check_num_classes(given: int | None, classes: list[str], notes: list[str]) -> None:
-    """num_classes must cover the data; a larger one is adjusted to the data (with a note)."""
-    found = len(classes)
-    shown = ", ".join(classes[:10]) + (", ..." if found > 10 else "")
-    if given is None or given == found:
-        return
-    if given < found:
-        raise errors.JobFailure(
-            f"hyperparameter 'num_classes' is {given}, but the data has {found} classes "
-            f"({shown}); set it to {found} or leave it out"
-        )
-    notes.append(
-        f"num_classes {given} was given but the data has {found} classes ({shown}); "
-        f"the model has {found} outputs"
-    )
-
-
 # ----------------------------------------------------------------------------- checkpoints
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from aijobs import datapaths, errors
+from aijobs.runtimes import datasets
 from aijobs.runtimes import torch_common as common
 from aijobs.runtimes import torch_params as params
 from aijobs.runtimes.base import TrainContext, TrainResult
@@ -322,7 +323,7 @@ def train(
             f"label column {label_col!r} has a single class ({classes[0]!r}); "
             "classification needs at least two"
         )
-    common.check_num_classes(hp["num_classes"], classes, notes)
+    datasets.check_num_classes(hp["num_classes"], classes, notes)
     index = {c: i for i, c in enumerate(classes)}
     texts, labels = [t for t, _ in kept], [index[y] for _, y in kept]
     split = common.split_indices(len(kept), hp["validation_split"], hp["seed"], labels)

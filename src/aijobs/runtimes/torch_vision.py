@@ -19,17 +19,15 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from aijobs import datapaths, errors
+from aijobs import errors
+from aijobs.runtimes import datasets, torch_vision_models
 from aijobs.runtimes import torch_common as common
 from aijobs.runtimes import torch_params as params
-from aijobs.runtimes import torch_vision_models
 from aijobs.runtimes.base import TrainContext, TrainResult
+from aijobs.runtimes.datasets import MAX_PRELOAD_BYTES
 
 FAMILY = "image_classifier"
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-MAX_PRELOAD_BYTES = 8 * 2**30  # decoded images held in memory at once
 GPU_PRELOAD_BYTES = 2 * 2**30  # moved to the GPU whole below this size
-MAX_PREDICT_IMAGES = 256
 PREDICT_PARAMS: dict[str, params.Param] = {
     "top_k": params.param(int, 5, params._int(1, 1_000_000)),
     "confidence_threshold": params.param(float, 0.0, params._float(0, 1)),
@@ -37,40 +35,6 @@ PREDICT_PARAMS: dict[str, params.Param] = {
 
 
 # ------------------------------------------------------------------------------------- data
-
-
-def find_images(data_path: Path) -> tuple[list[str], list[tuple[Path, int]], list[str]]:
-    """(classes, [(image, class index)], notes) from a folder of class folders."""
-    if not data_path.is_dir():
-        raise errors.JobFailure(
-            f"data_path {data_path.name!r} is not a directory; image models need a folder with "
-            "one sub-folder of images per class"
-        )
-    notes: list[str] = []
-    folders = sorted(p for p in data_path.iterdir() if p.is_dir() and not p.name.startswith("."))
-    per_class: dict[str, list[Path]] = {}
-    empty: list[str] = []
-    for folder in folders:
-        images = sorted(
-            p
-            for p in folder.rglob("*")
-            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
-        )
-        if images:
-            per_class[folder.name] = images
-        else:
-            empty.append(folder.name)
-    if empty:
-        notes.append(f"skipped class folders with no images: {', '.join(empty)}")
-    if len(per_class) < 2:
-        found = ", ".join(repr(c) for c in per_class) or "none"
-        raise errors.JobFailure(
-            f"image classification needs at least two class folders with images under "
-            f"{data_path.name!r}; found {len(per_class)} ({found})"
-        )
-    classes = list(per_class)
-    items = [(path, i) for i, c in enumerate(classes) for path in per_class[c]]
-    return classes, items, notes
 
 
 def decode(path: Path, size: int, shown: str) -> torch.Tensor:
@@ -194,8 +158,8 @@ def train(
     accepted, defaults = params.spec_for(model_type)
     hp = params.validate(given, accepted, defaults)
     choice = common.select_device(ctx.device)
-    classes, items, notes = find_images(data_path)
-    common.check_num_classes(hp["num_classes"], classes, notes)
+    classes, items, notes = datasets.find_images(data_path)
+    datasets.check_num_classes(hp["num_classes"], classes, notes)
     size = hp["image_size"]
     files = [path for path, _ in items]
     fingerprint = common.fingerprint(
@@ -299,27 +263,6 @@ def load(model_dir: Path, meta: dict[str, Any]) -> common.LoadedModel:
     return common.LoadedModel(FAMILY, model, None, meta, device)
 
 
-def image_paths(input_data: str, data_roots: list[Path]) -> list[tuple[str, Path]]:
-    lines = [line.strip() for line in (input_data or "").splitlines() if line.strip()]
-    if not lines:
-        raise errors.JobFailure("input_data is empty: give an image path inside the data roots")
-    if len(lines) > MAX_PREDICT_IMAGES:
-        raise errors.JobFailure(
-            f"input_data names {len(lines)} images; at most {MAX_PREDICT_IMAGES} per job"
-        )
-    out = []
-    for line in lines:
-        try:
-            path = datapaths.resolve_data_path(line, data_roots, must_exist=False)
-        except errors.InvalidDataPath as exc:
-            raise errors.JobFailure(exc.detail.replace("data_path", "image path", 1)) from exc
-        if not path.is_file():
-            state = "is not a file" if path.exists() else "does not exist"
-            raise errors.JobFailure(f"image path {line!r} {state}")
-        out.append((line, path))
-    return out
-
-
 def predict(
     loaded: common.LoadedModel,
     input_data: str,
@@ -330,7 +273,7 @@ def predict(
     p = params.validate(parameters, PREDICT_PARAMS, what="parameter", context=f" for {kind}")
     if not isinstance(input_data, str):
         raise errors.JobFailure("input_data must be a string: an image path")
-    paths = image_paths(input_data, data_roots)
+    paths = datasets.image_paths(input_data, data_roots)
     meta, device = loaded.meta, loaded.device
     classes: list[str] = meta["classes"]
     size = int(meta["architecture"]["image_size"])
@@ -339,25 +282,6 @@ def predict(
     std = torch.tensor(meta["std"], device=device).view(1, 3, 1, 1)
     with torch.inference_mode():
         probs = torch.softmax(loaded.model((batch.float() / 255.0 - mean) / std).float(), -1)
-    top_k = min(p["top_k"], len(classes))
-    values, order = probs.cpu().topk(top_k, dim=-1)
-    results: list[list[dict[str, Any]]] = []
-    predictions: list[str | None] = []
-    for row_values, row_order in zip(values, order, strict=True):
-        ranked = [
-            {"label": classes[int(i)], "probability": round(float(v), 6)}
-            for v, i in zip(row_values, row_order, strict=True)
-        ]
-        kept = [r for r in ranked if r["probability"] >= p["confidence_threshold"]]
-        results.append(kept)
-        predictions.append(str(kept[0]["label"]) if kept else None)
-    out: dict[str, Any] = {
-        "predictions": predictions,
-        "top_k": results,
-        "n_rows": len(paths),
-        "images": [shown for shown, _ in paths],
-    }
-    if len(paths) == 1:
-        out["label"] = predictions[0]
-        out["confidence"] = round(float(values[0][0]), 6)
-    return out
+    images = [shown for shown, _ in paths]
+    scores = probs.cpu().double().numpy()
+    return datasets.ranked(scores, classes, images, p["top_k"], p["confidence_threshold"])
