@@ -7,8 +7,8 @@ Starts its own redis-server (AOF on; appendfsync everysec by default, as most de
 it, or --fsync always) and measures, with the store's own methods over one client:
 
 1. Throughput, N no-op jobs: submit all (50 in flight), then drain them with batched claims
-   (`claim(limit=B)`) and the batch's finishes in flight together: jobs/s for each phase and
-   for submit + claim + finish per job. Then the same drain one job at a time (claim 1,
+   (`claim(limit=B)`) and each batch finished in one call (`finish_many`, as the worker does):
+   jobs/s for each phase and for submit + claim + finish per job. Then the same drain one job at a time (claim 1,
    finish, next: 2 round trips per job), and sequential round trips submit -> claim -> finish
    -> get, p50/p99.
 2. A store of --fill jobs (90 % completed, 5 % failed, 1 % cancelled, 3.5 % pending, 0.5 %
@@ -38,7 +38,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from aijobs.jobs import JobType, NewJob, State
+from aijobs.jobs import Finish, JobType, NewJob, State
 from aijobs.store.redis import RedisStore, submit_args
 
 QUEUES = ["sklearn", "pytorch-2.1-gpu", "tensorflow", "pytorch-2.1-cpu"]
@@ -134,7 +134,7 @@ async def throughput(url: str, n: int, batch: int, rtts: int) -> None:
         t0 = time.perf_counter()
         done = 0
         while claims := await store.claim(["sklearn"], "bench", 60, limit=batch):
-            oks = await asyncio.gather(*(store.finish(c.job.id, c.token, {}) for c in claims))
+            oks = await store.finish_many([Finish(c.job.id, c.token, {}) for c in claims])
             done += sum(oks)
         t_drain = time.perf_counter() - t0
         assert done == n, done

@@ -183,8 +183,8 @@ class Worker:
                 task = asyncio.create_task(self._infer_batch(inference))
                 for held in inference:
                     held.task = task
-            if claims:
-                continue
+            if claims and len(claims) == room:
+                continue  # there may be more: claim again; else the queue is empty for now
             # Watch the queues only when work would be claimed (taking a wake-up and not claiming
             # would starve another idle worker of it). Full training slots stop a claim at the
             # next training job: wait for a slot then.
