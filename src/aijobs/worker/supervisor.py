@@ -115,8 +115,8 @@ class TrainingProcess:
 class InferenceProcess:
     """The long-lived inference child, restarted after a kill or crash.
 
-    Requests are pipelined: each is written as it comes, and the child answers them in order,
-    one after another, while the worker goes on claiming and committing.
+    Requests are pipelined: a batch goes out in one write, and the child answers in order, one
+    request after another, while the worker goes on claiming and finishing.
     """
 
     def __init__(self, log_path: Path, cache_size: int) -> None:
@@ -150,11 +150,6 @@ class InferenceProcess:
                 self._pending = {}
                 self._reader = asyncio.create_task(self._read_replies(self.proc, self._pending))
             return self.proc
-
-    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Send one request and return its reply; raises ConnectionError if the child died."""
-        (reply,) = await self.send([message])
-        return await reply
 
     async def send(self, messages: list[dict[str, Any]]) -> list[asyncio.Future[dict[str, Any]]]:
         """Send requests in one write; each future gets its reply (with the round trip's
