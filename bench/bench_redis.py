@@ -8,9 +8,9 @@ it, or --fsync always) and measures, with the store's own methods over one clien
 
 1. Throughput, N no-op jobs: submit all (50 in flight), then drain them with batched claims
    (`claim(limit=B)`) and each batch finished in one call (`finish_many`, as the worker does):
-   jobs/s for each phase and for submit + claim + finish per job. Then the same drain one job at a time (claim 1,
-   finish, next: 2 round trips per job), and sequential round trips submit -> claim -> finish
-   -> get, p50/p99.
+   jobs/s for each phase and for submit + claim + finish per job. Then the same drain one job
+   at a time (claim 1, finish, next: 2 round trips per job), and sequential round trips
+   submit -> claim -> finish -> get, p50/p99.
 2. A store of --fill jobs (90 % completed, 5 % failed, 1 % cancelled, 3.5 % pending, 0.5 %
    running; loaded through the real scripts, pipelined): Redis memory per job, and the latency
    of list (first page and a deep page, with and without a status filter), get, queue depths,
