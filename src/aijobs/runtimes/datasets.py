@@ -4,6 +4,9 @@ framework's environment can use it alone."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +69,45 @@ def check_num_classes(given: int | None, classes: list[str], notes: list[str]) -
         f"num_classes {given} was given but the data has {found} classes ({shown}); "
         f"the model has {found} outputs"
     )
+
+
+def decode(path: Path, size: int, shown: str) -> npt.NDArray[np.uint8]:
+    """One image as a (size, size, 3) uint8 array; a clear failure for a bad file."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            image.load()
+            upright = ImageOps.exif_transpose(image)  # photos taken sideways
+            rgb = upright.convert("RGB")
+            if rgb.size != (size, size):
+                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
+            return np.array(rgb, dtype=np.uint8)  # writable: torch.from_numpy shares it
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise errors.JobFailure(f"image {shown!r} cannot be read: {exc}") from exc
+
+
+def decode_all(
+    items: list[tuple[Path, int]],
+    base: Path,
+    size: int,
+    put: Callable[[int, npt.NDArray[np.uint8]], object],
+) -> None:
+    """Decode every image on a few threads, handing each to `put(index, image)`: the caller
+    stores it in its own framework's array, so the images are held in memory once."""
+    needed = len(items) * 3 * size * size
+    if needed > MAX_PRELOAD_BYTES:
+        raise errors.JobFailure(
+            f"{len(items)} images at {size}x{size} need {needed / 2**30:.1f} GiB in memory, over "
+            f"the {MAX_PRELOAD_BYTES / 2**30:.0f} GiB limit; lower image_size"
+        )
+
+    def work(i: int) -> None:
+        path = items[i][0]
+        put(i, decode(path, size, path.relative_to(base).as_posix()))
+
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        list(pool.map(work, range(len(items))))
 
 
 def image_paths(input_data: str, data_roots: list[Path]) -> list[tuple[str, Path]]:

@@ -8,16 +8,14 @@ takes raw 0..255 images at inference time too.
 
 from __future__ import annotations
 
-import os
 import random
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from aijobs import errors
-from aijobs.runtimes.datasets import MAX_PRELOAD_BYTES
+from aijobs.runtimes import datasets
 
 MIN_IMAGES_PER_CLASS = 2  # one to train on and one to validate with
 
@@ -38,37 +36,10 @@ def check_counts(
         )
 
 
-def decode(path: Path, size: int, shown: str) -> Images:
-    """One image as a (size, size, 3) uint8 array; a clear failure for a bad file."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            upright = ImageOps.exif_transpose(image)  # photos taken sideways
-            rgb = upright.convert("RGB")
-            if rgb.size != (size, size):
-                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            return np.asarray(rgb, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise errors.JobFailure(f"image {shown!r} cannot be read: {exc}") from exc
-
-
 def preload(items: list[tuple[Path, int]], base: Path, size: int) -> Images:
-    needed = len(items) * 3 * size * size
-    if needed > MAX_PRELOAD_BYTES:
-        raise errors.JobFailure(
-            f"{len(items)} images at {size}x{size} need {needed / 2**30:.1f} GiB in memory, over "
-            f"the {MAX_PRELOAD_BYTES / 2**30:.0f} GiB limit; lower image_size"
-        )
+    """Every image, decoded, as one (n, size, size, 3) uint8 array."""
     out = np.empty((len(items), size, size, 3), dtype=np.uint8)
-
-    def work(i: int) -> None:
-        path = items[i][0]
-        out[i] = decode(path, size, path.relative_to(base).as_posix())
-
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        list(pool.map(work, range(len(items))))
+    datasets.decode_all(items, base, size, out.__setitem__)
     return out
 
 

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 
 from aijobs import errors
-from aijobs.runtimes import datasets, tf_data, tf_params
+from aijobs.runtimes import datasets, tf_params
 from aijobs.runtimes.torch_params import validate
 
 MODEL_FILE = "model.keras"
@@ -70,7 +70,7 @@ def predict(
     paths = datasets.image_paths(input_data, data_roots)
     classes: list[str] = loaded.meta["classes"]
     size = int(loaded.meta["architecture"]["image_size"])
-    batch = np.stack([tf_data.decode(path, size, shown) for shown, path in paths])
+    batch = np.stack([datasets.decode(path, size, shown) for shown, path in paths])
     # A direct call, not model.predict: no tf.data pipeline or retracing per request.
     probs = np.asarray(loaded.model(batch, training=False), dtype=np.float64)
     images = [shown for shown, _ in paths]

@@ -10,9 +10,7 @@ classes with their probabilities, dropping those under `confidence_threshold`.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +22,6 @@ from aijobs.runtimes import datasets, torch_vision_models
 from aijobs.runtimes import torch_common as common
 from aijobs.runtimes import torch_params as params
 from aijobs.runtimes.base import TrainContext, TrainResult
-from aijobs.runtimes.datasets import MAX_PRELOAD_BYTES
 
 FAMILY = "image_classifier"
 GPU_PRELOAD_BYTES = 2 * 2**30  # moved to the GPU whole below this size
@@ -39,36 +36,17 @@ PREDICT_PARAMS: dict[str, params.Param] = {
 
 def decode(path: Path, size: int, shown: str) -> torch.Tensor:
     """One image as a 3 x size x size uint8 tensor; a clear failure for a bad file."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            image.load()
-            upright = ImageOps.exif_transpose(image)  # photos taken sideways
-            rgb = upright.convert("RGB")
-            if rgb.size != (size, size):
-                rgb = rgb.resize((size, size), Image.Resampling.BILINEAR)
-            data = rgb.tobytes()
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise errors.JobFailure(f"image {shown!r} cannot be read: {exc}") from exc
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8).view(size, size, 3).permute(2, 0, 1)
+    return torch.from_numpy(datasets.decode(path, size, shown)).permute(2, 0, 1)
 
 
 def preload(items: list[tuple[Path, int]], base: Path, size: int) -> torch.Tensor:
-    needed = len(items) * 3 * size * size
-    if needed > MAX_PRELOAD_BYTES:
-        raise errors.JobFailure(
-            f"{len(items)} images at {size}x{size} need {needed / 2**30:.1f} GiB in memory, over "
-            f"the {MAX_PRELOAD_BYTES / 2**30:.0f} GiB limit; lower image_size"
-        )
+    """Every image, decoded, as one n x 3 x size x size uint8 tensor."""
     out = torch.empty((len(items), 3, size, size), dtype=torch.uint8)
 
-    def work(i: int) -> None:
-        path = items[i][0]
-        out[i] = decode(path, size, path.relative_to(base).as_posix())
+    def put(i: int, image: Any) -> None:
+        out[i] = torch.from_numpy(image).permute(2, 0, 1)
 
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        list(pool.map(work, range(len(items))))
+    datasets.decode_all(items, base, size, put)
     return out
 
 

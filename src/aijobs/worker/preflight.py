@@ -52,12 +52,14 @@ def problems(
             found.append(f"unknown queue {name!r}; queues: {', '.join(routing.QUEUES)}")
             continue
         runtime = runtimes.get(queue.runtime)
-        if runtime_override is None and runtime is None:
+        if runtime_override is not None:
+            pass  # the override serves every queue; checked once above
+        elif runtime is None:
             found.append(
                 f"queue {name!r} needs the {queue.runtime} runtime, which is not installed here "
                 f"(pip install 'aijobs[{queue.runtime}]')"
             )
-        elif runtime_override is None and runtime is not None and (missing := runtime.missing()):
+        elif missing := runtime.missing():
             found.append(f"queue {name!r}: {missing}")
         if queue.gpu and not allow_missing_gpu:
             gpus = gpu_count() if gpus is None else gpus
