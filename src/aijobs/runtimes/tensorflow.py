@@ -15,6 +15,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
+import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,9 +41,35 @@ def _environment() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+# What TensorFlow's C++ prints at import, before its logging is set up: TF_CPP_MIN_LOG_LEVEL
+# does not hold it back there (it does on some CPUs and builds, not on others).
+IMPORT_NOTICES = (
+    "All log messages before absl::InitializeLog",
+    "oneDNN custom operations are on",
+    "cpu_feature_guard",
+)
+
+
 def _module(name: str) -> Any:
+    module = f"aijobs.runtimes.{name}"
+    if module in sys.modules:
+        return sys.modules[module]
     _environment()
-    return importlib.import_module(f"aijobs.runtimes.{name}")
+    # Keep TensorFlow's start-up notices out of the job's log; anything else goes through.
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            return importlib.import_module(module)
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines(keepends=True):
+                if not any(notice in line for notice in IMPORT_NOTICES):
+                    sys.stderr.write(line)
+            sys.stderr.flush()
 
 
 class TensorFlowRuntime:
