@@ -127,6 +127,15 @@ class ModelRecord(BaseModel):
     created_at: float
 
 
+class Waiter(NamedTuple):
+    """A worker waiting in JobStore.wait_for_work: a store may claim a job for it as the job
+    is submitted (see wait_for_work)."""
+
+    worker_id: str
+    lease_seconds: float
+    max_training: int  # training jobs it has room for (inference jobs: always room for one)
+
+
 class Finish(NamedTuple):
     """One job's completion, for JobStore.finish_many (a worker commits several at once)."""
 

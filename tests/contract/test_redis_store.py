@@ -1,5 +1,6 @@
 """What the Redis store adds to the shared contract: its indexes stay consistent, retention,
-start-up checks of the server, 503 while Redis is down and recovery, blocking wake-ups."""
+start-up checks of the server, 503 while Redis is down and recovery, blocking wake-ups and
+hand-overs to waiting workers."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from aijobs import errors
-from aijobs.jobs import JobType, NewJob, Progress, State
+from aijobs.jobs import JobType, NewJob, Progress, Renewal, State, Waiter
 from aijobs.settings import Settings
 from aijobs.store import open_store
 from aijobs.store.redis import RedisMisconfigured, RedisStore, priority_key
@@ -176,6 +177,130 @@ async def test_wait_for_work_wakes_on_submit_and_times_out(
     finally:
         await waiter.close()
         await submitter.close()
+
+
+def infer(queue: str = "q") -> NewJob:
+    payload = {"model_id": "m", "input_data": "x"}
+    return NewJob(job_type=JobType.INFERENCE, queue=queue, payload=payload, model_id="m")
+
+
+async def waiting(store: RedisStore, worker: str, queues: list[str], max_training: int = 1) -> None:
+    """Register `worker` as waiting on `queues` without taking anything from its inbox (a worker
+    stopped between its registration and its pop)."""
+    assert await store._eval("wait", worker, f"earlier {max_training} 60000", 10_000, *queues) == 1
+
+
+async def test_a_job_submitted_to_a_waiting_worker_is_claimed_for_it(rstore: RedisStore) -> None:
+    s = rstore
+    waiter = Waiter("w1", LONG, max_training=1)
+    task = asyncio.create_task(s.wait_for_work(["other", "q"], 10, waiter))
+    await asyncio.sleep(0.2)
+    submitted = await s.submit(infer())
+    assert submitted.state is State.PENDING  # the submitter's answer: the job as submitted
+    (claim,) = await asyncio.wait_for(task, 5)
+    assert claim.job.id == submitted.id and claim.job.attempt == 1
+    stored = await s.get(submitted.id)
+    assert (stored.state, stored.owner) == (State.RUNNING, "w1")
+    assert await check_invariants(s) == []
+    # an ordinary claim in every respect: renewed and finished with its token, fenced without
+    assert await s.renew("w1", {claim.job.id: (claim.token, None)}, LONG) == {
+        claim.job.id: Renewal.OK
+    }
+    assert not await s.finish(claim.job.id, claim.token + "x", {"stale": True})
+    assert await s.finish(claim.job.id, claim.token, {"ok": True})
+    assert (await s.get(submitted.id)).state is State.COMPLETED
+    assert await check_invariants(s) == []
+
+
+async def test_no_hand_over_past_queued_work_or_to_a_worker_without_room(
+    rstore: RedisStore,
+) -> None:
+    s = rstore
+    queued = await s.submit(infer())
+    t0 = time.monotonic()
+    # work is ready: claim it (FIFO), at once
+    assert await s.wait_for_work(["q"], 10, Waiter("w1", LONG, 1)) == []
+    assert time.monotonic() - t0 < 2
+    (first,) = await s.claim(["q"], "w1", LONG)
+    assert first.job.id == queued.id
+    # a worker whose training slots are full waits for inference only: a training job is
+    # neither handed to it nor hinted (it waits its time out), and stays queued
+    full = Waiter("w1", LONG, max_training=0)
+    task = asyncio.create_task(s.wait_for_work(["q"], 0.5, full))
+    await asyncio.sleep(0.2)
+    training = await s.submit(new())
+    t0 = time.monotonic()
+    assert await asyncio.wait_for(task, 5) == []
+    assert time.monotonic() - t0 > 0.1
+    assert (await s.get(training.id)).state is State.PENDING
+    # ... nor does that queued training job wake it at once (its claim would take nothing);
+    # a worker with a free training slot claims it at once
+    t0 = time.monotonic()
+    assert await s.wait_for_work(["q"], 0.3, full) == []
+    assert time.monotonic() - t0 >= 0.2
+    assert await s.wait_for_work(["q"], 10, Waiter("w2", LONG, 1)) == []
+    assert time.monotonic() - t0 < 2
+    # an inference job on another of its queues is handed to it all the same
+    task = asyncio.create_task(s.wait_for_work(["q", "r"], 10, full))
+    await asyncio.sleep(0.2)
+    handed = await s.submit(infer("r"))
+    assert [c.job.id for c in await asyncio.wait_for(task, 5)] == [handed.id]
+    assert await check_invariants(s) == []
+
+
+async def test_nothing_is_handed_to_a_worker_that_stopped_waiting(rstore: RedisStore) -> None:
+    s = rstore
+    assert await s.wait_for_work(["q"], 0.3, Waiter("w1", LONG, 1)) == []  # timed out
+    job = await s.submit(infer())
+    assert (await s.get(job.id)).state is State.PENDING
+    # and a waiter without a Waiter (hints only) is never handed a job either
+    task = asyncio.create_task(s.wait_for_work(["q", "r"], 10))
+    await asyncio.sleep(0.2)
+    job = await s.submit(infer("r"))
+    assert await asyncio.wait_for(task, 5) == []
+    assert (await s.get(job.id)).state is State.PENDING
+
+
+async def test_a_stopping_worker_hands_back_what_it_never_took(rstore: RedisStore) -> None:
+    s = rstore
+    await waiting(s, "w1", ["q"])
+    job = await s.submit(infer())
+    assert (await s.get(job.id)).owner == "w1"  # handed over, still in w1's inbox
+    await s.unregister_worker("w1")
+    back = await s.get(job.id)
+    assert (back.state, back.owner, back.attempt) == (State.PENDING, None, 0)  # never ran
+    assert await check_invariants(s) == []
+    (claim,) = await s.claim(["q"], "w2", LONG)
+    assert claim.job.id == job.id and claim.job.attempt == 1
+
+
+async def test_a_hand_over_from_an_earlier_wait_is_taken_only_while_its_lease_holds(
+    rstore: RedisStore,
+) -> None:
+    s = rstore
+    # handed over while w1 was not popping (say its connection dropped): the next wait finds it
+    await waiting(s, "w1", ["q"])
+    kept = await s.submit(infer())
+    (claim,) = await s.wait_for_work(["q"], 10, Waiter("w1", LONG, 1))
+    assert claim.job.id == kept.id
+    # ... unless the job was taken from it meanwhile (cancelled here; rescued alike)
+    await waiting(s, "w1", ["q"])
+    lost = await s.submit(infer())
+    await s.cancel(lost.id)
+    assert await s.wait_for_work(["q"], 0.3, Waiter("w1", LONG, 1)) == []
+    assert await check_invariants(s) == []
+
+
+async def test_a_cancelled_wait_raises_promptly_and_waits_no_more(rstore: RedisStore) -> None:
+    # redis-py can swallow a cancel while it lends a connection; the store must not
+    for i in range(40):
+        task = asyncio.create_task(rstore.wait_for_work(["q"], 1.0, Waiter("w1", LONG, 1)))
+        await asyncio.sleep((i % 8) * 0.0005 if i < 39 else 0.2)  # the last one surely waits
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 3)
+    job = await rstore.submit(infer())  # a stopping worker is handed nothing
+    assert (await rstore.get(job.id)).state is State.PENDING
 
 
 async def test_open_refuses_an_evicting_redis(own_redis: RedisServer) -> None:

@@ -19,6 +19,7 @@ from aijobs.jobs import (
     Progress,
     Renewal,
     State,
+    Waiter,
     WorkerInfo,
 )
 
@@ -78,12 +79,19 @@ class JobStore(Protocol):
         """Atomically take up to `limit` pending jobs (priority desc, then FIFO) with a lease.
 
         With `max_training`, stop at the first training job past that many (never skip it).
+        A claim after `wait_for_work` returned passes its hint on to other idle workers when
+        work is left, even with `limit` 0 (a worker that took the hint but has no room).
         """
 
-    async def wait_for_work(self, queues: list[str], timeout: float) -> None:
+    async def wait_for_work(
+        self, queues: list[str], timeout: float, waiter: Waiter | None = None
+    ) -> list[Claim]:
         """Return soon after new work may be ready on `queues`, or after `timeout` seconds.
 
-        A hint, not a promise: it may return early; the caller claims to find out.
+        Mostly a hint, not a promise: it may return early, and the caller claims to find out.
+        But with a `waiter`, a store may hand it a job submitted while it waits: claimed for
+        it on submission (leased and fenced like any claim) and returned here, so that the
+        worker starts it without a claim of its own. Then there is nothing else to claim.
         """
 
     async def renew(

@@ -44,6 +44,7 @@ from aijobs.jobs import (
     Progress,
     Renewal,
     State,
+    Waiter,
     WorkerInfo,
     new_job_id,
 )
@@ -253,8 +254,11 @@ class SQLiteStore:
                 return list(await db.execute_fetchall(sql, params))
         return list(await db.execute_fetchall(sql, params))
 
-    async def wait_for_work(self, queues: list[str], timeout: float) -> None:
+    async def wait_for_work(
+        self, queues: list[str], timeout: float, waiter: Waiter | None = None
+    ) -> list[Claim]:
         await self._until_changed(timeout)
+        return []  # a hint only: one SQLite file has one machine's few workers, claiming
 
     async def wait_terminal(self, job_id: str, timeout: float) -> Job:
         deadline = time.monotonic() + timeout

@@ -31,6 +31,7 @@ from aijobs.jobs import (
     Progress,
     Renewal,
     State,
+    Waiter,
     WorkerInfo,
     now,
 )
@@ -104,7 +105,9 @@ class Worker:
         self.running: dict[str, Running] = {}
         self.stopping = asyncio.Event()
         self.progress_flush = asyncio.Event()
-        self.slot_free = asyncio.Event()
+        self.wakeup = asyncio.Event()  # claim again: a slot freed, the store hinted, or stop
+        self.watching = asyncio.Event()  # the claim loop wants to hear of new work
+        self.store_woke = False  # the store's hint came in: claim, to pass it on if not to use it
         self.started_at = now()
         self.inference = InferenceProcess(
             settings.jobs_dir / f"inference-{self.worker_id.replace(':', '_')}.log",
@@ -123,18 +126,21 @@ class Worker:
         self.settings.jobs_dir.mkdir(parents=True, exist_ok=True)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, self.stopping.set)
+            loop.add_signal_handler(sig, self._request_stop)
         await self.store.register_worker(self._info())
         await self.inference.start()  # so the first inference does not pay for a process start
         self._log("worker started", queues=",".join(self.queues), concurrency=self.concurrency)
         keeper = asyncio.create_task(self._keep_leases())
+        watcher = asyncio.create_task(self._watch())
         try:
             await self._claim_loop()
+            # Take no more work; what the store handed over but we did not take goes back to
+            # pending when we unregister below.
+            await self._cancel(watcher)
             await self._drain()
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await self._cancel(watcher)
+            await self._cancel(keeper)
             await self.inference.kill()
             with contextlib.suppress(Exception):
                 await self.store.unregister_worker(self.worker_id)
@@ -152,62 +158,88 @@ class Worker:
             last_seen=now(),
         )
 
+    @staticmethod
+    async def _cancel(task: asyncio.Task[None]) -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def _request_stop(self) -> None:
+        self.stopping.set()
+        self.wakeup.set()
+
     async def _claim_loop(self) -> None:
+        claim_now = True  # at start, and after a full claim: there may be more
         while not self.stopping.is_set():
             room = self.capacity - len(self.running)
             free_training = self.concurrency - sum(h.training for h in self.running.values())
             claims: list[Claim] = []
             # Claim in batches: not again for each job that ends while most are still held.
             wants = room > 0 and (room * 2 >= self.capacity or not self.running)
-            if wants:
+            # Otherwise claim only on the store's hint: while the loop wants work, the watcher
+            # hears of every arrival, so a freed slot alone is no reason to ask.
+            store_woke, self.store_woke = self.store_woke, False
+            if (wants and claim_now) or store_woke:  # limit 0: takes nothing, passes the hint on
                 try:
                     claims = await self.store.claim(
                         self.queues,
                         self.worker_id,
                         self.settings.lease_seconds,
-                        room,
-                        max_training=free_training,
+                        max(0, room),
+                        max_training=max(0, free_training),
                     )
                 except Exception as exc:  # store down: back off, keep running jobs going
                     self._log("claim failed", error=repr(exc))
                     await asyncio.sleep(STORE_RETRY_SECONDS)
-            inference: list[Running] = []
-            for claim in claims:
-                held = Running(claim)
-                self.running[claim.job.id] = held
-                if held.training:
-                    held.task = asyncio.create_task(self._execute(held))
-                else:
-                    inference.append(held)
-            if inference:  # one task for the batch: its requests go to the child together
-                task = asyncio.create_task(self._infer_batch(inference))
-                for held in inference:
-                    held.task = task
-            if claims and len(claims) == room:
+            self._start(claims)
+            claim_now = bool(claims) and len(claims) == room
+            if claim_now:
                 continue  # there may be more: claim again; else the queue is empty for now
-            # Watch the queues only when work would be claimed (taking a wake-up and not claiming
-            # would starve another idle worker of it). Full training slots stop a claim at the
-            # next training job: wait for a slot then.
-            await self._idle(IDLE_WAIT, watch_store=wants and free_training > 0)
+            # Watch the queues only when work would be claimed (taking a hint and not claiming
+            # would starve another idle worker of it); with full training slots, for inference
+            # jobs only (the watcher says so to the store).
+            if wants:
+                self.watching.set()
+            else:
+                self.watching.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(2 * IDLE_WAIT):
+                    await self.wakeup.wait()
+            self.wakeup.clear()
 
-    async def _idle(self, timeout: float, watch_store: bool) -> None:
-        """Until work may be ready, a slot frees up, or we are told to stop."""
-        waits: set[asyncio.Task[Any]] = {
-            asyncio.create_task(self.stopping.wait()),
-            asyncio.create_task(self.slot_free.wait()),
-        }
-        if watch_store:
-            waits.add(asyncio.create_task(self.store.wait_for_work(self.queues, timeout)))
-        done, pending = await asyncio.wait(
-            waits, timeout=timeout * 2, return_when=asyncio.FIRST_COMPLETED
-        )
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        self.slot_free.clear()
-        for task in done:
-            if not task.cancelled() and task.exception() is not None:  # store down: back off
-                await asyncio.sleep(timeout)
+    def _start(self, claims: list[Claim]) -> None:
+        inference: list[Running] = []
+        for claim in claims:
+            held = Running(claim)
+            self.running[claim.job.id] = held
+            if held.training:
+                held.task = asyncio.create_task(self._execute(held))
+            else:
+                inference.append(held)
+        if inference:  # one task for the batch: its requests go to the child together
+            task = asyncio.create_task(self._infer_batch(inference))
+            for held in inference:
+                held.task = task
+
+    async def _watch(self) -> None:
+        """Wait on the store for new work while the claim loop wants it. One task for the
+        worker's life: a blocking store call is never cancelled midway (on Redis that would
+        cost the connection), it just ends within IDLE_WAIT."""
+        while True:
+            await self.watching.wait()
+            free_training = self.concurrency - sum(h.training for h in self.running.values())
+            waiter = Waiter(self.worker_id, self.settings.lease_seconds, max(0, free_training))
+            handed: list[Claim] = []
+            try:
+                handed = await self.store.wait_for_work(self.queues, IDLE_WAIT, waiter)
+            except Exception:  # store down: back off; the claim loop reports it
+                await asyncio.sleep(IDLE_WAIT)
+            self.watching.clear()  # the claim loop says when to wait again
+            if handed:  # claimed for us as it was submitted: start it, nothing to claim
+                self._start(handed)
+            else:
+                self.store_woke = True
+            self.wakeup.set()
 
     async def _drain(self) -> None:
         """SIGTERM: let running jobs finish within the grace period, then hand them back."""
@@ -296,7 +328,7 @@ class Worker:
             if held.gpu is not None:
                 self.free_gpus.append(held.gpu)
             self.running.pop(job.id, None)
-            self.slot_free.set()
+            self.wakeup.set()
 
     def _timeout(self, job: Job) -> float:
         return job.timeout_seconds or self.settings.job_timeout_seconds
@@ -505,7 +537,7 @@ class Worker:
         finally:
             for held in batch:
                 self.running.pop(held.job.id, None)
-            self.slot_free.set()
+            self.wakeup.set()
 
     async def _infer(self, batch: list[Running]) -> None:
         ready: list[tuple[Running, ModelRecord]] = []

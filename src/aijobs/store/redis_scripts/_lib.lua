@@ -18,7 +18,10 @@
 --   P:ready:<queue>   ZSET  pending jobs, all score 0, member rank = priority key .. seq .. id:
 --                           lexicographic order is priority desc, then FIFO (exact, any size)
 --   P:leases          ZSET  running jobs, score lease_until (ms, server clock): the rescue index
---   P:wake:<queue>    ZSET  member "0" while work may be ready; idle workers BZPOPMIN it
+--   P:waiters:<queue> ZSET  idle workers waiting on the queue, score: when they began
+--   P:waiting:<worker> STRING "<serial> <max training jobs> <lease ms>" while the worker waits
+--                           (expires by itself just before its blocking pop ends)
+--   P:inbox:<worker>  LIST  what a waiting worker is handed: a claim (JSON) or "hint"
 --   P:finished        ZSET  terminal jobs, score finished_at: the retention index
 --   P:idem:<key>      STRING the job id an Idempotency-Key names
 --   P:dur:<durkey>    LIST  latest run times (ms) of completed jobs of one kind, newest first
@@ -59,7 +62,9 @@ local K_DONE = P .. ':done'
 local function k_job(id) return P .. ':job:' .. id end
 local function k_state(state) return P .. ':state:' .. state end
 local function k_ready(queue) return P .. ':ready:' .. queue end
-local function k_wake(queue) return P .. ':wake:' .. queue end
+local function k_waiters(queue) return P .. ':waiters:' .. queue end
+local function k_waiting(worker) return P .. ':waiting:' .. worker end
+local function k_inbox(worker) return P .. ':inbox:' .. worker end
 local function k_idem(key) return P .. ':idem:' .. key end
 local function k_dur(durkey) return P .. ':dur:' .. durkey end
 local function k_watch(id) return P .. ':watch:' .. id end
@@ -106,12 +111,90 @@ local function set_state(id, queue, seq, from, to)
   redis.call('HSET', k_job(id), 'state', to)
 end
 
-local function wake(queue) redis.call('ZADD', k_wake(queue), 0, '0') end
+-- A waiting worker of `queue` with room for a job of `job_type`, its waiting ended; stale
+-- entries (workers no longer waiting) are dropped on the way. `handover`: the job is to be
+-- claimed for it (a waiter with lease 0 takes hints only). Returns worker, serial, lease ms.
+local function take_waiter(queue, job_type, handover)
+  local key = k_waiters(queue)
+  for _, worker in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    local waiting = redis.call('GET', k_waiting(worker))
+    if not waiting then
+      redis.call('ZREM', key, worker)
+    else
+      local serial, max_training, lease = string.match(waiting, '^(%S+) (%d+) (%d+)$')
+      lease = tonumber(lease)
+      if (job_type ~= 'training' or max_training ~= '0') and (lease > 0 or not handover) then
+        redis.call('DEL', k_waiting(worker))
+        redis.call('ZREM', key, worker)
+        return worker, serial, lease
+      end
+    end
+  end
+  return nil
+end
+
+local function deliver(worker, entry, lease)
+  redis.call('RPUSH', k_inbox(worker), entry)
+  -- A dead worker's inbox goes by itself (what was handed to it is rescued when its lease ends)
+  redis.call('PEXPIRE', k_inbox(worker), math.max(lease, 10000))
+end
+
+-- The job type of `queue`'s best pending job, or nil when none is pending.
+local function head_type(queue)
+  local best = redis.call('ZRANGE', k_ready(queue), 0, 0)[1]
+  if not best then return nil end
+  return redis.call('HGET', k_job(string.sub(best, RANK_LEN + 1)), 'job_type')
+end
+
+-- Work may be ready on `queue`: hint one waiting worker that can take its best job to claim.
+local function wake(queue)
+  local job_type = head_type(queue)
+  if not job_type then return end
+  local worker, _, lease = take_waiter(queue, job_type, false)
+  if worker then deliver(worker, 'hint', lease) end
+end
+
+-- A pending job's claim by `worker`: attempt, fencing token, owner, lease (the caller moves
+-- the indexes and counts). Returns the token.
+local function lease_job(jk, worker, token_prefix, deadline, now)
+  local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
+  local token = token_prefix .. ':' .. attempt
+  redis.call('HSET', jk, 'state', 'running', 'token', token, 'owner', worker,
+    'lease_until', deadline, 'started_at', num(now), 'updated_at', num(now), 'progress', '0')
+  return token
+end
 
 -- Make a pending job claimable again, in its original FIFO place.
 local function requeue(id, queue, rank)
   redis.call('ZADD', k_ready(queue), 0, rank)
   wake(queue)
+end
+
+-- `worker` waits no more: the jobs handed to it that it never took from its inbox go back to
+-- pending in their FIFO place, with the attempt they were given undone (they never ran).
+-- Returns their ids.
+local function end_wait(worker)
+  redis.call('DEL', k_waiting(worker))
+  local out = {}
+  for _, entry in ipairs(redis.call('LRANGE', k_inbox(worker), 0, -1)) do
+    if entry ~= 'hint' then
+      local handed = cjson.decode(entry)
+      local id, token = handed[3][1], handed[2]
+      local jk = k_job(id)
+      local f = redis.call('HMGET', jk, 'state', 'token', 'queue', 'seq', 'rank')
+      if f[1] == 'running' and f[2] == token then
+        redis.call('HINCRBY', jk, 'attempt', -1)
+        redis.call('HDEL', jk, 'token', 'owner', 'lease_until', 'started_at')
+        redis.call('HSET', jk, 'updated_at', num(now_ms()))
+        redis.call('ZREM', K_LEASES, id)
+        set_state(id, f[3], f[4], 'running', 'pending')
+        requeue(id, f[3], f[5])
+        out[#out + 1] = id
+      end
+    end
+  end
+  redis.call('DEL', k_inbox(worker))
+  return out
 end
 
 -- Forget a terminal job entirely (retention).

@@ -4,8 +4,8 @@
 -- At most `max_training` of them are training jobs: the claim stops at the first training job
 -- past that (it never skips ahead of it), so a worker whose training slots are full can still
 -- take the inference jobs before it.
--- ARGV: 3 worker id, 4 lease ms, 5 limit, 6 token seed (random, per call), 7 max training
---       jobs (-1: no limit), 8.. queues (distinct)
+-- ARGV: 3 worker id, 4 lease ms, 5 limit (0: take nothing, only pass the wake-up on),
+--       6 token seed (random, per call), 7 max training jobs (-1: no limit), 8.. queues
 -- Returns {{token, job fields}, ...}.
 local worker, lease, limit, seed = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local training_left = tonumber(ARGV[7])
@@ -35,10 +35,7 @@ for i = 1, math.min(limit, #candidates) do
   ranks[queue] = ranks[queue] or {}
   table.insert(ranks[queue], rank)
   if f[1] == 'pending' then
-    local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
-    local token = seed .. '.' .. i .. ':' .. attempt
-    redis.call('HSET', jk, 'state', 'running', 'token', token, 'owner', worker,
-      'lease_until', deadline, 'started_at', num(now), 'updated_at', num(now), 'progress', '0')
+    local token = lease_job(jk, worker, seed .. '.' .. i, deadline, now)
     count(queue, 'pending', -1)
     count(queue, 'running', 1)
     table.insert(taken, id)
@@ -55,8 +52,5 @@ each_chunk('ZADD', k_state('running'), running)
 each_chunk('ZADD', K_LEASES, leases)
 flush_counts()
 -- Chain the wake-up: another idle worker takes what this one left.
-for i = 8, #ARGV do
-  local queue = ARGV[i]
-  if redis.call('ZCARD', k_ready(queue)) > 0 then wake(queue) else redis.call('DEL', k_wake(queue)) end
-end
+for i = 8, #ARGV do wake(ARGV[i]) end
 return out
