@@ -87,7 +87,8 @@ def test_a_slow_inference_job_times_out_alone(echo: System) -> None:
     failed = echo.wait(slow, timeout=60)
     assert failed["status"] == "failed" and "timed out after 2s" in failed["error"], failed
     for job_id in behind:  # queued behind it in the child: run again, not failed
-        assert echo.wait(job_id, timeout=60)["status"] == "completed"
+        done = echo.wait(job_id, timeout=60)
+        assert done["status"] == "completed" and done["attempt"] == 1, done  # none used up
 
 
 def test_a_job_late_behind_a_slower_one_fails_alone(echo: System) -> None:
@@ -107,7 +108,20 @@ def test_a_crashing_inference_child_fails_its_job_and_spares_the_others(echo: Sy
     assert failed["status"] == "failed", failed
     assert "inference process" in failed["error"] and failed["attempt"] == 3
     for job_id in others:
-        assert echo.wait(job_id, timeout=60)["status"] == "completed"
+        done = echo.wait(job_id, timeout=60)
+        assert done["status"] == "completed" and done["attempt"] == 1, done  # none used up
+
+
+def test_cancelling_an_inference_job_spares_the_jobs_behind_it(echo: System) -> None:
+    slow = _infer(echo, "sleep:30")
+    echo.wait(slow, {"running"}, timeout=30)
+    behind = [_infer(echo, f"behind {i}") for i in range(3)]
+    time.sleep(1)  # held by the worker by now, queued behind the slow one in its child
+    assert echo.delete(f"/jobs/{slow}").status_code == 200
+    assert echo.status(slow)["status"] == "cancelled"
+    for job_id in behind:  # the child was killed for the cancel: they run again, no attempt used
+        done = echo.wait(job_id, timeout=60)
+        assert done["status"] == "completed" and done["attempt"] == 1, done
 
 
 def test_inference_runs_while_the_training_slot_is_busy(echo: System) -> None:

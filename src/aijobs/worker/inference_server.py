@@ -91,12 +91,15 @@ def main() -> int:
     cache = ModelCache(int(os.environ.get("AIJOBS_INFERENCE_CACHE_SIZE", "8")))
     runtimes = discover()
     pending = b""
-    # Requests arrive pipelined: answer all that one read brings, and send the answers in one
-    # write (one wake-up of the worker for a batch, not one per job).
+    # Requests arrive pipelined; each answer is written before the next request runs: when a
+    # request kills this process, the worker knows which one (the first unanswered) and that
+    # the ones behind it never ran.
     while chunk := os.read(0, READ_CHUNK):
         *lines, pending = (pending + chunk).split(b"\n")
-        protocol.write(b"".join(answer(line, cache, runtimes) for line in lines if line.strip()))
-        protocol.flush()
+        for line in lines:
+            if line.strip():
+                protocol.write(answer(line, cache, runtimes))
+                protocol.flush()
     return 0
 
 

@@ -39,7 +39,7 @@ from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.child import EXIT_JOB_FAILURE, EXIT_OK
 from aijobs.worker.preflight import gpu_devices
-from aijobs.worker.supervisor import InferenceProcess, TrainingProcess
+from aijobs.worker.supervisor import InferenceProcess, NotRun, TrainingProcess
 
 log = logging.getLogger("aijobs.worker")
 T = TypeVar("T")
@@ -548,11 +548,19 @@ class Worker:
                 ready.append((held, await self._model(job.model_id or "")))
             except Exception as exc:
                 await self._write(held, "fail", f"model {job.model_id} is not available: {exc}")
-        if not ready:
-            return
+        while ready:
+            ready = await self._infer_round(ready)
+
+    async def _infer_round(
+        self, ready: list[tuple[Running, ModelRecord]]
+    ) -> list[tuple[Running, ModelRecord]]:
+        """Send the batch to the child, write what it answered; return the jobs to send again:
+        those queued behind a job that crashed the child or was killed for its time limit.
+        They never started, so they run again on the new child, with no attempt used up."""
         replies = await self.inference.send([self._request(h.job, m) for h, m in ready])
         late = await self._await_replies(replies, [self._timeout(h.job) for h, _ in ready])
         done: list[tuple[Running, dict[str, Any]]] = []
+        again: list[tuple[Running, ModelRecord]] = []
         for (held, model), reply in zip(ready, replies, strict=True):
             if held.stop_reason is not None:
                 continue  # cancelled or lost: nothing of it is ours to write
@@ -560,10 +568,9 @@ class Worker:
                 await self._write(
                     held, "fail", f"inference timed out after {self._timeout(held.job):g}s"
                 )
-            elif not reply.done():
-                restarted = "inference process restarted after a job before it timed out"
-                await self._write(held, "fail", restarted, retry=True)
-            elif (error := reply.exception()) is not None:
+            elif isinstance(error := reply.exception(), NotRun):
+                again.append((held, model))
+            elif error is not None:
                 await self._write(held, "fail", f"inference process died: {error}", retry=True)
             elif not (answer := reply.result()).get("ok"):
                 await self._write(held, "fail", str(answer.get("error")))
@@ -576,6 +583,7 @@ class Worker:
                 }
                 done.append((held, result))
         await self._finish_many(done)
+        return again
 
     async def _await_replies(
         self, replies: list[asyncio.Future[dict[str, Any]]], limits: list[float]
@@ -595,6 +603,7 @@ class Worker:
             late |= {r for r in waiting if not r.done() and due[r] <= now}
             if self.inference.working_on() in late:
                 await self.inference.kill()
+                await asyncio.wait(replies, timeout=10)  # failed at its end: NotRun behind it
                 break
         return late
 

@@ -112,6 +112,10 @@ class TrainingProcess:
             await kill_group(self.proc, grace)
 
 
+class NotRun(ConnectionError):
+    """The inference child died (or was killed) before it reached this request."""
+
+
 class InferenceProcess:
     """The long-lived inference child, restarted after a kill or crash.
 
@@ -153,7 +157,7 @@ class InferenceProcess:
 
     async def send(self, messages: list[dict[str, Any]]) -> list[asyncio.Future[dict[str, Any]]]:
         """Send requests in one write; each future gets its reply (with the round trip's
-        `elapsed_ms`), or ConnectionError if the child dies first."""
+        `elapsed_ms`), or ConnectionError if the child dies on it, NotRun if before it."""
         proc = await self._ensure()
         assert proc.stdin is not None
         loop = asyncio.get_running_loop()
@@ -188,11 +192,11 @@ class InferenceProcess:
                     waiter.set_result(reply)
         finally:
             code = await proc.wait()
-            for waiter, _ in pending.values():
+            # It answers in order: it died on the first unanswered request, never ran the rest.
+            for n, (waiter, _) in enumerate(pending.values()):
                 if not waiter.done():
-                    waiter.set_exception(
-                        ConnectionError(f"inference process exited with code {code}")
-                    )
+                    exited = f"inference process exited with code {code}"
+                    waiter.set_exception(NotRun(exited) if n else ConnectionError(exited))
 
     async def kill(self, grace: float = 1.0) -> None:
         if self.proc is not None:
