@@ -260,7 +260,23 @@ def ratios(table: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
     return out
 
 
-def markdown(table: dict[str, dict[str, Any]], rat: dict[str, Any] | None, n_runs: int) -> str:
+def rtt_floor(port: int, args: argparse.Namespace) -> dict[str, float]:
+    """bench_rtt_floor.py on the same Redis: the round trip of aijobs' hops and nothing else."""
+    cmd = [project_python(), str(REPO / "bench" / "bench_rtt_floor.py"), "--json"]
+    cmd += ["--redis-url", f"redis://127.0.0.1:{port}/0", "--runs", str(args.runs)]
+    cmd += ["--round-trips", str(max(args.round_trips, 300))]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True).stdout
+    floor: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+    log(f"round-trip floor p50: {floor}")
+    return floor
+
+
+def markdown(
+    table: dict[str, dict[str, Any]],
+    rat: dict[str, Any] | None,
+    n_runs: int,
+    floor: dict[str, float],
+) -> str:
     lines = [
         f"| Queue | Version | Drain, jobs/s (median of {n_runs}) | Enqueue, jobs/s "
         "| Round trip p50 | Round trip p99 |",
@@ -279,6 +295,13 @@ def markdown(table: dict[str, dict[str, Any]], rat: dict[str, Any] | None, n_run
             f"aijobs vs the fastest peer: throughput {rat['throughput_ratio']:.2f}{TIMES} "
             f"{rat['fastest_peer']}'s, round-trip p50 {rat['latency_ratio']:.2f}{TIMES} "
             f"{rat['lowest_latency_peer']}'s.",
+        ]
+    if floor:
+        lines += [
+            "",
+            "Round-trip floor, p50 (`bench/bench_rtt_floor.py`, same Redis: aijobs' hops, "
+            "submit script, worker pop, child pipe, finish script, notification, and nothing "
+            "else): " + ", ".join(f"{client} {ms:.2f} ms" for client, ms in floor.items()) + ".",
         ]
     lines += ["", "Settings:", ""]
     lines += [f"- {queue}: {m['notes']}" for queue, m in table.items()]
@@ -356,9 +379,11 @@ def main() -> None:
                     f"  ({time.monotonic() - t:.0f} s)"
                 )
 
+        floor = rtt_floor(port, args)
+
     table = {q: medians(raw[q]) for q in queues if raw[q]}
     rat = ratios(table)
-    md = markdown(table, rat, args.runs)
+    md = markdown(table, rat, args.runs, floor)
     print(md)
     args.out.mkdir(parents=True, exist_ok=True)
     command = "bench/bench_peers.py " + " ".join(sys.argv[1:])
@@ -370,6 +395,7 @@ def main() -> None:
         "params": {"runs": args.runs, "jobs": args.jobs, "round_trips": args.round_trips},
         "medians": table,
         "ratios": rat,
+        "rtt_floor_p50_ms": floor,
         "runs": raw,
         "errors": {q: e for q, e in errors.items() if e},
     }
