@@ -172,7 +172,7 @@ class Worker:
         claim_now = True  # at start, and after a full claim: there may be more
         while not self.stopping.is_set():
             room = self.capacity - len(self.running)
-            free_training = self.concurrency - sum(h.training for h in self.running.values())
+            free_training = self._free_training()
             claims: list[Claim] = []
             # Claim in batches: not again for each job that ends while most are still held.
             wants = room > 0 and (room * 2 >= self.capacity or not self.running)
@@ -207,6 +207,9 @@ class Worker:
                     await self.wakeup.wait()
             self.wakeup.clear()
 
+    def _free_training(self) -> int:
+        return self.concurrency - sum(h.training for h in self.running.values())
+
     def _start(self, claims: list[Claim]) -> None:
         inference: list[Running] = []
         for claim in claims:
@@ -227,7 +230,7 @@ class Worker:
         cost the connection), it just ends within IDLE_WAIT."""
         while True:
             await self.watching.wait()
-            free_training = self.concurrency - sum(h.training for h in self.running.values())
+            free_training = self._free_training()
             waiter = Waiter(self.worker_id, self.settings.lease_seconds, max(0, free_training))
             handed: list[Claim] = []
             try:

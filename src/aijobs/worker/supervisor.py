@@ -191,11 +191,10 @@ class InferenceProcess:
                     reply["elapsed_ms"] = round((time.perf_counter() - sent_at) * 1000, 3)
                     waiter.set_result(reply)
         finally:
-            code = await proc.wait()
+            exited = f"inference process exited with code {await proc.wait()}"
             # It answers in order: it died on the first unanswered request, never ran the rest.
             for n, (waiter, _) in enumerate(pending.values()):
                 if not waiter.done():
-                    exited = f"inference process exited with code {code}"
                     waiter.set_exception(NotRun(exited) if n else ConnectionError(exited))
 
     async def kill(self, grace: float = 1.0) -> None:

@@ -139,18 +139,18 @@ local function deliver(worker, entry, lease)
   redis.call('PEXPIRE', k_inbox(worker), math.max(lease, 10000))
 end
 
--- The job type of `queue`'s best pending job, or nil when none is pending.
-local function head_type(queue)
-  local best = redis.call('ZRANGE', k_ready(queue), 0, 0)[1]
-  if not best then return nil end
-  return redis.call('HGET', k_job(string.sub(best, RANK_LEN + 1)), 'job_type')
+-- `queue`'s best pending job (its rank), or nil when none is pending.
+local function best_rank(queue) return redis.call('ZRANGE', k_ready(queue), 0, 0)[1] end
+local function type_of(rank)
+  return redis.call('HGET', k_job(string.sub(rank, RANK_LEN + 1)), 'job_type')
 end
 
 -- Work may be ready on `queue`: hint one waiting worker that can take its best job to claim.
 local function wake(queue)
-  local job_type = head_type(queue)
-  if not job_type then return end
-  local worker, _, lease = take_waiter(queue, job_type, false)
+  if redis.call('EXISTS', k_waiters(queue)) == 0 then return end  -- nobody waits: most calls
+  local best = best_rank(queue)
+  if not best then return end
+  local worker, _, lease = take_waiter(queue, type_of(best), false)
   if worker then deliver(worker, 'hint', lease) end
 end
 
@@ -170,6 +170,14 @@ local function requeue(id, queue, rank)
   wake(queue)
 end
 
+-- A running job whose lease was dropped goes back to pending, in its FIFO place.
+local function back_to_pending(id, queue, seq, rank)
+  redis.call('HSET', k_job(id), 'progress', '0')
+  redis.call('HDEL', k_job(id), 'owner', 'started_at', 'finished_at')
+  set_state(id, queue, seq, 'running', 'pending')
+  requeue(id, queue, rank)
+end
+
 -- `worker` waits no more: the jobs handed to it that it never took from its inbox go back to
 -- pending in their FIFO place, with the attempt they were given undone (they never ran).
 -- Returns their ids.
@@ -184,11 +192,10 @@ local function end_wait(worker)
       local f = redis.call('HMGET', jk, 'state', 'token', 'queue', 'seq', 'rank')
       if f[1] == 'running' and f[2] == token then
         redis.call('HINCRBY', jk, 'attempt', -1)
-        redis.call('HDEL', jk, 'token', 'owner', 'lease_until', 'started_at')
+        redis.call('HDEL', jk, 'token', 'lease_until')
         redis.call('HSET', jk, 'updated_at', num(now_ms()))
         redis.call('ZREM', K_LEASES, id)
-        set_state(id, f[3], f[4], 'running', 'pending')
-        requeue(id, f[3], f[5])
+        back_to_pending(id, f[3], f[4], f[5])
         out[#out + 1] = id
       end
     end

@@ -13,10 +13,7 @@ redis.call('HDEL', jk, 'token', 'lease_until')
 if ARGV[7] == '1' then redis.call('HSET', jk, 'log', ARGV[8]) end
 redis.call('ZREM', K_LEASES, id)
 if ARGV[6] == '1' and tonumber(f[5]) < tonumber(f[6]) then
-  redis.call('HSET', jk, 'progress', '0')
-  redis.call('HDEL', jk, 'owner', 'started_at', 'finished_at')
-  set_state(id, f[3], f[4], 'running', 'pending')
-  requeue(id, f[3], f[7])
+  back_to_pending(id, f[3], f[4], f[7])
 else
   redis.call('HSET', jk, 'finished_at', num(now))
   set_state(id, f[3], f[4], 'running', 'failed')

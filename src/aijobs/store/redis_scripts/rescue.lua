@@ -29,11 +29,9 @@ for _, id in ipairs(due) do
       out[#out + 1] = id
       out[#out + 1] = 'failed'
     else
-      redis.call('HSET', jk, 'progress', '0',
-        'error', 'worker lost: lease expired on attempt ' .. attempt .. ', requeued')
-      redis.call('HDEL', jk, 'started_at', 'finished_at')
-      set_state(id, f[5], f[6], 'running', 'pending')
-      requeue(id, f[5], f[7])
+      redis.call('HSET', jk, 'error',
+        'worker lost: lease expired on attempt ' .. attempt .. ', requeued')
+      back_to_pending(id, f[5], f[6], f[7])
       out[#out + 1] = id
       out[#out + 1] = 'pending'
     end

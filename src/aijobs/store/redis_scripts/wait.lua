@@ -9,12 +9,12 @@
 -- ARGV: 3 worker id, 4 "<serial> <max training jobs> <lease ms>", 5 ttl ms, 6.. queues
 local worker = ARGV[3]
 local max_training = string.match(ARGV[4], '^%S+ (%d+) ')
-local best, best_queue
+local best
 for i = 6, #ARGV do
-  local head = redis.call('ZRANGE', k_ready(ARGV[i]), 0, 0)[1]
-  if head and (not best or head < best) then best, best_queue = head, ARGV[i] end
+  local head = best_rank(ARGV[i])
+  if head and (not best or head < best) then best = head end
 end
-if best and (max_training ~= '0' or head_type(best_queue) ~= 'training') then return 0 end
+if best and (max_training ~= '0' or type_of(best) ~= 'training') then return 0 end
 redis.call('SET', k_waiting(worker), ARGV[4], 'PX', ARGV[5])
 local now = num(now_ms())
 for i = 6, #ARGV do redis.call('ZADD', k_waiters(ARGV[i]), now, worker) end
