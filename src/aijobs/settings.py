@@ -14,20 +14,44 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AIJOBS_", extra="ignore")
 
     home: Path = Field(Path("./var"), description="State directory: store, models, job logs.")
-    store_url: str = Field("", description="Job store URL; empty means a SQLite file in home.")
-    data_roots: str = Field("./data", description="Data roots, separated by ':' as in PATH.")
-    host: str = "127.0.0.1"
-    port: int = 8000
-    lease_seconds: float = Field(30.0, gt=0, description="How long a claim lasts without renewal.")
-    max_attempts: int = Field(3, ge=1, description="Runs a job may start before it is failed.")
-    job_timeout_seconds: float = Field(3600.0, gt=0, description="Default job time limit.")
-    kill_grace_seconds: float = Field(5.0, ge=0, description="SIGTERM to SIGKILL delay.")
-    shutdown_grace_seconds: float = Field(30.0, ge=0, description="Worker SIGTERM grace period.")
-    worker_ttl_seconds: float = Field(15.0, gt=0, description="A worker silent this long is dead.")
-    max_body_bytes: int = Field(1_048_576, gt=0, description="Largest accepted request body.")
+    store_url: str = Field(
+        "",
+        description="Job store URL: sqlite:///PATH, redis://HOST:PORT/DB, rediss://... or "
+        "unix:///PATH?db=N; empty means the SQLite file aijobs.db in home.",
+    )
+    data_roots: str = Field(
+        "./data",
+        description="Data roots, separated by ':' as in PATH; every data path must lie in one.",
+    )
+    host: str = Field("127.0.0.1", description="Where `aijobs serve` and `aijobs up` listen.")
+    port: int = Field(8000, description="The API's port (`aijobs serve`, `aijobs up`).")
+    lease_seconds: float = Field(
+        30.0, gt=0, description="How long a claim lasts without renewal; renewed every third of it."
+    )
+    max_attempts: int = Field(
+        3, ge=1, description="Runs a job may start (rescues and retries count) before it fails."
+    )
+    job_timeout_seconds: float = Field(
+        3600.0, gt=0, description="Default job time limit, when a job sets no timeout_seconds."
+    )
+    kill_grace_seconds: float = Field(
+        5.0, ge=0, description="SIGTERM to SIGKILL delay when a job's child is stopped."
+    )
+    shutdown_grace_seconds: float = Field(
+        30.0, ge=0, description="How long a stopping worker lets its running jobs finish."
+    )
+    worker_ttl_seconds: float = Field(
+        15.0, gt=0, description="A worker not seen for this long counts as gone."
+    )
+    max_body_bytes: int = Field(
+        1_048_576, gt=0, description="Largest accepted request body (413 above)."
+    )
     inference_cache_size: int = Field(8, ge=1, description="Models kept loaded per worker.")
     inference_prefetch: int = Field(
-        16, ge=0, description="Inference jobs a worker holds beyond its training slots."
+        16,
+        ge=0,
+        description="Inference jobs a worker holds beyond its training slots (claimed and "
+        "pipelined together).",
     )
     allow_missing_gpu: bool = Field(False, description="Let GPU queues run without CUDA (tests).")
     queue_python: str = Field(
@@ -103,3 +127,73 @@ def parse_queue_python(value: str) -> dict[str, Path]:
     if problems:
         raise ValueError("; ".join(problems))
     return out
+
+
+_TYPE_NAMES: dict[object, str] = {
+    Path: "path",
+    str: "string",
+    int: "integer",
+    float: "number",
+    bool: "boolean",
+}
+_BOUNDS = (("gt", ">"), ("ge", "≥"), ("lt", "<"), ("le", "≤"), ("min_length", "length ≥"))
+
+
+def _default_text(value: object) -> str:
+    if isinstance(value, Path):
+        return str(value) if value.is_absolute() else f"./{value}"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _rules_text(metadata: list[object]) -> str:
+    rules = [
+        f"{sign} {getattr(rule, name)}"
+        for rule in metadata
+        for name, sign in _BOUNDS
+        if getattr(rule, name, None) is not None
+    ]
+    rules += [f"matches `{p}`" for rule in metadata if (p := getattr(rule, "pattern", None))]
+    return ", ".join(rules)
+
+
+def settings_markdown() -> str:
+    """docs/settings.md: every AIJOBS_* variable of Settings with its type, default and meaning.
+
+    The page is generated from the fields themselves (scripts/settings_docs.py writes it; a unit
+    test fails when the file and the fields drift apart), so the descriptions above are the docs.
+    """
+    prefix = Settings.model_config.get("env_prefix", "")
+    rows = [
+        "| Variable | Type | Default | Allowed | Meaning |",
+        "|---|---|---|---|---|",
+    ]
+    for name, field in Settings.model_fields.items():
+        default = _default_text(field.default)
+        cells = (
+            f"`{prefix}{name.upper()}`",
+            _TYPE_NAMES.get(field.annotation, str(field.annotation)),
+            f"`{default}`" if default else "empty",
+            _rules_text(field.metadata),
+            field.description or "",
+        )
+        rows.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(
+        [
+            "# Settings",
+            "",
+            "<!-- Generated from aijobs.settings.Settings by `.venv/bin/python "
+            "scripts/settings_docs.py`; edit the fields' descriptions, not this file. -->",
+            "",
+            "Every process (`aijobs serve`, `aijobs worker`, `aijobs up`) reads these environment "
+            "variables once at start; a value outside what is allowed stops it there. Booleans "
+            "take `true`/`false` (also `1`/`0`, `yes`/`no`).",
+            "",
+            *rows,
+            "",
+            "The clients read `AIJOBS_URL` (the API's address, default `http://localhost:8000`): "
+            "see [clients.md](clients.md).",
+            "",
+        ]
+    )
