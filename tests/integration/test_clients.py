@@ -22,7 +22,7 @@ import pytest
 from typer.testing import CliRunner
 
 from aijobs.cli import app
-from aijobs.cli_jobs import parse_pairs
+from aijobs.cli.options import parse_pairs
 from aijobs.client import (
     AIJobClient,
     APIConnectionError,
