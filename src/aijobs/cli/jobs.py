@@ -208,20 +208,20 @@ def list_jobs(
     with api_client(opts) as client:
         page = client.list_page(state, limit, offset)
     if opts.as_json:
-        print_json(page.model_dump(mode="json"))
+        print_json(page.model_dump(mode="json", exclude_unset=True))
         return
     table = Table(title=f"{len(page.jobs)} of {page.total} jobs", title_justify="left")
     for name in ("JOB", "TYPE", "STATUS", "QUEUE", "MODEL", "PROGRESS", "CREATED"):
         table.add_column(name, no_wrap=name in {"JOB", "STATUS", "CREATED"})
     for row in page.jobs:
         table.add_row(
-            row["job_id"],
-            row["job_type"],
-            styled_state(row["status"]),
-            escape(row.get("queue") or ""),
-            escape(row.get("model_type") or row.get("model_id") or ""),
-            f"{row.get('progress', 0):.0%}",
-            row["created_at"],
+            row.job_id,
+            row.job_type.value,
+            styled_state(row.status.value),
+            escape(row.queue),
+            escape(row.model_type or row.model_id or ""),
+            f"{row.progress:.0%}",
+            row.created_at,
         )
     stdout_console().print(table)
 
