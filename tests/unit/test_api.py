@@ -108,7 +108,7 @@ def test_unknown_model_and_job_are_404(client: TestClient) -> None:
     "query",
     [{"limit": 0}, {"limit": 5000}, {"offset": -1}, {"limit": "ten"}, {"status": "done"}],
 )
-def test_list_parameters_out_of_range(client: TestClient, query: dict[str, object]) -> None:
+def test_list_parameters_out_of_range(client: TestClient, query: dict[str, str | int]) -> None:
     assert_envelope(client.get("/jobs", params=query), 422)
 
 
