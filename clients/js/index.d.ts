@@ -124,6 +124,8 @@ export interface Health {
   status: string;
   timestamp: string;
   version: string;
+  /** The job store in use: 'sqlite' or 'redis'. */
+  store: string;
   [key: string]: unknown;
 }
 

@@ -7,6 +7,8 @@ export const TERMINAL_STATES = Object.freeze(['completed', 'failed', 'cancelled'
 export const MAX_WAIT_SECONDS = 60;
 
 const RETRY_STATUSES = new Set([429, 502, 503, 504]);
+// package.json's version: a browser module cannot read that file, so tests/unit/test_js_sdk.py
+// keeps this copy in step with it (and with the Python package's).
 const VERSION = '1.0.0';
 
 /** The API answered with an error: the spec's envelope `{error, detail, status_code}`. */

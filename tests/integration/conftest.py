@@ -85,3 +85,15 @@ def running(system: System) -> System:
     system.start_api()
     system.start_worker("sklearn")
     return system
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory, demo_root: Path) -> Iterator[System]:
+    """The API and one sklearn worker, shared by every test of a module."""
+    system = System(home=tmp_path_factory.mktemp("clients") / "var", data=demo_root)
+    try:
+        system.start_api()
+        system.start_worker("sklearn")
+        yield system
+    finally:
+        system.stop_all()

@@ -108,7 +108,7 @@ def test_unknown_model_and_job_are_404(client: TestClient) -> None:
     "query",
     [{"limit": 0}, {"limit": 5000}, {"offset": -1}, {"limit": "ten"}, {"status": "done"}],
 )
-def test_list_parameters_out_of_range(client: TestClient, query: dict[str, object]) -> None:
+def test_list_parameters_out_of_range(client: TestClient, query: dict[str, str | int]) -> None:
     assert_envelope(client.get("/jobs", params=query), 422)
 
 
@@ -154,3 +154,40 @@ def test_openapi_docs(client: TestClient) -> None:
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/health", "/health/redis", "/jobs/training", "/jobs/inference", "/jobs"} <= set(paths)
+
+
+def test_list_rows_leave_out_what_does_not_apply(client: TestClient) -> None:
+    training = client.post("/jobs/training", json=train()).json()["job_id"]
+    client.delete(f"/jobs/{training}")
+    rows = {row["job_id"]: row for row in client.get("/jobs").json()["jobs"]}
+    common = ["job_id", "job_type", "status", "created_at", "updated_at", "queue", "progress"]
+    assert list(rows[training]) == [*common, "model_type", "error"]
+    assert rows[training]["error"] == "Job cancelled by user"
+    pending = client.post("/jobs/training", json=train()).json()["job_id"]
+    newest = client.get("/jobs", params={"limit": 1}).json()["jobs"][0]
+    assert newest["job_id"] == pending and list(newest) == [*common, "model_type"]
+
+
+def test_catalogue_answers_are_described_by_the_schema(client: TestClient) -> None:
+    queues = client.get("/queues").json()["queues"]
+    assert queues[-1]["queue"] == "sklearn" and queues[-1]["workers"] == []
+    assert list(queues[-1]) == [
+        "queue",
+        "label",
+        "gpu",
+        "pending",
+        "running",
+        "workers",
+        "has_worker",
+    ]
+    assert client.get("/workers").json() == {"workers": []}
+    assert client.get("/models").json() == {"models": []}
+    assert list(client.get("/health").json()) == ["status", "timestamp", "version", "store"]
+    spec = client.get("/openapi.json").json()
+    answers = {"/queues": "QueueList", "/workers": "WorkerList", "/models": "ModelList"}
+    answers |= {"/jobs": "JobList", "/health": "Health"}
+    for path, name in answers.items():
+        ok = spec["paths"][path]["get"]["responses"]["200"]["content"]["application/json"]
+        assert ok["schema"] == {"$ref": f"#/components/schemas/{name}"}, path
+    rows = spec["components"]["schemas"]["JobList"]["properties"]["jobs"]["items"]
+    assert rows == {"$ref": "#/components/schemas/JobSummary"}

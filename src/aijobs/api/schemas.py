@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from aijobs.jobs import Job, JobType, State
+from aijobs.jobs import Job, JobType, ModelRecord, State, WorkerInfo
 
 
 def iso(ts: float | None) -> str | None:
@@ -42,7 +42,12 @@ class InferenceRequest(_Request):
     parameters: dict[str, Any] = Field(default_factory=dict)
 
 
-class SubmitResponse(BaseModel):
+class _Answer(BaseModel):
+    # Every field of an answer is always sent (null when it has no value): say so in the schema.
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
+
+class SubmitResponse(_Answer):
     job_id: str
     status: Literal["queued"] = "queued"
     created_at: str
@@ -52,7 +57,7 @@ class SubmitResponse(BaseModel):
     message: str | None = None
 
 
-class JobStatus(BaseModel):
+class JobStatus(_Answer):
     job_id: str
     job_type: JobType
     status: State
@@ -96,34 +101,112 @@ class JobStatus(BaseModel):
         )
 
 
-def job_summary(job: Job) -> dict[str, Any]:
-    """One row of GET /jobs: the spec's fields (model_type for training, model_id for inference)."""
-    row: dict[str, Any] = {
-        "job_id": job.id,
-        "job_type": job.job_type.value,
-        "status": job.state.value,
-        "created_at": iso(job.created_at),
-        "updated_at": iso(job.updated_at),
-        "queue": job.queue,
-        "progress": job.progress,
-    }
-    if job.job_type is JobType.TRAINING:
-        row["model_type"] = job.model_type
-    else:
-        row["model_id"] = job.model_id
-    if job.error:
-        row["error"] = job.error
-    return row
+class JobSummary(BaseModel):
+    """One row of GET /jobs: model_type for a training job, model_id for an inference job, error
+    only when the job has one. A field that does not apply is left out of the row (not null), so
+    build rows with `of` and serialize them with exclude_unset."""
+
+    job_id: str
+    job_type: JobType
+    status: State
+    created_at: str
+    updated_at: str
+    queue: str
+    progress: float
+    model_type: str | None = None
+    model_id: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, job: Job) -> JobSummary:
+        row = cls(
+            job_id=job.id,
+            job_type=job.job_type,
+            status=job.state,
+            created_at=iso(job.created_at) or "",
+            updated_at=iso(job.updated_at) or "",
+            queue=job.queue,
+            progress=job.progress,
+        )
+        if job.job_type is JobType.TRAINING:
+            row.model_type = job.model_type
+        else:
+            row.model_id = job.model_id
+        if job.error:
+            row.error = job.error
+        return row
 
 
-class JobList(BaseModel):
-    jobs: list[dict[str, Any]]
+class JobList(_Answer):
+    jobs: list[JobSummary]
     total: int
     limit: int
     offset: int
 
 
-class ErrorEnvelope(BaseModel):
+class QueueInfo(_Answer):
+    queue: str
+    label: str
+    gpu: bool
+    pending: int
+    running: int
+    workers: list[str] = Field(description="ids of the live workers serving the queue")
+    has_worker: bool
+
+
+class QueueList(_Answer):
+    queues: list[QueueInfo]
+
+
+class LiveWorker(_Answer):
+    worker_id: str
+    host: str
+    pid: int
+    queues: list[str]
+    concurrency: int
+    running: int
+    started_at: str
+    last_seen: str
+
+    @classmethod
+    def of(cls, worker: WorkerInfo) -> LiveWorker:
+        times = {"started_at": iso(worker.started_at), "last_seen": iso(worker.last_seen)}
+        return cls.model_validate(worker.model_dump() | times)
+
+
+class WorkerList(_Answer):
+    workers: list[LiveWorker]
+
+
+class ModelInfo(_Answer):
+    model_id: str
+    framework: str
+    framework_version: str | None
+    queue: str
+    model_type: str
+    path: str
+    job_id: str = Field(description="the training job that made the model")
+    sha256: str | None
+    metrics: dict[str, Any]
+    created_at: str
+
+    @classmethod
+    def of(cls, model: ModelRecord) -> ModelInfo:
+        return cls.model_validate(model.model_dump() | {"created_at": iso(model.created_at)})
+
+
+class ModelList(_Answer):
+    models: list[ModelInfo]
+
+
+class Health(_Answer):
+    status: Literal["healthy"] = "healthy"
+    timestamp: str
+    version: str
+    store: str = Field(description="the job store in use: sqlite or redis")
+
+
+class ErrorEnvelope(_Answer):
     error: str
     detail: str
     status_code: int

@@ -1,8 +1,8 @@
 """The Python SDK for the aijobs API.
 
 ``Client`` (sync) and ``AsyncClient`` (asyncio) return the API's own pydantic models
-(``SubmitResponse``, ``JobStatus``, ``JobList``); ``AIJobClient`` is the API reference's example
-client (plain dicts, the spec's method names) built on ``Client``.
+(``SubmitResponse``, ``JobStatus``, ``JobList`` of ``JobSummary`` rows); ``AIJobClient`` is the
+API reference's example client (plain dicts, the spec's method names) built on ``Client``.
 
     from aijobs.client import Client
 
@@ -15,7 +15,7 @@ client (plain dicts, the spec's method names) built on ``Client``.
 
 from __future__ import annotations
 
-from aijobs.api.schemas import JobList, JobStatus, SubmitResponse
+from aijobs.api.schemas import JobList, JobStatus, JobSummary, SubmitResponse
 from aijobs.client._async import AsyncClient
 from aijobs.client._core import (
     DEFAULT_URL,
@@ -39,6 +39,7 @@ __all__ = [
     "Client",
     "JobList",
     "JobStatus",
+    "JobSummary",
     "NotFoundError",
     "State",
     "SubmitResponse",

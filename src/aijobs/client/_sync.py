@@ -210,9 +210,9 @@ class Client:
         while True:
             page = self.list_page(status, page_size, offset)
             for row in page.jobs:
-                if row["job_id"] not in seen:
-                    seen.add(row["job_id"])
-                    yield row
+                if row.job_id not in seen:
+                    seen.add(row.job_id)
+                    yield row.model_dump(mode="json", exclude_unset=True)  # the API's own row
             if len(page.jobs) < page_size:
                 return
             offset += len(page.jobs)

@@ -7,20 +7,15 @@ from fastapi.responses import JSONResponse
 
 from aijobs import __version__
 from aijobs.api.deps import StoreDep
-from aijobs.api.schemas import iso
+from aijobs.api.schemas import Health, iso
 from aijobs.jobs import now
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Is the API running")
-async def health(store: StoreDep) -> dict[str, str]:
-    return {
-        "status": "healthy",
-        "timestamp": iso(now()) or "",
-        "version": __version__,
-        "store": store.kind,
-    }
+@router.get("/health", response_model=Health, summary="Is the API running")
+async def health(store: StoreDep) -> Health:
+    return Health(timestamp=iso(now()) or "", version=__version__, store=store.kind)
 
 
 @router.get("/health/redis", summary="The job store's health (Redis, or the embedded store)")

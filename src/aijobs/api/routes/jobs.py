@@ -15,10 +15,10 @@ from aijobs.api.schemas import (
     InferenceRequest,
     JobList,
     JobStatus,
+    JobSummary,
     SubmitResponse,
     TrainingRequest,
     iso,
-    job_summary,
 )
 from aijobs.jobs import Job, JobType, NewJob, State
 from aijobs.settings import Settings
@@ -165,7 +165,12 @@ async def cancel_job(job_id: JobId, store: StoreDep) -> JobStatus:
     return JobStatus.of(await store.cancel(job_id))
 
 
-@router.get("/jobs", response_model=JobList, summary="List jobs, newest first")
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    response_model_exclude_unset=True,  # a row leaves out the fields that do not apply to it
+    summary="List jobs, newest first",
+)
 async def list_jobs(
     store: StoreDep,
     status: Annotated[State | None, Query(description="Filter by job status")] = None,
@@ -173,4 +178,4 @@ async def list_jobs(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> JobList:
     jobs, total = await store.list_jobs(status, limit, offset)
-    return JobList(jobs=[job_summary(j) for j in jobs], total=total, limit=limit, offset=offset)
+    return JobList(jobs=[JobSummary.of(j) for j in jobs], total=total, limit=limit, offset=offset)

@@ -1,28 +1,19 @@
-"""The command line: run the API, workers, everything at once, and write the demo data.
-
-The job commands (submit, status, wait, list, cancel, logs, models, queues) talk to a running
-API; they live in aijobs.cli_jobs and are registered below.
-"""
+"""The server commands: run the API, workers, everything at once (`up`), and write the demo data."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from aijobs import cli_jobs
+from aijobs.cli.processes import ProcessManager, interpreter_problems
 from aijobs.settings import Settings
-
-app = typer.Typer(help="aijobs: an HTTP job queue for machine-learning work.", no_args_is_help=True)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -31,7 +22,6 @@ def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
 
 
-@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (AIJOBS_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (AIJOBS_PORT)")] = None,
@@ -54,7 +44,6 @@ def serve(
     )
 
 
-@app.command()
 def worker(
     queue: Annotated[list[str], typer.Option("--queue", "-q", help="Queue to serve (repeatable)")],
     concurrency: Annotated[int, typer.Option(min=1, help="Jobs run at once")] = 1,
@@ -107,7 +96,6 @@ async def _check_store(settings: Settings) -> None:
     await store.close()
 
 
-@app.command("demo-data")
 def demo_data(directory: Annotated[Path, typer.Argument(help="Where to write")]) -> None:
     """Write the small, learnable datasets the spec's examples name."""
     from aijobs.demo import write_demo_data
@@ -116,7 +104,6 @@ def demo_data(directory: Annotated[Path, typer.Argument(help="Where to write")])
         typer.echo(path)
 
 
-@app.command()
 def up(
     host: Annotated[str | None, typer.Option(help="Bind address (AIJOBS_HOST)")] = None,
     port: Annotated[int | None, typer.Option(help="Port (AIJOBS_PORT)")] = None,
@@ -138,7 +125,11 @@ def up(
     except ValueError as exc:
         typer.echo(f"error: AIJOBS_QUEUE_PYTHON: {exc}", err=True)
         raise typer.Exit(2) from None
-    if found := [p for q, py in pythons.items() for p in _problems_with(py, q, settings)]:
+    if found := [
+        p
+        for q, py in pythons.items()
+        for p in interpreter_problems(py, q, settings.allow_missing_gpu)
+    ]:
         for problem in found:
             typer.echo(f"error: AIJOBS_QUEUE_PYTHON: {problem}", err=True)
         raise typer.Exit(2)
@@ -158,87 +149,12 @@ def up(
     log.info("serving queues: %s", ", ".join(queues) or "none")
     for q, interpreter in pythons.items():
         log.info("queue %s runs on %s", q, interpreter)
-    Supervisor(commands, log, settings.shutdown_grace_seconds).run()
+    ProcessManager(commands, log, settings.shutdown_grace_seconds).run()
 
 
-# Run by another environment's interpreter: can it serve the queue (aijobs and the framework
-# installed there, a GPU for a GPU queue)? Prints the preflight's problems as JSON.
-_PROBE = (
-    "import json, sys\n"
-    "from aijobs.worker.preflight import problems\n"
-    "print(json.dumps(problems([sys.argv[1]], sys.argv[2] == '1')))\n"
-)
-
-
-def _problems_with(python: Path, queue: str, settings: Settings) -> list[str]:
-    """Why `python` cannot serve `queue` (empty when it can), asked of that interpreter."""
-    import json
-
-    allow = "1" if settings.allow_missing_gpu else "0"
-    try:
-        out = subprocess.run(
-            [str(python), "-c", _PROBE, queue, allow],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError) as exc:
-        return [f"{python} (for queue {queue!r}) cannot be run: {exc}"]
-    if out.returncode != 0:
-        last = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        return [f"{python} (for queue {queue!r}) cannot run aijobs: {last}; install aijobs there"]
-    try:
-        found: list[str] = json.loads(out.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        return [f"{python} (for queue {queue!r}) gave no answer to the preflight check"]
-    return [f"{python}: {p}" for p in found]
-
-
-class Supervisor:
-    """Keeps a set of processes running; restarts one that dies; stops all on Ctrl-C."""
-
-    def __init__(self, commands: dict[str, list[str]], log: logging.Logger, grace: float) -> None:
-        self.commands = commands
-        self.log = log
-        self.grace = grace
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-        self.stopping = False
-
-    def run(self) -> None:
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: setattr(self, "stopping", True))
-        restarts: dict[str, list[float]] = {}
-        for name in self.commands:
-            self._start(name)
-        while not self.stopping:
-            time.sleep(0.5)
-            for name, proc in list(self.procs.items()):
-                if proc.poll() is None or self.stopping:
-                    continue
-                recent = [t for t in restarts.get(name, []) if time.monotonic() - t < 60]
-                restarts[name] = [*recent, time.monotonic()]
-                self.log.warning("%s exited with %s; restarting", name, proc.returncode)
-                if len(recent) >= 5:
-                    time.sleep(5)  # crash loop: slow down
-                self._start(name)
-        self.log.info("stopping %d processes", len(self.procs))
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + self.grace + 5
-        for proc in self.procs.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-
-    def _start(self, name: str) -> None:
-        self.procs[name] = subprocess.Popen(self.commands[name])
-        self.log.info("started %s (pid %d)", name, self.procs[name].pid)
-
-
-cli_jobs.register(app)  # submit, status, wait, list, cancel, logs, models, queues; --url, --json
-
-if __name__ == "__main__":
-    app()
+def register(app: typer.Typer) -> None:
+    """Add the server commands to the `aijobs` app."""
+    app.command()(serve)
+    app.command()(worker)
+    app.command("demo-data")(demo_data)
+    app.command()(up)
