@@ -9,6 +9,7 @@ own storage, so that the stores agree on it by construction.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -165,6 +166,11 @@ class StoreBase:
     ) -> bool:
         (ok,) = await self.finish_many([Finish(job_id, token, result, log, model)])
         return ok
+
+
+def compact_json(value: Any) -> str:
+    """JSON as the stores keep it: no spaces."""
+    return json.dumps(value, separators=(",", ":"))
 
 
 def distinct_queues(queues: Sequence[str]) -> list[str]:

@@ -20,15 +20,12 @@ from typing import Any
 
 from aijobs import errors
 from aijobs.jobs import JOB_FIELDS, Job, JobType, NewJob, State, new_job_id
+from aijobs.store.base import compact_json
 
 PRIORITY_SPAN = 2**31 - 1  # priorities are ordered exactly within ±(2^31 - 1), clamped beyond
 PRIORITY_DIGITS = len(str(2 * PRIORITY_SPAN))  # 10
 SEQ_DIGITS = 16  # a job's sequence number in its rank, zero-padded
 RANK_LEN = PRIORITY_DIGITS + SEQ_DIGITS  # the rank's prefix before the job id
-
-
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
 
 
 def seconds(ms: str | None) -> float | None:
@@ -80,7 +77,7 @@ def decode_job(values: Sequence[str | None], log_text: str | None = None) -> Job
 
 def durations_key(job_type: JobType | str, model_type: str | None, queue: str) -> str:
     """Which run-time history a job adds to when it completes (recent_durations reads it)."""
-    return dumps([JobType(job_type).value, model_type, queue])
+    return compact_json([JobType(job_type).value, model_type, queue])
 
 
 def priority_key(priority: int) -> str:
@@ -95,7 +92,7 @@ def submit_args(job: NewJob, idempotency_key: str | None = None) -> list[Any]:
         "job_type",
         JobType(job.job_type).value,
         "payload",
-        dumps(job.payload),
+        compact_json(job.payload),
         "priority",
         int(job.priority),
         "max_attempts",

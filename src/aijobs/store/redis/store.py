@@ -57,6 +57,7 @@ from aijobs.jobs import (
 from aijobs.store.base import (
     StoreBase,
     clamp_fraction,
+    compact_json,
     distinct_queues,
     job_not_found,
     model_not_found,
@@ -67,7 +68,6 @@ from aijobs.store.redis.announce import Announcements
 from aijobs.store.redis.codec import (
     ALL_SCRIPTS,
     decode_job,
-    dumps,
     durations_key,
     script_source,
     submit_args,
@@ -358,9 +358,9 @@ class RedisStore(StoreBase):
                 if progress.fraction is not None:
                     fraction = repr(clamp_fraction(progress.fraction))
                 if progress.metrics is not None:
-                    metrics = dumps(progress.metrics)
+                    metrics = compact_json(progress.metrics)
                 if progress.history is not None:
-                    history = dumps(progress.history)
+                    history = compact_json(progress.history)
             args += [job_id, token, fraction, metrics, history]
         reply = await self.run_script(
             "renew", worker_id, max(1, int(lease_seconds * 1000)), *args, retry=True
@@ -375,7 +375,7 @@ class RedisStore(StoreBase):
                 created = int(f.model.created_at * 1000)
                 model_args = [f.model.model_id, f.model.model_dump_json(), created]
             has_log = "0" if f.log is None else "1"
-            args += [f.job_id, f.token, dumps(f.result), has_log, f.log or "", *model_args]
+            args += [f.job_id, f.token, compact_json(f.result), has_log, f.log or "", *model_args]
         if not args:
             return []
         return [bool(ok) for ok in await self.run_script("finish", *args)]

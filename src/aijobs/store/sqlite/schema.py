@@ -106,10 +106,6 @@ def seconds(ms: int | None) -> float | None:
     return None if ms is None else ms / 1000.0
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
 def decode_job(row: Sequence[Any], log: str | None = None) -> Job:
     """A Job from a row that starts with COLUMNS (and its log, if read)."""
     f = dict(zip(JOB_FIELDS, row, strict=False))

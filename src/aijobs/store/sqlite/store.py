@@ -45,13 +45,14 @@ from aijobs.jobs import (
 from aijobs.store.base import (
     StoreBase,
     clamp_fraction,
+    compact_json,
     distinct_queues,
     job_not_found,
     model_not_found,
     not_cancellable,
 )
 from aijobs.store.sqlite.database import Database
-from aijobs.store.sqlite.schema import COLUMNS, NCOLS, decode_job, dumps, now_ms
+from aijobs.store.sqlite.schema import COLUMNS, NCOLS, decode_job, now_ms
 
 
 class SQLiteStore(StoreBase):
@@ -123,7 +124,7 @@ class SQLiteStore(StoreBase):
                     new_job_id(),
                     job.job_type.value,
                     job.queue,
-                    dumps(job.payload),
+                    compact_json(job.payload),
                     job.model_type,
                     job.model_id,
                     job.description,
@@ -258,9 +259,9 @@ class SQLiteStore(StoreBase):
                     if progress.fraction is not None:
                         fraction = clamp_fraction(progress.fraction)
                     if progress.metrics is not None:
-                        metrics = dumps(progress.metrics)
+                        metrics = compact_json(progress.metrics)
                     if progress.history is not None:
-                        history = dumps(progress.history)
+                        history = compact_json(progress.history)
                 rows = await db.execute_fetchall(
                     "UPDATE jobs SET lease_until = ?, updated_at = ?, "
                     "progress = coalesce(?, progress), metrics = coalesce(?, metrics), "
@@ -293,7 +294,7 @@ class SQLiteStore(StoreBase):
                     "error = NULL, progress = 1.0, finished_at = ?, updated_at = ?, token = NULL, "
                     "lease_until = NULL WHERE id = ? AND token = ? AND state = 'running' "
                     "RETURNING 1",
-                    (dumps(f.result), f.log, now, now, f.job_id, f.token),
+                    (compact_json(f.result), f.log, now, now, f.job_id, f.token),
                 )
                 if rows and f.model is not None:
                     await self._insert_model(db, f.model)
