@@ -166,7 +166,7 @@ async def fill(store: RedisStore, n: int, rng: random.Random) -> None:
     chunk = 2000
     states = [s for s, share in MIX for _ in range(round(share * 1000))]
     loaded = 0
-    client = store._redis()
+    client = store.client()
     t0 = time.perf_counter()
     while loaded < n:
         size = min(chunk, n - loaded)
@@ -202,7 +202,7 @@ async def big_store(url: str, n: int, runs: int) -> None:
     store = RedisStore(url, prefix="big", retain_jobs=0, retain_seconds=0)
     await store.open()
     try:
-        client = store._redis()
+        client = store.client()
         before = int((await client.info("memory"))["used_memory"])
         await fill(store, n, random.Random(1))
         await asyncio.sleep(1)

@@ -19,7 +19,7 @@ end and prints:
     extra       jobs in the store that no client was told about (must be 0)
     lost        accepted jobs missing, or not finished by the deadline (must be 0)
 
-and the store's invariant audit (aijobs.store.redis_check). Exit status 1 if duplicated, extra
+and the store's invariant audit (aijobs.store.redis.check). Exit status 1 if duplicated, extra
 or lost is not 0 or the audit finds a problem. Not part of `make test`.
 """
 
@@ -49,7 +49,7 @@ import httpx
 from aijobs.demo import write_demo_data
 from aijobs.jobs import TERMINAL, State
 from aijobs.store.redis import RedisStore
-from aijobs.store.redis_check import check_invariants
+from aijobs.store.redis.check import check_invariants
 
 PREFIX = "soak"
 

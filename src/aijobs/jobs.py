@@ -88,6 +88,11 @@ class Job(BaseModel):
         return self.state in TERMINAL
 
 
+# The fields a store returns with every job, in Job's order: all but `log`, which can be large
+# and is read only when one job is asked for.
+JOB_FIELDS: tuple[str, ...] = tuple(name for name in Job.model_fields if name != "log")
+
+
 class Claim(BaseModel):
     """A job handed to one worker, with the fencing token every later write must present."""
 

@@ -1,5 +1,5 @@
 """The chaos oracle for either store: every non-terminal job is in exactly the index its state
-names, and no index is orphaned (Redis: aijobs.store.redis_check; SQLite: the same rules in SQL)."""
+names, and no index is orphaned (Redis: aijobs.store.redis.check; SQLite: the same rules in SQL)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 def redis_problems(url: str, prefix: str) -> list[str]:
     from aijobs.store.redis import RedisStore
-    from aijobs.store.redis_check import check_invariants
+    from aijobs.store.redis.check import check_invariants
 
     async def main() -> list[str]:
         store = RedisStore(url, prefix=prefix)

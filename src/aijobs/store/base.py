@@ -2,13 +2,18 @@
 
 Every method is one atomic transition. Writes by a worker carry the fencing token of its claim;
 a write with a stale token (lease lost, job cancelled, job rescued) changes nothing.
+
+StoreBase and the functions below it are what every backend does the same way in front of its
+own storage, so that the stores agree on it by construction.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from aijobs import errors
 from aijobs.jobs import (
     Claim,
     Finish,
@@ -142,3 +147,49 @@ class JobStore(Protocol):
         """Raise errors.ModelNotFound when absent."""
 
     async def list_models(self) -> list[ModelRecord]: ...
+
+
+class StoreBase:
+    """The JobStore methods every backend shares: `finish` is one `finish_many`."""
+
+    async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
+        raise NotImplementedError
+
+    async def finish(
+        self,
+        job_id: str,
+        token: str,
+        result: dict[str, Any],
+        *,
+        log: str | None = None,
+        model: ModelRecord | None = None,
+    ) -> bool:
+        (ok,) = await self.finish_many([Finish(job_id, token, result, log, model)])
+        return ok
+
+
+def compact_json(value: Any) -> str:
+    """JSON as the stores keep it: no spaces."""
+    return json.dumps(value, separators=(",", ":"))
+
+
+def distinct_queues(queues: Sequence[str]) -> list[str]:
+    """The queues a worker listens on, each once, in the worker's order."""
+    return list(dict.fromkeys(queues))
+
+
+def clamp_fraction(fraction: float) -> float:
+    """A reported progress fraction, within [0, 1]."""
+    return min(1.0, max(0.0, float(fraction)))
+
+
+def job_not_found(job_id: str) -> errors.JobNotFound:
+    return errors.JobNotFound(f"job {job_id} not found")
+
+
+def not_cancellable(job_id: str, state: State | str) -> errors.NotCancellable:
+    return errors.NotCancellable(f"job {job_id} is already {State(state).value}")
+
+
+def model_not_found(model_id: str) -> errors.ModelNotFound:
+    return errors.ModelNotFound(f"model {model_id} not found")

@@ -1,4 +1,5 @@
--- Shared prelude of every aijobs script (store/redis.py prepends it to each script body).
+-- Shared prelude of every aijobs script (store/redis/codec.py prepends it to each script body,
+-- after a header that defines FIELDS, SEQ_DIGITS and RANK_LEN from the Python side).
 --
 -- KEYS[1] is the deployment's hash-tagged prefix, e.g. "{aijobs}". Every key a script touches
 -- starts with it, so all of a deployment's keys share one hash slot: each transition updates
@@ -30,7 +31,7 @@
 --   P:watch:<id>      STRING set (with a TTL) while a client waits for the job to end
 --   P:done            CHANNEL a watched job's fields (JSON array) are published here when it ends
 --
--- Invariant (checked by store/redis_check.py): a pending job is in exactly ready:<its queue>,
+-- Invariant (checked by store/redis/check.py): a pending job is in exactly ready:<its queue>,
 -- a running job in exactly leases, a terminal job in neither but in finished; every job is in
 -- all and in exactly the state:<s> of its state; counts equal the state indexes per queue.
 
@@ -39,14 +40,6 @@ local RETAIN_N = tonumber(ARGV[1])
 local RETAIN_MS = tonumber(ARGV[2])
 local TRIM_BATCH = 20       -- terminal jobs deleted per transition at most (amortised trimming)
 local DURATIONS_KEPT = 100  -- run times kept per kind of job, for estimates
-local RANK_LEN = 26         -- 10 digits of priority key + 16 digits of seq, then the id
-
-local FIELDS = {
-  'id', 'job_type', 'queue', 'state', 'payload', 'model_type', 'model_id', 'description',
-  'priority', 'attempt', 'max_attempts', 'timeout_seconds', 'progress', 'metrics', 'history',
-  'result', 'error', 'owner', 'cancel_requested', 'created_at', 'updated_at', 'started_at',
-  'finished_at',
-}
 
 local K_SEQ = P .. ':seq'
 local K_ALL = P .. ':all'

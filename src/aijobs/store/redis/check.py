@@ -1,8 +1,8 @@
 """An audit of a Redis store's indexes: the oracle of the chaos tests and the soak, and an ops tool.
 
-    python -m aijobs.store.redis_check redis://host:6379/0 [--prefix aijobs]
+    python -m aijobs.store.redis.check redis://host:6379/0 [--prefix aijobs]
 
-It checks the invariant stated in redis_scripts/_lib.lua: every job is in ``all`` and in exactly
+It checks the invariant stated in scripts/_lib.lua: every job is in ``all`` and in exactly
 the ``state:<s>`` index of its state; a pending job is in exactly ``ready:<its queue>`` (with its
 rank) and no lease; a running job has a token, an owner and exactly one lease entry whose score is
 its deadline; a terminal job is in no claim index and in ``finished``; no index names a job that
@@ -20,25 +20,25 @@ from collections import Counter
 from typing import Any
 
 from aijobs.jobs import TERMINAL, State
-from aijobs.store.redis import RedisStore
+from aijobs.store.redis.codec import RANK_LEN
+from aijobs.store.redis.store import RedisStore
 
-RANK_LEN = 26
 BATCH = 500
 
 
 async def _scan(store: RedisStore, pattern: str) -> list[str]:
-    client = store._redis()
+    client = store.client()
     return [k async for k in client.scan_iter(match=pattern, count=1000)]
 
 
 async def _zset(store: RedisStore, key: str) -> dict[str, float]:
-    rows: list[Any] = await store._redis().zrange(key, 0, -1, withscores=True)
+    rows: list[Any] = await store.client().zrange(key, 0, -1, withscores=True)
     return {str(member): float(score) for member, score in rows}
 
 
 async def check_invariants(store: RedisStore) -> list[str]:
     """Every violation found, in words; [] when the store is consistent."""
-    client = store._redis()
+    client = store.client()
     head = len(store.k("job", ""))
     jobs: dict[str, dict[str, str]] = {}
     job_keys = await _scan(store, _glob(store.k("job", "")) + "*")
@@ -124,7 +124,7 @@ def _glob(text: str) -> str:
 
 async def summary(store: RedisStore) -> dict[str, Any]:
     """Jobs per state, from the indexes (cheap)."""
-    client = store._redis()
+    client = store.client()
     return {s.value: await client.zcard(store.k("state", s.value)) for s in State}
 
 

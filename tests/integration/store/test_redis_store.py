@@ -18,7 +18,7 @@ from aijobs.jobs import JobType, NewJob, Progress, Renewal, State, Waiter
 from aijobs.settings import Settings
 from aijobs.store import open_store
 from aijobs.store.redis import RedisMisconfigured, RedisStore, priority_key
-from aijobs.store.redis_check import check_invariants
+from aijobs.store.redis.check import check_invariants
 from tests.redis_server import RedisServer, prefix_for
 
 LONG = 60.0
@@ -71,8 +71,8 @@ async def test_indexes_stay_consistent_through_every_transition(rstore: RedisSto
 async def test_invariant_checker_catches_an_orphan(rstore: RedisStore) -> None:
     """The oracle can fail: a job dropped from its claim index is reported."""
     job = await rstore.submit(new())
-    rank = await rstore._redis().hget(rstore.k("job", job.id), "rank")
-    await rstore._redis().zrem(rstore.k("ready", "q"), rank)
+    rank = await rstore.client().hget(rstore.k("job", job.id), "rank")
+    await rstore.client().zrem(rstore.k("ready", "q"), rank)
     problems = await check_invariants(rstore)
     assert problems and job.id in problems[0] and "ready" in problems[0]
 
@@ -81,7 +81,7 @@ async def test_every_key_carries_the_deployment_hash_tag(rstore: RedisStore) -> 
     job = await rstore.submit(new(), idempotency_key="idem")
     claim = (await rstore.claim(["q"], "w", LONG))[0]
     assert await rstore.finish(job.id, claim.token, {}, log="x")
-    keys = [k async for k in rstore._redis().scan_iter(match=f"*{rstore.prefix}*")]
+    keys = [k async for k in rstore.client().scan_iter(match=f"*{rstore.prefix}*")]
     assert keys and all(k.startswith("{" + rstore.prefix + "}:") for k in keys), keys
 
 
@@ -187,7 +187,10 @@ def infer(queue: str = "q") -> NewJob:
 async def waiting(store: RedisStore, worker: str, queues: list[str], max_training: int = 1) -> None:
     """Register `worker` as waiting on `queues` without taking anything from its inbox (a worker
     stopped between its registration and its pop)."""
-    assert await store._eval("wait", worker, f"earlier {max_training} 60000", 10_000, *queues) == 1
+    assert (
+        await store.run_script("wait", worker, f"earlier {max_training} 60000", 10_000, *queues)
+        == 1
+    )
 
 
 async def test_a_job_submitted_to_a_waiting_worker_is_claimed_for_it(rstore: RedisStore) -> None:

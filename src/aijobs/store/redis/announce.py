@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 
 log = logging.getLogger("aijobs.store.redis")
 
-Fields = list[str | None]  # a job's fields, in FIELDS order
+Fields = list[str | None]  # a job's fields, in JOB_FIELDS order
 
 POLL_SECONDS = 1.0  # get_message timeout: well inside the socket timeout
 RECONNECT_SECONDS = 0.5

@@ -3,7 +3,7 @@
 -- When nothing is queued ahead of it and a worker waits on its queue, the job is claimed for
 -- that worker right here (leased and fenced as any claim) and handed over in its inbox: the
 -- worker starts it without a claim of its own.
--- ARGV: 3 id, 4 idempotency key ('' for none), 5 priority key (10 digits), 6 queue,
+-- ARGV: 3 id, 4 idempotency key ('' for none), 5 priority key (fixed width), 6 queue,
 --       7 token seed (random, per call), 8.. field/value pairs of the job's own fields
 local id, idem, prio, queue, seed = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 if idem ~= '' then
@@ -16,7 +16,7 @@ if redis.call('EXISTS', jk) == 1 then return read_job(id) end
 local now_n = now_ms()
 local now = num(now_n)
 local seq = redis.call('INCR', K_SEQ)
-local rank = prio .. string.format('%016.0f', seq) .. id
+local rank = prio .. string.format('%0' .. SEQ_DIGITS .. '.0f', seq) .. id
 redis.call('HSET', jk, 'id', id, 'queue', queue, 'state', 'pending', 'seq', num(seq),
   'rank', rank, 'attempt', '0', 'stalls', '0', 'progress', '0', 'metrics', '{}',
   'history', '[]', 'cancel_requested', '0', 'created_at', now, 'updated_at', now)

@@ -1,0 +1,151 @@
+"""What the Redis store's Python and its Lua scripts share: the scripts' text, and the jobs.
+
+Each script (``scripts/*.lua``) is sent as the shared prelude ``_lib.lua`` followed by the
+script's body, under a header that defines, from here, what both sides must agree on: the job
+fields a script returns (``FIELDS``, from the Job model) and the layout of a pending job's rank.
+
+The scripts store every field as a string (JSON for the dict and list fields, integer
+milliseconds of the server's clock for timestamps) and return a job as its JOB_FIELDS values in
+order. A pending job's place in its queue is its rank: a priority key, then the sequence number,
+then the id, so that lexicographic order is priority descending, then FIFO.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from aijobs import errors
+from aijobs.jobs import JOB_FIELDS, Job, JobType, NewJob, State, new_job_id
+from aijobs.store.base import compact_json
+
+PRIORITY_SPAN = 2**31 - 1  # priorities are ordered exactly within ±(2^31 - 1), clamped beyond
+PRIORITY_DIGITS = len(str(2 * PRIORITY_SPAN))  # 10
+SEQ_DIGITS = 16  # a job's sequence number in its rank, zero-padded
+RANK_LEN = PRIORITY_DIGITS + SEQ_DIGITS  # the rank's prefix before the job id
+
+
+def seconds(ms: str | None) -> float | None:
+    return None if ms is None else int(ms) / 1000.0
+
+
+def decode_job(values: Sequence[str | None], log_text: str | None = None) -> Job:
+    """A Job from a script's reply: its JOB_FIELDS values in order (and its log, if read)."""
+    f = dict(zip(JOB_FIELDS, values, strict=True))
+
+    def need(name: str) -> str:
+        value = f[name]
+        if value is None:
+            raise errors.AIJobsError(f"job record {f['id']!r} lacks {name}")
+        return value
+
+    created = seconds(need("created_at"))
+    updated = seconds(need("updated_at"))
+    assert created is not None and updated is not None
+    # Built from our own scripts' replies, every field already of its type: no validation pass
+    # (this runs for every job a worker claims).
+    return Job.model_construct(
+        id=need("id"),
+        job_type=JobType(need("job_type")),
+        queue=need("queue"),
+        state=State(need("state")),
+        payload=json.loads(need("payload")),
+        model_type=f["model_type"],
+        model_id=f["model_id"],
+        description=f["description"],
+        priority=int(need("priority")),
+        attempt=int(need("attempt")),
+        max_attempts=int(need("max_attempts")),
+        timeout_seconds=None if f["timeout_seconds"] is None else float(f["timeout_seconds"]),
+        progress=float(need("progress")),
+        metrics=json.loads(need("metrics")),
+        history=json.loads(need("history")),
+        result=None if f["result"] is None else json.loads(f["result"]),
+        error=f["error"],
+        owner=f["owner"],
+        cancel_requested=need("cancel_requested") == "1",
+        created_at=created,
+        updated_at=updated,
+        started_at=seconds(f["started_at"]),
+        finished_at=seconds(f["finished_at"]),
+        log=log_text,
+    )
+
+
+def durations_key(job_type: JobType | str, model_type: str | None, queue: str) -> str:
+    """Which run-time history a job adds to when it completes (recent_durations reads it)."""
+    return compact_json([JobType(job_type).value, model_type, queue])
+
+
+def priority_key(priority: int) -> str:
+    """PRIORITY_DIGITS digits that sort lexicographically as priority descending."""
+    clamped = max(-PRIORITY_SPAN, min(PRIORITY_SPAN, priority))
+    return f"{PRIORITY_SPAN - clamped:0{PRIORITY_DIGITS}d}"
+
+
+def submit_args(job: NewJob, idempotency_key: str | None = None) -> list[Any]:
+    """The submit script's own arguments for `job`, under a new job id."""
+    fields: list[Any] = [
+        "job_type",
+        JobType(job.job_type).value,
+        "payload",
+        compact_json(job.payload),
+        "priority",
+        int(job.priority),
+        "max_attempts",
+        int(job.max_attempts),
+        "durkey",
+        durations_key(job.job_type, job.model_type, job.queue),
+    ]
+    for name in ("model_type", "model_id", "description"):
+        if (value := getattr(job, name)) is not None:
+            fields += [name, value]
+    if job.timeout_seconds is not None:
+        fields += ["timeout_seconds", repr(float(job.timeout_seconds))]
+    key = idempotency_key or ""
+    seed = secrets.token_hex(12)  # of the fencing token, if the job is handed to a waiter
+    return [new_job_id(), key, priority_key(job.priority), job.queue, seed, *fields]
+
+
+WRITE_SCRIPTS = (
+    "submit",
+    "claim",
+    "renew",
+    "finish",
+    "fail",
+    "cancel",
+    "rescue",
+    "register_worker",
+    "unregister_worker",
+    "stop_waiting",
+    "watch",
+    "wait",
+)
+READ_SCRIPTS = ("list", "live_workers", "list_models")
+ALL_SCRIPTS = (*WRITE_SCRIPTS, *READ_SCRIPTS)
+
+
+def _lua_list(names: tuple[str, ...]) -> str:
+    return "{" + ", ".join(f"'{name}'" for name in names) + "}"
+
+
+def _header() -> str:
+    return (
+        "-- Defined by aijobs.store.redis.codec, shared with the Python side:\n"
+        f"local FIELDS = {_lua_list(JOB_FIELDS)}  -- a job's fields, in Job's order; no log\n"
+        f"local SEQ_DIGITS = {SEQ_DIGITS}  -- the zero-padded sequence number in a rank\n"
+        f"local RANK_LEN = {RANK_LEN}  -- priority key and sequence number, then the id\n\n"
+    )
+
+
+def script_source(name: str) -> str:
+    """The full text of script `name`, ready for SCRIPT LOAD."""
+    folder = resources.files("aijobs.store.redis") / "scripts"
+    lib = (folder / "_lib.lua").read_text(encoding="utf-8")
+    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    # no-writes: a read still works when Redis refuses writes (OOM, a read-only replica)
+    flags = "#!lua flags=no-writes\n" if name in READ_SCRIPTS else "#!lua\n"
+    return flags + _header() + lib + body

@@ -1,0 +1,455 @@
+"""The Redis job store: any number of API processes and workers, on any number of hosts.
+
+Design:
+
+* Every transition is one Lua script, run with EVALSHA: one round trip, atomic. The scripts live
+  in ``scripts/``; ``_lib.lua`` (prepended to each) documents every key and the invariant that
+  the chaos tests check (``check.py``).
+* Claim and lease record are one step; leases, timestamps and rescue use the server's clock
+  (``TIME``), so workers' clocks do not matter. Every write by a worker carries its claim's
+  token and changes nothing when the token is stale.
+* Reads are indexed: listing is a rank range of a sorted set (``all`` or ``state:<s>``), totals
+  are ZCARDs, queue depths one small hash, rescue a range of the ``leases`` index by deadline.
+* An idle worker waits on the server, and a job submitted meanwhile is claimed for it by the
+  submit script and handed over (``handover.py``).
+* Finished jobs are kept (``retain_jobs``/``retain_seconds``), trimmed a few at a time by the
+  scripts that finish jobs, oldest first.
+* Every key starts with the hash tag ``{prefix}``: one deployment's keys share a hash slot (what
+  atomic scripts over the job, its indexes and the counts need in Cluster); deployments with
+  different prefixes share a Redis, or spread over a cluster.
+
+Failure handling: connection errors and Redis's "cannot serve now" replies (LOADING, MISCONF,
+OOM, READONLY...) become ``errors.StoreUnavailable`` (503 at the API). redis-py's own retries are
+off: a blind retry of a claim or a finish whose reply was lost is not safe. Calls that are safe to
+repeat (reads, renew, rescue, and submit, whose job id is chosen here before the call) are retried
+once on a fresh connection. The pool reconnects by itself once Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from aijobs import errors
+from aijobs.jobs import (
+    JOB_FIELDS,
+    Claim,
+    Finish,
+    Job,
+    JobType,
+    ModelRecord,
+    NewJob,
+    Progress,
+    Renewal,
+    State,
+    Waiter,
+    WorkerInfo,
+)
+from aijobs.store.base import (
+    StoreBase,
+    clamp_fraction,
+    compact_json,
+    distinct_queues,
+    job_not_found,
+    model_not_found,
+    not_cancellable,
+)
+from aijobs.store.redis import handover
+from aijobs.store.redis.announce import Announcements
+from aijobs.store.redis.codec import (
+    ALL_SCRIPTS,
+    decode_job,
+    durations_key,
+    script_source,
+    submit_args,
+)
+from aijobs.store.redis.server import check_server, health_report
+
+if TYPE_CHECKING:
+    from aijobs.settings import Settings
+
+log = logging.getLogger("aijobs.store.redis")
+
+RESCUE_BATCH = 500
+WORKER_FORGET_SECONDS = 86400.0  # a worker record silent this long is deleted
+RETRY_PAUSE = 0.05
+WATCH_RECHECK_SECONDS = 5.0  # a waiter looks again this often, announcement or not
+
+# Replies meaning "Redis cannot serve this now", not "this request is wrong" (LOADING is a
+# ConnectionError in redis-py already): by class, and by the error codes it leaves in the text.
+TRANSIENT_ERRORS = (rex.OutOfMemoryError, rex.ReadOnlyError, rex.TryAgainError)
+TRANSIENT_CODES = ("MISCONF", "MASTERDOWN", "NOREPLICAS", "BUSY", "OOM", "READONLY")
+
+
+def _honour_cancel() -> None:
+    """Raise CancelledError if this task was cancelled during a Redis call that did not raise
+    it: redis-py (8.x) can swallow a cancel while it acquires a connection, and would then run
+    the call to its end (a blocking pop for its whole timeout), or report a lost connection."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+class RedisStore(StoreBase):
+    """JobStore over Redis ≥ 7.0 (see the module docstring for the design)."""
+
+    kind = "redis"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = "aijobs",
+        pool_size: int = 50,
+        socket_timeout: float = 5.0,
+        connect_timeout: float = 2.0,
+        retain_jobs: int = 100_000,
+        retain_seconds: float = 30 * 86400.0,
+        max_stalls: int | None = None,
+    ) -> None:
+        if not prefix or "{" in prefix or "}" in prefix:
+            raise ValueError(f"invalid Redis key prefix {prefix!r}: non-empty, without braces")
+        self.url = url
+        self.prefix = prefix
+        self.pool_size = pool_size
+        self.socket_timeout = socket_timeout
+        self.connect_timeout = connect_timeout
+        self.retain_jobs = max(0, retain_jobs)
+        self.retain_seconds = max(0.0, retain_seconds)
+        self.max_stalls = max_stalls
+        self.key = "{" + prefix + "}"  # every key starts with this hash tag
+        self._client: aioredis.Redis | None = None
+        self._scripts: dict[str, Any] = {}
+        self._announcements: Announcements | None = None
+        self.server: dict[str, Any] = {}  # what open() learned about the server
+
+    @classmethod
+    def from_settings(cls, url: str, settings: Settings, **options: Any) -> RedisStore:
+        """Build from an aijobs Settings (explicit options win)."""
+        defaults: dict[str, Any] = {
+            "prefix": settings.redis_prefix,
+            "pool_size": settings.redis_pool_size,
+            "socket_timeout": settings.redis_socket_timeout,
+            "connect_timeout": settings.redis_connect_timeout,
+            "retain_jobs": settings.redis_retain_jobs,
+            "retain_seconds": settings.redis_retain_seconds,
+        }
+        return cls(url, **{**defaults, **options})
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    async def open(self) -> None:
+        if self._client is not None:
+            return
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.pool_size,
+            timeout=self.connect_timeout,  # waiting for a free connection
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.connect_timeout,
+            retry=Retry(NoBackoff(), 0),  # we decide what is safe to retry
+            # RESP2: with RESP3, redis-py (8.x) skips its check, when lending a pooled
+            # connection, that the server has not closed it (a Redis restart): the next command
+            # on it would fail, and a claim or a finish must not be retried blindly.
+            protocol=2,
+            decode_responses=True,
+            client_name=f"aijobs:{self.prefix}",
+        )
+        client = aioredis.Redis.from_pool(pool)
+        try:
+            self.server = await check_server(client, self.url)
+        except BaseException:
+            await client.aclose()
+            raise
+        self._scripts = {name: client.register_script(script_source(name)) for name in ALL_SCRIPTS}
+        self._client = client
+        self._announcements = Announcements(client, self.k("done"))
+
+    async def close(self) -> None:
+        client, self._client = self._client, None
+        self._scripts = {}
+        announcements, self._announcements = self._announcements, None
+        if announcements is not None:
+            await announcements.close()
+        if client is not None:
+            await client.aclose()
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def client(self) -> aioredis.Redis:
+        """The open client (for the store's own tools: the checker, bulk loads)."""
+        if self._client is None:
+            raise errors.StoreUnavailable("the Redis store is not open")
+        return self._client
+
+    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[Any]], *, retry: bool) -> Any:
+        """Run one Redis call; unavailability becomes StoreUnavailable.
+
+        `retry`: the call may run twice without harm, so a failure that may be a stale pooled
+        connection is retried once on a fresh one.
+        """
+        client = self.client()
+        for attempt in (1, 2):
+            try:
+                result = await fn(client)
+            except (rex.ConnectionError, rex.TimeoutError) as exc:
+                _honour_cancel()
+                if retry and attempt == 1:
+                    await asyncio.sleep(RETRY_PAUSE)
+                    continue
+                raise errors.StoreUnavailable(
+                    f"Redis is unavailable ({type(exc).__name__}: {exc})"
+                ) from exc
+            except rex.ResponseError as exc:
+                if isinstance(exc, TRANSIENT_ERRORS) or str(exc).startswith(TRANSIENT_CODES):
+                    raise errors.StoreUnavailable(f"Redis cannot serve this now: {exc}") from exc
+                raise
+            _honour_cancel()
+            return result
+        raise AssertionError("unreachable")
+
+    async def run_script(self, name: str, *args: Any, retry: bool = False) -> Any:
+        """Run one of our scripts (one EVALSHA; NOSCRIPT after a restart reloads it once)."""
+        self.client()
+        script = self._scripts[name]
+        argv = self._argv(args)
+        return await self.call(lambda _: script(keys=[self.key], args=argv), retry=retry)
+
+    def _argv(self, args: Sequence[Any]) -> list[Any]:
+        return [self.retain_jobs, int(self.retain_seconds * 1000), *args]
+
+    async def queue_script(self, pipe: Any, name: str, *args: Any) -> None:
+        """Queue one of our scripts on a redis-py pipeline (bulk loads, benchmarks)."""
+        await self._scripts[name](keys=[self.key], args=self._argv(args), client=pipe)
+
+    def k(self, *parts: str) -> str:
+        return ":".join((self.key, *parts))
+
+    # -- clients -------------------------------------------------------------------------------
+    async def health(self) -> dict[str, Any]:
+        return await health_report(
+            self._client,
+            url=self.url,
+            prefix=self.prefix,
+            all_jobs_key=self.k("all"),
+            checked=self.server,
+        )
+
+    async def submit(self, job: NewJob, idempotency_key: str | None = None) -> Job:
+        # The id is chosen here, so that a retry of a call whose reply was lost finds its job.
+        reply = await self.run_script("submit", *submit_args(job, idempotency_key), retry=True)
+        return decode_job(reply)
+
+    async def get(self, job_id: str) -> Job:
+        key = self.k("job", job_id)
+        row: dict[str, str] = await self.call(lambda r: r.hgetall(key), retry=True)
+        if not row:
+            raise job_not_found(job_id)
+        return decode_job([row.get(name) for name in JOB_FIELDS], log_text=row.get("log"))
+
+    async def wait_terminal(self, job_id: str, timeout: float) -> Job:
+        announcements = self._announcements
+        if announcements is None:
+            raise errors.StoreUnavailable("the Redis store is not open")
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, timeout)
+        while True:
+            ended = announcements.expect(job_id)  # before the watch: no announcement slips by
+            try:
+                left = deadline - loop.time()
+                await announcements.ready(min(max(left, 0.0), self.connect_timeout))
+                ttl_ms = int((max(left, 0.0) + self.socket_timeout) * 1000)
+                reply = await self.run_script("watch", job_id, ttl_ms, retry=True)
+                if reply is None:
+                    raise job_not_found(job_id)
+                _state, *fields = reply
+                left = deadline - loop.time()
+                if fields or left <= 0:
+                    return decode_job(fields) if fields else await self.get(job_id)
+                with contextlib.suppress(TimeoutError):
+                    if announced := await asyncio.wait_for(ended, min(left, WATCH_RECHECK_SECONDS)):
+                        return decode_job(announced)
+            finally:
+                announcements.forget(job_id, ended)
+
+    async def list_jobs(
+        self, state: State | None = None, limit: int = 100, offset: int = 0
+    ) -> tuple[list[Job], int]:
+        limit, offset = max(0, limit), max(0, offset)
+        which = "" if state is None else State(state).value
+        total, *rows = await self.run_script("list", which, offset, limit, retry=True)
+        return [decode_job(r) for r in rows], int(total)
+
+    async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
+        reply = await self.run_script("cancel", job_id, reason)
+        if reply[0] == "missing":
+            raise job_not_found(job_id)
+        if reply[0] == "terminal":
+            raise not_cancellable(job_id, reply[1])
+        return decode_job(reply[1], log_text=reply[2])
+
+    async def queue_depths(self) -> dict[str, dict[str, int]]:
+        key = self.k("counts")
+        counts: dict[str, str] = await self.call(lambda r: r.hgetall(key), retry=True)
+        depths: dict[str, dict[str, int]] = {}
+        for field, n in counts.items():
+            state, queue = field.split(":", 1)
+            if state in ("pending", "running") and int(n) > 0:
+                depths.setdefault(queue, {"pending": 0, "running": 0})[state] = int(n)
+        return depths
+
+    async def recent_durations(
+        self, job_type: JobType, model_type: str | None, queue: str, limit: int = 20
+    ) -> list[float]:
+        if limit <= 0:
+            return []
+        key = self.k("dur", durations_key(job_type, model_type, queue))
+        rows: list[str] = await self.call(lambda r: r.lrange(key, 0, limit - 1), retry=True)
+        return [int(ms) / 1000.0 for ms in rows]
+
+    # -- workers -------------------------------------------------------------------------------
+    async def claim(
+        self,
+        queues: list[str],
+        worker_id: str,
+        lease_seconds: float,
+        limit: int = 1,
+        *,
+        max_training: int | None = None,
+    ) -> list[Claim]:
+        queues = distinct_queues(queues)
+        if not queues or limit < 0:
+            return []
+        # Not retried: a claim whose reply was lost holds its jobs until their lease expires,
+        # and they are rescued then; a blind retry could not tell.
+        reply = await self.run_script(
+            "claim",
+            worker_id,
+            max(1, int(lease_seconds * 1000)),
+            int(limit),
+            secrets.token_hex(12),
+            -1 if max_training is None else max(0, max_training),
+            *queues,
+        )
+        return [Claim(job=decode_job(fields), token=token) for token, fields in reply]
+
+    async def wait_for_work(
+        self, queues: list[str], timeout: float, waiter: Waiter | None = None
+    ) -> list[Claim]:
+        return await handover.wait_for_work(self, queues, timeout, waiter)
+
+    async def renew(
+        self,
+        worker_id: str,
+        leases: dict[str, tuple[str, Progress | None]],
+        lease_seconds: float,
+    ) -> dict[str, Renewal]:
+        args: list[Any] = []
+        for job_id, (token, progress) in leases.items():
+            fraction = metrics = history = ""
+            if progress is not None:
+                if progress.fraction is not None:
+                    fraction = repr(clamp_fraction(progress.fraction))
+                if progress.metrics is not None:
+                    metrics = compact_json(progress.metrics)
+                if progress.history is not None:
+                    history = compact_json(progress.history)
+            args += [job_id, token, fraction, metrics, history]
+        reply = await self.run_script(
+            "renew", worker_id, max(1, int(lease_seconds * 1000)), *args, retry=True
+        )
+        return {job_id: Renewal(answer) for job_id, answer in zip(leases, reply, strict=True)}
+
+    async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
+        args: list[Any] = []
+        for f in finishes:
+            model_args: list[Any] = ["", "", 0]
+            if f.model is not None:
+                created = int(f.model.created_at * 1000)
+                model_args = [f.model.model_id, f.model.model_dump_json(), created]
+            has_log = "0" if f.log is None else "1"
+            args += [f.job_id, f.token, compact_json(f.result), has_log, f.log or "", *model_args]
+        if not args:
+            return []
+        return [bool(ok) for ok in await self.run_script("finish", *args)]
+
+    async def fail(
+        self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None
+    ) -> bool:
+        reply = await self.run_script(
+            "fail",
+            job_id,
+            token,
+            error,
+            "1" if retry else "0",
+            "0" if log is None else "1",
+            log or "",
+        )
+        return bool(reply)
+
+    async def rescue_expired(self) -> list[tuple[str, State]]:
+        stalls = "" if self.max_stalls is None else int(self.max_stalls)
+        rescued: list[tuple[str, State]] = []
+        while True:
+            reply = await self.run_script("rescue", stalls, RESCUE_BATCH, retry=True)
+            rescued += [(reply[i], State(reply[i + 1])) for i in range(0, len(reply), 2)]
+            if len(reply) < 2 * RESCUE_BATCH:
+                return rescued
+
+    async def register_worker(self, info: WorkerInfo) -> None:
+        await self.run_script(
+            "register_worker",
+            info.worker_id,
+            info.model_dump_json(),
+            int(WORKER_FORGET_SECONDS * 1000),
+            retry=True,
+        )
+
+    async def unregister_worker(self, worker_id: str) -> None:
+        handed_back = await self.run_script("unregister_worker", worker_id, retry=True)
+        if handed_back:
+            log.info(
+                "worker %s stopped: %d job(s) handed to it went back to pending",
+                worker_id,
+                len(handed_back),
+            )
+
+    async def live_workers(self, ttl_seconds: float) -> list[WorkerInfo]:
+        rows = await self.run_script("live_workers", max(0, int(ttl_seconds * 1000)), retry=True)
+        found = [
+            WorkerInfo.model_validate_json(rows[i + 2]).model_copy(
+                update={"last_seen": float(rows[i + 1]) / 1000.0}
+            )
+            for i in range(0, len(rows), 3)
+        ]
+        return sorted(found, key=lambda w: w.worker_id)
+
+    # -- models --------------------------------------------------------------------------------
+    async def add_model(self, model: ModelRecord) -> None:
+        models, by_time = self.k("models"), self.k("models_by_time")
+
+        async def add(r: aioredis.Redis) -> None:
+            async with r.pipeline(transaction=True) as pipe:
+                pipe.hset(models, model.model_id, model.model_dump_json())
+                pipe.zadd(by_time, {model.model_id: int(model.created_at * 1000)})
+                await pipe.execute()
+
+        await self.call(add, retry=True)
+
+    async def get_model(self, model_id: str) -> ModelRecord:
+        key = self.k("models")
+        record: str | None = await self.call(lambda r: r.hget(key, model_id), retry=True)
+        if record is None:
+            raise model_not_found(model_id)
+        return ModelRecord.model_validate_json(record)
+
+    async def list_models(self) -> list[ModelRecord]:
+        rows = await self.run_script("list_models", retry=True)
+        return [ModelRecord.model_validate_json(r) for r in rows]

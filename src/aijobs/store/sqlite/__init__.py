@@ -1,0 +1,5 @@
+"""The embedded SQLite job store: ``store`` is the store, ``schema`` its tables and rows."""
+
+from aijobs.store.sqlite.store import SQLiteStore
+
+__all__ = ["SQLiteStore"]

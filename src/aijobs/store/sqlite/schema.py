@@ -1,0 +1,131 @@
+"""The SQLite store's tables, and how a job's row maps to a Job.
+
+Times are integer milliseconds from ``time.time()`` in the table and float seconds on ``Job``;
+dict and list fields are JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from aijobs.jobs import JOB_FIELDS, Job
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq              INTEGER PRIMARY KEY AUTOINCREMENT,
+    id               TEXT    NOT NULL UNIQUE,
+    job_type         TEXT    NOT NULL,
+    queue            TEXT    NOT NULL,
+    state            TEXT    NOT NULL
+        CHECK (state IN ('pending', 'running', 'completed', 'failed', 'cancelled')),
+    payload          TEXT    NOT NULL,
+    model_type       TEXT,
+    model_id         TEXT,
+    description      TEXT,
+    priority         INTEGER NOT NULL DEFAULT 0,
+    attempt          INTEGER NOT NULL DEFAULT 0,
+    max_attempts     INTEGER NOT NULL,
+    timeout_seconds  REAL,
+    progress         REAL    NOT NULL DEFAULT 0,
+    metrics          TEXT    NOT NULL DEFAULT '{}',
+    history          TEXT    NOT NULL DEFAULT '[]',
+    result           TEXT,
+    error            TEXT,
+    owner            TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
+    started_at       INTEGER,
+    finished_at      INTEGER,
+    token            TEXT,
+    lease_until      INTEGER,
+    stalls           INTEGER NOT NULL DEFAULT 0,
+    idem             TEXT UNIQUE,
+    log              TEXT  -- last: reading the columns before it never touches its overflow pages
+);
+-- claim: an index seek per queue, already in (priority desc, seq) order
+CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (queue, priority DESC, seq)
+    WHERE state = 'pending' AND cancel_requested = 0;
+-- rescue: only running jobs, ordered by deadline
+CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_until) WHERE state = 'running';
+-- GET /jobs?status=...: newest first within a state
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+-- GET /jobs with a deep offset: skipping rows over this tiny index, not over the table
+CREATE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);
+-- duration estimates
+CREATE INDEX IF NOT EXISTS jobs_durations
+    ON jobs (job_type, model_type, queue, finished_at, started_at) WHERE state = 'completed';
+
+CREATE TABLE IF NOT EXISTS counts (
+    queue TEXT    NOT NULL,
+    state TEXT    NOT NULL,
+    n     INTEGER NOT NULL,
+    PRIMARY KEY (queue, state)
+) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS jobs_count_insert AFTER INSERT ON jobs BEGIN
+    INSERT INTO counts (queue, state, n) VALUES (new.queue, new.state, 1)
+        ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_count_update AFTER UPDATE OF state, queue ON jobs
+    WHEN old.state IS NOT new.state OR old.queue IS NOT new.queue BEGIN
+    UPDATE counts SET n = n - 1 WHERE queue = old.queue AND state = old.state;
+    INSERT INTO counts (queue, state, n) VALUES (new.queue, new.state, 1)
+        ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER IF NOT EXISTS jobs_count_delete AFTER DELETE ON jobs BEGIN
+    UPDATE counts SET n = n - 1 WHERE queue = old.queue AND state = old.state;
+END;
+
+CREATE TABLE IF NOT EXISTS workers (
+    worker_id TEXT PRIMARY KEY,
+    info      TEXT    NOT NULL,
+    last_seen INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS models (
+    model_id   TEXT PRIMARY KEY,
+    record     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS models_created ON models (created_at);
+"""
+
+# The columns of a Job's fields but `log`, in Job's order: what decode_job() maps.
+COLUMNS = ", ".join(JOB_FIELDS)
+NCOLS = len(JOB_FIELDS)  # a row's columns after these: `log`, or what a query adds
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def seconds(ms: int | None) -> float | None:
+    return None if ms is None else ms / 1000.0
+
+
+def decode_job(row: Sequence[Any], log: str | None = None) -> Job:
+    """A Job from a row that starts with COLUMNS (and its log, if read)."""
+    f = dict(zip(JOB_FIELDS, row, strict=False))
+    for name in ("payload", "metrics", "history", "result"):
+        if f[name] is not None:
+            f[name] = json.loads(f[name])
+    for name in ("created_at", "updated_at", "started_at", "finished_at"):
+        f[name] = seconds(f[name])
+    f["cancel_requested"] = bool(f["cancel_requested"])
+    return Job(**f, log=log)
+
+
+def split_sql(script: str) -> Iterable[str]:
+    """Split the schema into statements (executescript would COMMIT our open transaction)."""
+    stmt = ""
+    for line in script.splitlines(keepends=True):
+        stmt += line
+        if sqlite3.complete_statement(stmt):
+            if stmt.strip():
+                yield stmt
+            stmt = ""
+    if stmt.strip():
+        yield stmt
