@@ -27,9 +27,8 @@ from aijobs.runtimes import datasets
 from aijobs.runtimes.base import TrainContext, TrainResult
 from aijobs.runtimes.tensorflow import models as tf_models
 from aijobs.runtimes.tensorflow import params as tf_params
+from aijobs.runtimes.tensorflow.infer import META_FILE, MODEL_FILE
 
-MODEL_FILE = "model.keras"
-META_FILE = "aijobs.json"
 PREPARE_SHARE = 0.05  # progress fraction spent before the first step; training fills to 0.95
 TRAIN_SHARE = 0.90
 REPORT_EVERY_SECONDS = 1.0

@@ -23,6 +23,7 @@ from aijobs.runtimes import datasets, params
 from aijobs.runtimes.base import TrainContext, TrainResult
 from aijobs.runtimes.torch import common, text_data, training
 from aijobs.runtimes.torch import params as torch_params
+from aijobs.runtimes.torch.runtime import META_FILE
 
 FAMILY = "text_classifier"
 MIN_ROWS = 4
@@ -283,7 +284,7 @@ def _save(
     model.config.to_json_file(str(model_dir / "config.json"))
     tok.save(str(model_dir / "tokenizer.json"))
     common.write_json(
-        model_dir / "aijobs.json",
+        model_dir / META_FILE,
         {
             "format": 1,
             "runtime": "pytorch",

@@ -22,6 +22,7 @@ from aijobs.runtimes import datasets, params
 from aijobs.runtimes.base import TrainContext, TrainResult
 from aijobs.runtimes.torch import common, training, vision_models
 from aijobs.runtimes.torch import params as torch_params
+from aijobs.runtimes.torch.runtime import META_FILE
 
 FAMILY = "image_classifier"
 GPU_PRELOAD_BYTES = 2 * 2**30  # moved to the GPU whole below this size
@@ -203,7 +204,7 @@ def _save(
 
     safetensors.torch.save_model(model, str(model_dir / common.WEIGHTS_FILE))
     common.write_json(
-        model_dir / "aijobs.json",
+        model_dir / META_FILE,
         {
             "format": 1,
             "runtime": "pytorch",
