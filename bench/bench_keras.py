@@ -53,7 +53,7 @@ from pathlib import Path
 started = time.perf_counter()
 sys.path.insert(0, {repo!r})
 from tests.runtime_support import FakeContext
-from aijobs.runtimes.tensorflow import TensorFlowRuntime
+from aijobs.runtimes.tensorflow.runtime import TensorFlowRuntime
 out = Path({out!r}); out.mkdir(parents=True)
 ctx = FakeContext(model_dir=out, data_roots=[Path({data!r})])
 result = TensorFlowRuntime().train({model_type!r}, Path({path!r}), {hp!r}, ctx)

@@ -32,7 +32,7 @@ from tests.integration.harness import System
 from tests.runtime_support import FakeContext
 
 from aijobs.demo import write_demo_data
-from aijobs.runtimes.torch_runtime import TorchRuntime
+from aijobs.runtimes.torch.runtime import TorchRuntime
 
 JOBS: dict[str, dict[str, Any]] = {
     "resnet": {"model_type": "resnet", "data_path": "image_classification", "hyperparameters": {}},
@@ -52,7 +52,7 @@ from pathlib import Path
 started = time.perf_counter()
 sys.path.insert(0, {repo!r})
 from tests.runtime_support import FakeContext
-from aijobs.runtimes.torch_runtime import TorchRuntime
+from aijobs.runtimes.torch.runtime import TorchRuntime
 out = Path({out!r}); out.mkdir(parents=True)
 ctx = FakeContext(model_dir=out, data_roots=[Path({data!r})])
 TorchRuntime().train({model_type!r}, Path({path!r}), {hp!r}, ctx)
@@ -139,17 +139,18 @@ def image_pipeline(data: Path) -> dict[str, float]:
     """Seconds to load the folder once, and to assemble one epoch of batches (no model)."""
     import torch
 
-    from aijobs.runtimes import torch_common, torch_vision
+    from aijobs.runtimes import datasets
+    from aijobs.runtimes.torch import vision
 
     folder = data / "image_classification"
     started = time.perf_counter()
-    _, items, _ = torch_vision.find_images(folder)
-    images = torch_vision.preload(items, folder, 32)
+    _, items, _ = datasets.find_images(folder)
+    images = vision.preload(items, folder, 32)
     load = time.perf_counter() - started
     labels = [label for _, label in items]
-    split = torch_common.split_indices(len(items), 0.2, 42, labels)
-    stats = torch_vision.channel_stats(images, split[0])
-    task = torch_vision.ImageClassification(
+    split = datasets.split_indices(len(items), 0.2, 42, labels)
+    stats = vision.channel_stats(images, split[0])
+    task = vision.ImageClassification(
         torch.nn.Identity(), images, labels, split, stats, True, torch.device("cpu"), 10
     )
     started = time.perf_counter()

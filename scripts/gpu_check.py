@@ -28,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from aijobs.demo import write_demo_data  # noqa: E402
-from aijobs.runtimes.torch_runtime import TorchRuntime  # noqa: E402
+from aijobs.runtimes.torch.runtime import TorchRuntime  # noqa: E402
 
 DRY_RUN = False  # --dry-run-on-cpu: the same script on a machine without CUDA
 FREED_MB = 16  # growth of allocated GPU memory over a job that still counts as "freed"

@@ -4,21 +4,8 @@ from __future__ import annotations
 
 import statistics
 
-# Seconds; used only until a job of that kind has completed on that queue.
-DEFAULT_SECONDS: dict[str, float] = {
-    "random_forest": 30,
-    "svm": 60,
-    "logistic_regression": 20,
-    "bert": 60,
-    "transformer": 60,
-    "gpt": 60,
-    "resnet": 60,
-    "vgg": 60,
-    "alexnet": 60,
-    "inception": 600,
-    "mobilenet": 300,
-    "efficientnet": 300,
-}
+from aijobs.model_types import MODEL_TYPES
+
 DEFAULT_TRAINING_SECONDS = 900.0
 DEFAULT_INFERENCE_SECONDS = 60.0
 
@@ -34,4 +21,5 @@ def estimate(history: list[float], model_type: str | None, inference: bool) -> s
         return hhmmss(statistics.median(history))
     if inference:
         return hhmmss(DEFAULT_INFERENCE_SECONDS)
-    return hhmmss(DEFAULT_SECONDS.get(model_type or "", DEFAULT_TRAINING_SECONDS))
+    known = MODEL_TYPES.get(model_type or "")
+    return hhmmss(known.default_seconds if known else DEFAULT_TRAINING_SECONDS)

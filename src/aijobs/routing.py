@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aijobs import errors
+from aijobs.model_types import MODEL_TYPES
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,7 @@ QUEUES: dict[str, Queue] = {
 DEFAULT_QUEUE = {False: "pytorch-2.1-cpu", True: "pytorch-2.1-gpu"}
 
 # model type -> (queue without GPU, queue with GPU); the spec's routing table.
-ROUTES: dict[str, tuple[str, str]] = {
-    **dict.fromkeys(("bert", "transformer", "gpt"), ("pytorch-2.1-cpu", "pytorch-2.1-gpu")),
-    **dict.fromkeys(("resnet", "vgg", "alexnet"), ("pytorch-2.0-cpu", "pytorch-2.0-gpu")),
-    **dict.fromkeys(("inception", "mobilenet", "efficientnet"), ("tensorflow", "tensorflow")),
-    **dict.fromkeys(("random_forest", "svm", "logistic_regression"), ("sklearn", "sklearn")),
-}
+ROUTES: dict[str, tuple[str, str]] = {m.name: m.queues for m in MODEL_TYPES.values()}
 
 # Overrides without a device suffix take the device from requires_gpu: name -> (cpu, gpu).
 OVERRIDE_ALIASES: dict[str, tuple[str, str]] = {

@@ -9,9 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("torch")
+
 import torch
 
 from tests.integration.harness import System, child_pids, wait_until
+
+pytestmark = pytest.mark.torch
 
 TIMEOUT = 240
 BERT_SPEC = {

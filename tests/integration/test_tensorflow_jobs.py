@@ -15,7 +15,11 @@ from typing import Any
 
 import pytest
 
+pytest.importorskip("tensorflow")
+
 from tests.integration.harness import System, free_port, wait_until
+
+pytestmark = pytest.mark.tensorflow
 
 TIMEOUT = 300
 # The spec's example as written, but for `epochs` (20 would take minutes on two cores).

@@ -20,7 +20,7 @@ from sklearn.preprocessing import FunctionTransformer
 from aijobs import errors
 from aijobs.demo import write_demo_data
 from aijobs.runtimes import base
-from aijobs.runtimes.sklearn import SklearnRuntime, is_trusted_type
+from aijobs.runtimes.sklearn.runtime import SklearnRuntime, is_trusted_type
 from tests.runtime_support import FakeContext
 
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
@@ -73,7 +73,7 @@ def test_runtime_is_discovered_as_a_plugin() -> None:
 
 def test_importing_the_runtime_stays_light() -> None:
     code = (
-        "import sys, aijobs.runtimes.sklearn as m; m.SklearnRuntime();"
+        "import sys, aijobs.runtimes.sklearn.runtime as m; m.SklearnRuntime();"
         "heavy = [n for n in ('sklearn', 'pandas', 'skops', 'numpy') if n in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )

@@ -14,18 +14,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import keras
-import numpy as np
 import pytest
 
+pytest.importorskip("tensorflow")  # the unit tier runs where only scikit-learn is installed
+
+import keras
+import numpy as np
+
 from aijobs import errors
-from aijobs.runtimes import tf_models
 from aijobs.runtimes.base import Runtime, TrainResult, discover
-from aijobs.runtimes.tensorflow import TensorFlowRuntime
+from aijobs.runtimes.tensorflow import models as tf_models
+from aijobs.runtimes.tensorflow.runtime import TensorFlowRuntime
 from aijobs.settings import Settings, parse_queue_python
 from tests.runtime_support import ctx_for
 
 pytestmark = [
+    pytest.mark.tensorflow,
     # TensorFlow's tensors predate NumPy 2's copy keyword; Keras converts its logs every batch.
     pytest.mark.filterwarnings("ignore:__array__ implementation doesn't accept:DeprecationWarning"),
     # Loading weights into the wrong network (a test below) warns per layer before it fails.

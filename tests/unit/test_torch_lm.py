@@ -8,13 +8,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("torch")  # the unit tier runs where only scikit-learn is installed
+
 import torch
 
 from aijobs import errors
 from aijobs.runtimes.base import TrainResult
-from aijobs.runtimes.torch_lm import block_size, sample_next
-from aijobs.runtimes.torch_runtime import TorchRuntime
+from aijobs.runtimes.torch.lm import block_size, sample_next
+from aijobs.runtimes.torch.runtime import TorchRuntime
 from tests.runtime_support import FakeContext, ctx_for
+
+pytestmark = pytest.mark.torch
 
 SMALL = {
     "epochs": 5,

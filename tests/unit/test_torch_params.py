@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from aijobs import errors
-from aijobs.runtimes import torch_params
+from aijobs.runtimes import params
+from aijobs.runtimes.torch import params as torch_params
 
 SPEC_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
     ("bert", {"epochs": 5, "learning_rate": 0.0001, "batch_size": 16, "max_length": 512}),
@@ -29,7 +30,7 @@ SPEC_EXAMPLES: list[tuple[str, dict[str, Any]]] = [
 
 def check(model_type: str, given: dict[str, Any]) -> dict[str, Any]:
     accepted, defaults = torch_params.spec_for(model_type)
-    return torch_params.validate(given, accepted, defaults)
+    return params.validate(given, accepted, defaults)
 
 
 @pytest.mark.parametrize(("model_type", "given"), SPEC_EXAMPLES)
@@ -114,7 +115,7 @@ def test_integers_are_accepted_for_float_hyperparameters() -> None:
 
 def test_hyperparameters_must_be_an_object() -> None:
     with pytest.raises(errors.JobFailure, match="JSON object"):
-        torch_params.validate([("epochs", 1)], torch_params.COMMON)  # type: ignore[arg-type]
+        params.validate([("epochs", 1)], torch_params.COMMON)  # type: ignore[arg-type]
 
 
 def test_attention_heads() -> None:

@@ -12,12 +12,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("torch")  # the unit tier runs where only scikit-learn is installed
+
 import torch
 
 from aijobs import errors
-from aijobs.runtimes import base, torch_common
-from aijobs.runtimes.torch_runtime import TorchRuntime
+from aijobs.runtimes import base, datasets
+from aijobs.runtimes.torch import common, training
+from aijobs.runtimes.torch.runtime import TorchRuntime
 from tests.runtime_support import FakeContext, ctx_for
+
+pytestmark = pytest.mark.torch
 
 TINY_BERT = {
     "epochs": 2,
@@ -59,7 +65,7 @@ def test_discovered_as_the_pytorch_plugin() -> None:
 
 def test_importing_the_plugin_stays_light() -> None:
     code = (
-        "import sys, aijobs.runtimes.torch_runtime as m; r = m.TorchRuntime();"
+        "import sys, aijobs.runtimes.torch.runtime as m; r = m.TorchRuntime();"
         "r.missing(); r.framework_version();"
         "heavy = [n for n in ('torch', 'transformers', 'tokenizers', 'PIL', 'numpy')"
         " if n in sys.modules]; print(heavy); sys.exit(1 if heavy else 0)"
@@ -92,7 +98,7 @@ def test_a_stopped_job_resumes_from_its_last_epoch(data: Path, tmp_path: Path) -
     checkpoint.mkdir()
     with pytest.raises(Stopped):
         TorchRuntime().train("bert", csv, dict(TINY_BERT), first)
-    assert (checkpoint / torch_common.CHECKPOINT_FILE).is_file()
+    assert (checkpoint / common.CHECKPOINT_FILE).is_file()
 
     second = ctx_for(tmp_path / "attempt-2", data, checkpoint, attempt=2)
     resumed = TorchRuntime().train("bert", csv, dict(TINY_BERT), second)
@@ -159,7 +165,7 @@ def test_a_pickled_checkpoint_is_refused_not_run(data: Path, tmp_path: Path) -> 
     marker = tmp_path / "marker"
     checkpoint = tmp_path / "ck"
     checkpoint.mkdir()
-    torch.save({"format": 1, "payload": Exploit(marker)}, checkpoint / torch_common.CHECKPOINT_FILE)
+    torch.save({"format": 1, "payload": Exploit(marker)}, checkpoint / common.CHECKPOINT_FILE)
     result = TorchRuntime().train(
         "bert", data / "training.csv", {**TINY_BERT, "epochs": 1},
         ctx_for(tmp_path / "run", data, checkpoint),
@@ -254,36 +260,36 @@ def test_allow_missing_gpu_runs_on_the_cpu_and_says_so(
 
 
 def test_device_choice() -> None:
-    assert torch_common.select_device("cpu").description == "cpu"
+    assert common.select_device("cpu").description == "cpu"
     with pytest.raises(errors.JobFailure, match="unknown device 'tpu'"):
-        torch_common.select_device("tpu")
-    assert torch_common.truthy("Yes") and not torch_common.truthy("0")
+        common.select_device("tpu")
+    assert common.truthy("Yes") and not common.truthy("0")
 
 
 def test_the_hub_is_never_reached(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    torch_common.offline()
+    common.offline()
     assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
 
 
 def test_split_is_stratified_and_seeded() -> None:
     labels = [0] * 10 + [1] * 30
-    train, val = torch_common.split_indices(40, 0.25, 1, labels)
+    train, val = datasets.split_indices(40, 0.25, 1, labels)
     assert sorted(train + val) == list(range(40))
     assert sum(labels[i] for i in val) == 8 and len(val) == 10
-    assert torch_common.split_indices(40, 0.25, 1, labels) == (train, val)
-    assert torch_common.split_indices(40, 0.25, 2, labels) != (train, val)
-    everything, same = torch_common.split_indices(5, 0.0, 1)
+    assert datasets.split_indices(40, 0.25, 1, labels) == (train, val)
+    assert datasets.split_indices(40, 0.25, 2, labels) != (train, val)
+    everything, same = datasets.split_indices(5, 0.0, 1)
     assert sorted(everything) == sorted(same) == list(range(5))
 
 
 def test_learning_rate_schedules() -> None:
     hp = {"learning_rate": 1.0, "warmup_ratio": 0.1, "lr_schedule": "linear"}
-    rates = [torch_common.learning_rate_at(s, 100, hp) for s in range(100)]
+    rates = [training.learning_rate_at(s, 100, hp) for s in range(100)]
     assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
     assert rates[-1] < 0.02 and rates == sorted(rates[:10]) + rates[10:]
     cosine = {"learning_rate": 1.0, "warmup_ratio": 0.0, "lr_schedule": "cosine"}
-    assert torch_common.learning_rate_at(50, 100, cosine) == pytest.approx(0.5)
+    assert training.learning_rate_at(50, 100, cosine) == pytest.approx(0.5)
     constant = {"learning_rate": 0.3, "warmup_ratio": 0.0, "lr_schedule": "constant"}
-    assert torch_common.learning_rate_at(99, 100, constant) == 0.3
+    assert training.learning_rate_at(99, 100, constant) == 0.3

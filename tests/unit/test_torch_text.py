@@ -10,11 +10,16 @@ from typing import Any
 
 import pytest
 
+pytest.importorskip("torch")  # the unit tier runs where only scikit-learn is installed
+
 from aijobs import errors
 from aijobs.runtimes.base import TrainResult
-from aijobs.runtimes.torch_runtime import TorchRuntime
-from aijobs.runtimes.torch_text import pad_batch, parse_texts
+from aijobs.runtimes.torch.runtime import TorchRuntime
+from aijobs.runtimes.torch.text import parse_texts
+from aijobs.runtimes.torch.text_data import pad_batch
 from tests.runtime_support import FakeContext, ctx_for
+
+pytestmark = pytest.mark.torch
 
 SMALL = {"epochs": 3, "hidden_size": 64, "num_layers": 1, "max_length": 32, "batch_size": 8}
 

@@ -8,14 +8,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+pytest.importorskip("torch")  # the unit tier runs where only scikit-learn is installed
+
 import torch
 
 from aijobs import errors
-from aijobs.runtimes import torch_vision_models
 from aijobs.runtimes.base import TrainResult
-from aijobs.runtimes.torch_runtime import TorchRuntime
-from aijobs.runtimes.torch_vision import translate
+from aijobs.runtimes.torch import vision_models
+from aijobs.runtimes.torch.runtime import TorchRuntime
+from aijobs.runtimes.torch.vision import translate
 from tests.runtime_support import ctx_for
+
+pytestmark = pytest.mark.torch
 
 SMALL = {"width": 8, "image_size": 16, "learning_rate": 0.003}
 IMAGE = "/data/image_classification/digit_3/digit_3_004.png"
@@ -80,7 +85,7 @@ def test_cifar_folder_with_augmentation(data: Path, tmp_path: Path) -> None:
 def test_every_architecture_gives_one_logit_per_class(
     model_type: str, depth: int | None, size: int
 ) -> None:
-    net = torch_vision_models.build(
+    net = vision_models.build(
         {"model_type": model_type, "depth": depth, "width": 4, "image_size": size,
          "num_classes": 7, "dropout": 0.1}
     )  # fmt: skip

@@ -1,10 +1,11 @@
 """Labelled data shared by the runtimes (PyTorch and TensorFlow alike): image folders, one
-sub-folder of images per class, and the num_classes check. Pillow and NumPy only, so that each
-framework's environment can use it alone."""
+sub-folder of images per class, decoding them, the num_classes check and the validation split.
+Pillow and NumPy only, so that each framework's environment can use it alone."""
 
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -69,6 +70,42 @@ def check_num_classes(given: int | None, classes: list[str], notes: list[str]) -
         f"num_classes {given} was given but the data has {found} classes ({shown}); "
         f"the model has {found} outputs"
     )
+
+
+def split_indices(
+    n: int, fraction: float, seed: int, labels: list[int] | None = None
+) -> tuple[list[int], list[int]]:
+    """(train, validation) indices: shuffled with `seed`, stratified by `labels` when given.
+
+    fraction 0 keeps no validation set: the metrics are then measured on the training data.
+    """
+    rng = random.Random(seed)
+    if fraction <= 0:
+        everything = list(range(n))
+        rng.shuffle(everything)
+        return everything, sorted(everything)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(labels[i] if labels is not None else 0, []).append(i)
+    train: list[int] = []
+    val: list[int] = []
+    for key in sorted(groups):
+        members = groups[key]
+        rng.shuffle(members)
+        take = round(len(members) * fraction)
+        take = min(max(take, 1), len(members) - 1) if len(members) >= 2 else 0
+        val += members[:take]
+        train += members[take:]
+    if not val:  # e.g. every class has a single example
+        rng.shuffle(train)
+        cut = max(1, round(len(train) * fraction))
+        val, train = train[:cut], train[cut:]
+    if not train:
+        raise errors.JobFailure(
+            f"validation_split {fraction:g} leaves no training examples out of {n}"
+        )
+    rng.shuffle(train)
+    return train, sorted(val)
 
 
 def decode(path: Path, size: int, shown: str) -> npt.NDArray[np.uint8]:

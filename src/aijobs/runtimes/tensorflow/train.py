@@ -1,5 +1,9 @@
 """Training for the TensorFlow runtime: device, data, `model.fit` with a progress callback, save.
 
+Every image is decoded once, converted to RGB, resized to the architecture's input size and kept
+in one uint8 array (N, size, size, 3); the model rescales pixels itself, so the saved model
+takes raw 0..255 images at inference time too.
+
 Imported inside the runtime's `train` only (the worker's training child), after the runtime has
 set the environment TensorFlow reads at import (backend, log level).
 """
@@ -15,19 +19,45 @@ from typing import Any
 
 import keras
 import numpy as np
+import numpy.typing as npt
 import tensorflow as tf
 
 from aijobs import datapaths, errors
-from aijobs.runtimes import datasets, tf_data, tf_models, tf_params
+from aijobs.runtimes import datasets
 from aijobs.runtimes.base import TrainContext, TrainResult
+from aijobs.runtimes.tensorflow import models as tf_models
+from aijobs.runtimes.tensorflow import params as tf_params
+from aijobs.runtimes.tensorflow.infer import META_FILE, MODEL_FILE
 
-MODEL_FILE = "model.keras"
-META_FILE = "aijobs.json"
 PREPARE_SHARE = 0.05  # progress fraction spent before the first step; training fills to 0.95
 TRAIN_SHARE = 0.90
 REPORT_EVERY_SECONDS = 1.0
 EVAL_BATCH = 64
 TRUTHY = ("1", "true", "yes", "on")
+MIN_IMAGES_PER_CLASS = 2  # one to train on and one to validate with
+
+Images = npt.NDArray[np.uint8]
+
+
+def check_counts(
+    classes: list[str], items: list[tuple[Path, int]], validation_split: float
+) -> None:
+    """Enough images per class to train and validate on: a clear failure otherwise."""
+    need = MIN_IMAGES_PER_CLASS if validation_split > 0 else 1
+    counts = np.bincount([label for _, label in items], minlength=len(classes))
+    short = [f"{classes[i]!r} ({int(n)})" for i, n in enumerate(counts) if n < need]
+    if short:
+        raise errors.JobFailure(
+            f"too few images: each class needs at least {need} (one to train on, one to "
+            f"validate with); these have fewer: {', '.join(short)}"
+        )
+
+
+def preload(items: list[tuple[Path, int]], base: Path, size: int) -> Images:
+    """Every image, decoded, as one (n, size, size, 3) uint8 array."""
+    out = np.empty((len(items), size, size, 3), dtype=np.uint8)
+    datasets.decode_all(items, base, size, out.__setitem__)
+    return out
 
 
 @dataclass(frozen=True)
@@ -76,7 +106,7 @@ def _optimizer(hp: dict[str, Any]) -> keras.optimizers.Optimizer:
     return keras.optimizers.Adam(lr, weight_decay=decay)
 
 
-def evaluate(model: keras.Model, x: tf_data.Images, y: np.ndarray[Any, Any]) -> dict[str, float]:
+def evaluate(model: keras.Model, x: Images, y: np.ndarray[Any, Any]) -> dict[str, float]:
     """Held-out loss, accuracy and macro F1; forward passes run eagerly (no second graph to
     trace, which costs more than the passes themselves on a small validation set)."""
     probs = np.concatenate(
@@ -113,9 +143,9 @@ class Progress(keras.callbacks.Callback):  # type: ignore[misc]
         ctx: TrainContext,
         epochs: int,
         steps: int,
-        validation: tuple[tf_data.Images, np.ndarray[Any, Any]],
+        validation: tuple[Images, np.ndarray[Any, Any]],
         batch_size: int,
-        x_train: tf_data.Images,
+        x_train: Images,
         seed: int,
     ) -> None:
         super().__init__()
@@ -175,9 +205,7 @@ class Progress(keras.callbacks.Callback):  # type: ignore[misc]
         )
 
 
-def _dataset(
-    x: tf_data.Images, y: np.ndarray[Any, Any], batch_size: int, seed: int
-) -> tf.data.Dataset:
+def _dataset(x: Images, y: np.ndarray[Any, Any], batch_size: int, seed: int) -> tf.data.Dataset:
     """Shuffled each epoch with `seed`; a last batch of one example is dropped (batch norm cannot
     train on a single example)."""
     ds = tf.data.Dataset.from_tensor_slices((x, y))
@@ -202,13 +230,15 @@ def train(
             raise errors.JobFailure("hyperparameter 'pretrained_weights' must name a file")
     classes, items, notes = datasets.find_images(data_path)
     datasets.check_num_classes(hp["num_classes"], classes, notes)
-    tf_data.check_counts(classes, items, hp["validation_split"])
+    check_counts(classes, items, hp["validation_split"])
     ctx.report(0.01, {"images": len(items), "classes": len(classes)})
 
     size = hp["image_size"]
-    images = tf_data.preload(items, data_path, size)
+    images = preload(items, data_path, size)
     labels = np.array([label for _, label in items], dtype=np.int32)
-    train_idx, val_idx = tf_data.split_indices(labels.tolist(), hp["validation_split"], hp["seed"])
+    train_idx, val_idx = datasets.split_indices(
+        len(labels), hp["validation_split"], hp["seed"], labels.tolist()
+    )
     if hp["validation_split"] == 0:
         notes.append("validation_split is 0: metrics are measured on the training data")
     x_train, y_train = images[train_idx], labels[train_idx]

@@ -2,12 +2,13 @@
 `efficientnet` (EfficientNetB0..B7) image classifiers, trained for real with Keras.
 
 Serves the `tensorflow` queue. This module stays light (the API and the worker's supervisor
-import it for plugin discovery): TensorFlow and Keras are imported by the tf_* modules, which
-are imported inside the methods only, after the environment they read at import is set.
+import it for plugin discovery): TensorFlow and Keras are imported by the other modules of this
+package, which are imported inside the methods only, after the environment they read at import
+is set.
 
-- tf_params: the hyperparameters each model type accepts, checked before anything heavy
-- tf_data: image folders (Pillow + NumPy), the split, inference image paths
-- tf_models: the Keras application networks; tf_train: fit + progress; tf_infer: load, predict
+- params: the hyperparameters each model type accepts, checked before anything heavy
+- models: the Keras application networks; train: data, fit + progress; infer: load, predict
+- image folders, decoding and the split are the runtimes' shared `aijobs.runtimes.datasets`
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from aijobs import errors
-from aijobs.runtimes import tf_params
+from aijobs.model_types import served_by
 from aijobs.runtimes.base import TrainContext, TrainResult
+from aijobs.runtimes.tensorflow import params as tf_params
 
-MODEL_TYPES = frozenset(tf_params.PER_TYPE)
+MODEL_TYPES = served_by("tensorflow")
 REQUIRED = {"tensorflow": "tensorflow-cpu", "keras": "keras", "PIL": "pillow", "numpy": "numpy"}
 DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tf-nightly", "tensorflow-macos")
 
@@ -51,7 +53,7 @@ IMPORT_NOTICES = (
 
 
 def _module(name: str) -> Any:
-    module = f"aijobs.runtimes.{name}"
+    module = f"aijobs.runtimes.tensorflow.{name}"
     if module in sys.modules:
         return sys.modules[module]
     _environment()
@@ -103,11 +105,11 @@ class TensorFlowRuntime:
                 + ", ".join(sorted(MODEL_TYPES))
             )
         tf_params.check(model_type, hyperparameters)  # fail before the heavy imports
-        result: TrainResult = _module("tf_train").train(model_type, data_path, hyperparameters, ctx)
+        result: TrainResult = _module("train").train(model_type, data_path, hyperparameters, ctx)
         return result
 
     def load(self, model_dir: Path) -> Any:
-        return _module("tf_infer").load(model_dir)
+        return _module("infer").load(model_dir)
 
     def predict(
         self, model: Any, input_data: str, parameters: dict[str, Any], data_roots: list[Path]
@@ -116,5 +118,5 @@ class TensorFlowRuntime:
             raise errors.JobFailure("not a model loaded by the tensorflow runtime")
         if not isinstance(parameters, dict):
             raise errors.JobFailure("parameters must be a JSON object")
-        out: dict[str, Any] = _module("tf_infer").predict(model, input_data, parameters, data_roots)
+        out: dict[str, Any] = _module("infer").predict(model, input_data, parameters, data_roots)
         return out

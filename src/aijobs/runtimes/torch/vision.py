@@ -18,16 +18,17 @@ import torch
 import torch.nn.functional as F
 
 from aijobs import errors
-from aijobs.runtimes import datasets, torch_vision_models
-from aijobs.runtimes import torch_common as common
-from aijobs.runtimes import torch_params as params
+from aijobs.runtimes import datasets, params
 from aijobs.runtimes.base import TrainContext, TrainResult
+from aijobs.runtimes.torch import common, training, vision_models
+from aijobs.runtimes.torch import params as torch_params
+from aijobs.runtimes.torch.runtime import META_FILE
 
 FAMILY = "image_classifier"
 GPU_PRELOAD_BYTES = 2 * 2**30  # moved to the GPU whole below this size
 PREDICT_PARAMS: dict[str, params.Param] = {
-    "top_k": params.param(int, 5, params._int(1, 1_000_000)),
-    "confidence_threshold": params.param(float, 0.0, params._float(0, 1)),
+    "top_k": params.param(int, 5, params.integer(1, 1_000_000)),
+    "confidence_threshold": params.param(float, 0.0, params.number(0, 1)),
 }
 
 
@@ -78,14 +79,16 @@ class ImageClassification:
         self.std = torch.tensor(stats[1], device=device).view(1, 3, 1, 1)
         self.augment, self.device, self.num_classes = augment, device, num_classes
 
-    def _batch(self, indices: torch.Tensor, shift: torch.Tensor | None) -> common.Batch:
+    def _batch(self, indices: torch.Tensor, shift: torch.Tensor | None) -> training.Batch:
         raw = self.images[indices.to(self.images.device)].to(self.device, non_blocking=True)
         x = (raw.float() / 255.0 - self.mean) / self.std
         if shift is not None:
             x = translate(x, shift)
-        return common.Batch(x, self.labels[indices.to(self.device)], len(indices))
+        return training.Batch(x, self.labels[indices.to(self.device)], len(indices))
 
-    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[common.Batch]:
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator
+    ) -> Iterator[training.Batch]:
         order = self.train_idx[torch.randperm(self.n_train, generator=generator)]
         size = self.images.shape[-1]
         for start in range(0, self.n_train, batch_size):
@@ -98,7 +101,7 @@ class ImageClassification:
                 shift = torch.randint(-limit, limit + 1, (len(chunk), 2), generator=generator)
             yield self._batch(chunk, shift)
 
-    def validation_batches(self, batch_size: int) -> Iterator[common.Batch]:
+    def validation_batches(self, batch_size: int) -> Iterator[training.Batch]:
         for start in range(0, self.n_validation, batch_size):
             yield self._batch(self.val_idx[start : start + batch_size], None)
 
@@ -133,7 +136,7 @@ def channel_stats(images: torch.Tensor, indices: list[int]) -> tuple[list[float]
 def train(
     model_type: str, data_path: Path, given: dict[str, Any], ctx: TrainContext
 ) -> TrainResult:
-    accepted, defaults = params.spec_for(model_type)
+    accepted, defaults = torch_params.spec_for(model_type)
     hp = params.validate(given, accepted, defaults)
     choice = common.select_device(ctx.device)
     classes, items, notes = datasets.find_images(data_path)
@@ -150,7 +153,7 @@ def train(
 
     images = preload(items, data_path, size)
     labels = [label for _, label in items]
-    split = common.split_indices(len(items), hp["validation_split"], hp["seed"], labels)
+    split = datasets.split_indices(len(items), hp["validation_split"], hp["seed"], labels)
     if hp["validation_split"] == 0:
         notes.append("validation_split is 0: metrics are measured on the training data")
     stats = channel_stats(images, split[0])
@@ -163,16 +166,16 @@ def train(
         "dropout": hp["dropout"],
     }
     common.seed_all(hp["seed"])
-    model = torch_vision_models.build(architecture).to(choice.device)
+    model = vision_models.build(architecture).to(choice.device)
     task = ImageClassification(
         model, images, labels, split, stats, hp["augment"], choice.device, len(classes)
     )
-    ctx.report(common.PREPARE_SHARE, {"n_train": task.n_train, "n_validation": task.n_validation})
+    ctx.report(training.PREPARE_SHARE, {"n_train": task.n_train, "n_validation": task.n_validation})
     try:
-        fitted = common.fit(task, hp, ctx, choice.device, checkpoint, state, {})
+        fitted = training.fit(task, hp, ctx, choice.device, checkpoint, state, {})
         model.to("cpu")
         _save(ctx.model_dir, model, classes, architecture, stats, hp, choice)
-        info = common.result_info(choice, model, fitted, notes + checkpoint.notes)
+        info = training.result_info(choice, model, fitted, notes + checkpoint.notes)
     finally:
         del model, task
         common.release(choice.device)
@@ -201,7 +204,7 @@ def _save(
 
     safetensors.torch.save_model(model, str(model_dir / common.WEIGHTS_FILE))
     common.write_json(
-        model_dir / "aijobs.json",
+        model_dir / META_FILE,
         {
             "format": 1,
             "runtime": "pytorch",
@@ -232,7 +235,7 @@ def load(model_dir: Path, meta: dict[str, Any]) -> common.LoadedModel:
         if not isinstance(value, list) or len(value) != 3:
             raise errors.JobFailure(f"model metadata aijobs.json has no valid {key!r}")
     try:
-        model = torch_vision_models.build(architecture)
+        model = vision_models.build(architecture)
     except (KeyError, ValueError, TypeError) as exc:
         raise errors.JobFailure(f"model metadata describes no known network: {exc}") from exc
     common.load_weights(model, model_dir)

@@ -17,9 +17,11 @@ from typing import Any
 import torch
 
 from aijobs import errors
-from aijobs.runtimes import torch_common as common
-from aijobs.runtimes import torch_params as params
+from aijobs.runtimes import datasets, params
 from aijobs.runtimes.base import TrainContext, TrainResult
+from aijobs.runtimes.torch import common, training
+from aijobs.runtimes.torch import params as torch_params
+from aijobs.runtimes.torch.runtime import META_FILE
 
 FAMILY = "language_model"
 EOS = "<|endoftext|>"
@@ -27,11 +29,11 @@ TEXT_SUFFIXES = (".txt", ".text", ".md")
 MIN_BLOCK = 8
 TARGET_BLOCKS = 16  # a small corpus gets blocks shorter than max_length, at least this many
 PREDICT_PARAMS: dict[str, params.Param] = {
-    "temperature": params.param(float, 1.0, params._float(0, 100)),
-    "max_length": params.param(int, 50, params._int(1, 8192)),
-    "top_k": params.param(int, 50, params._int(0, 1_000_000)),
-    "top_p": params.param(float, 1.0, params._float(0, 1, low_open=True)),
-    "seed": params.param(int, None, params._int(0, params.SEED_MAX), nullable=True),
+    "temperature": params.param(float, 1.0, params.number(0, 100)),
+    "max_length": params.param(int, 50, params.integer(1, 8192)),
+    "top_k": params.param(int, 50, params.integer(0, 1_000_000)),
+    "top_p": params.param(float, 1.0, params.number(0, 1, low_open=True)),
+    "seed": params.param(int, None, params.integer(0, params.SEED_MAX), nullable=True),
 }
 
 
@@ -120,16 +122,18 @@ class LanguageModelling:
         self.n_train, self.n_validation = len(split[0]), len(split[1])
         self.device = device
 
-    def _batch(self, indices: torch.Tensor) -> common.Batch:
+    def _batch(self, indices: torch.Tensor) -> training.Batch:
         ids = self.blocks[indices.to(self.device)]
-        return common.Batch(ids, ids, len(indices))
+        return training.Batch(ids, ids, len(indices))
 
-    def train_batches(self, batch_size: int, generator: torch.Generator) -> Iterator[common.Batch]:
+    def train_batches(
+        self, batch_size: int, generator: torch.Generator
+    ) -> Iterator[training.Batch]:
         order = self.train_idx[torch.randperm(self.n_train, generator=generator)]
         for start in range(0, self.n_train, batch_size):
             yield self._batch(order[start : start + batch_size])
 
-    def validation_batches(self, batch_size: int) -> Iterator[common.Batch]:
+    def validation_batches(self, batch_size: int) -> Iterator[training.Batch]:
         for start in range(0, self.n_validation, batch_size):
             yield self._batch(self.val_idx[start : start + batch_size])
 
@@ -150,7 +154,7 @@ def _model(hp: dict[str, Any], vocab_size: int, eos: int) -> Any:
         n_positions=hp["max_length"],
         n_embd=hidden,
         n_layer=hp["num_layers"],
-        n_head=params.default_heads(hidden, hp["num_heads"]),
+        n_head=torch_params.default_heads(hidden, hp["num_heads"]),
         n_inner=hp["intermediate_size"],
         resid_pdrop=hp["dropout"],
         embd_pdrop=hp["dropout"],
@@ -171,11 +175,11 @@ def train(
     model_type: str, data_path: Path, given: dict[str, Any], ctx: TrainContext
 ) -> TrainResult:
     common.offline()
-    accepted, defaults = params.spec_for(model_type)
+    accepted, defaults = torch_params.spec_for(model_type)
     hp = params.validate(given, accepted, defaults)
     choice = common.select_device(ctx.device)
     notes: list[str] = []
-    hp = params.default_learning_rate(given, hp, notes)
+    hp = torch_params.default_learning_rate(given, hp, notes)
     files = text_files(data_path)
     base = data_path if data_path.is_dir() else data_path.parent
     docs = read_documents(files, base)
@@ -208,7 +212,7 @@ def train(
             f"max_length {hp['max_length']} (the model's context is still {hp['max_length']})"
         )
     blocks = torch.tensor(stream[: n_blocks * size], dtype=torch.long).view(n_blocks, size)
-    split = common.split_indices(n_blocks, hp["validation_split"], hp["seed"])
+    split = datasets.split_indices(n_blocks, hp["validation_split"], hp["seed"])
     if hp["validation_split"] == 0:
         notes.append("validation_split is 0: perplexity is measured on the training text")
 
@@ -218,14 +222,14 @@ def train(
     model = _model(hp, tok.get_vocab_size(), eos)
     model.to(choice.device)
     task = LanguageModelling(model, blocks, split, choice.device)
-    ctx.report(common.PREPARE_SHARE, {"n_train": task.n_train, "n_validation": task.n_validation})
+    ctx.report(training.PREPARE_SHARE, {"n_train": task.n_train, "n_validation": task.n_validation})
     try:
-        fitted = common.fit(
+        fitted = training.fit(
             task, hp, ctx, choice.device, checkpoint, state, {"tokenizer": tok.to_str()}
         )
         model.to("cpu")
         _save(ctx.model_dir, model, tok, model_type, hp, size, choice)
-        info = common.result_info(choice, model, fitted, notes + checkpoint.notes)
+        info = training.result_info(choice, model, fitted, notes + checkpoint.notes)
     finally:
         del model, task
         common.release(choice.device)
@@ -262,7 +266,7 @@ def _save(
     model.config.to_json_file(str(model_dir / "config.json"))
     tok.save(str(model_dir / "tokenizer.json"))
     common.write_json(
-        model_dir / "aijobs.json",
+        model_dir / META_FILE,
         {
             "format": 1,
             "runtime": "pytorch",

@@ -1,6 +1,6 @@
 """Hyperparameters and inference parameters of the TensorFlow runtime, checked before any import
 of TensorFlow: an unknown name, a wrong type or an out-of-range value fails the job with one
-message naming every bad key (the checker is the PyTorch runtime's, which is framework-free).
+message naming every bad key (the checker is the runtimes' shared one, `aijobs.runtimes.params`).
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from aijobs import errors
-from aijobs.runtimes.torch_params import SEED_MAX, Param, _choice, _float, _int, param, validate
+from aijobs.runtimes.params import SEED_MAX, Param, integer, number, one_of, param, validate
 
 # The smallest input each architecture accepts (Keras refuses smaller ones); also the default
 # image size, which keeps the demo images (32x32) and CPU training fast.
@@ -17,32 +17,32 @@ MAX_IMAGE_SIZE = 1024
 EFFICIENTNET_VARIANTS = tuple(f"b{i}" for i in range(8))
 
 COMMON: dict[str, Param] = {
-    "epochs": param(int, 3, _int(1, 10_000)),
-    "learning_rate": param(float, 1e-3, _float(0, 10, low_open=True)),
-    "batch_size": param(int, 32, _int(1, 65_536)),
-    "dropout_rate": param(float, 0.2, _float(0, 1, high_open=True)),
-    "num_classes": param(int, None, _int(2, 1_000_000), nullable=True),
-    "validation_split": param(float, 0.2, _float(0, 0.9)),
-    "seed": param(int, 42, _int(0, SEED_MAX)),
-    "image_size": param(int, None, _int(32, MAX_IMAGE_SIZE), nullable=True),
-    "optimizer": param(str, "adam", _choice("adam", "adamw", "sgd", "rmsprop")),
-    "momentum": param(float, 0.9, _float(0, 1, high_open=True)),
-    "weight_decay": param(float, None, _float(0, 1), nullable=True),
+    "epochs": param(int, 3, integer(1, 10_000)),
+    "learning_rate": param(float, 1e-3, number(0, 10, low_open=True)),
+    "batch_size": param(int, 32, integer(1, 65_536)),
+    "dropout_rate": param(float, 0.2, number(0, 1, high_open=True)),
+    "num_classes": param(int, None, integer(2, 1_000_000), nullable=True),
+    "validation_split": param(float, 0.2, number(0, 0.9)),
+    "seed": param(int, 42, integer(0, SEED_MAX)),
+    "image_size": param(int, None, integer(32, MAX_IMAGE_SIZE), nullable=True),
+    "optimizer": param(str, "adam", one_of("adam", "adamw", "sgd", "rmsprop")),
+    "momentum": param(float, 0.9, number(0, 1, high_open=True)),
+    "weight_decay": param(float, None, number(0, 1), nullable=True),
     "pretrained_weights": param(str, None, nullable=True),
 }
 PER_TYPE: dict[str, dict[str, Param]] = {
     "inception": {},
     "mobilenet": {
-        "version": param(int, 2, _choice(2, 3)),
-        "variant": param(str, "small", _choice("small", "large")),  # MobileNetV3 only
-        "alpha": param(float, 1.0, _float(0.1, 2.0)),
+        "version": param(int, 2, one_of(2, 3)),
+        "variant": param(str, "small", one_of("small", "large")),  # MobileNetV3 only
+        "alpha": param(float, 1.0, number(0.1, 2.0)),
     },
-    "efficientnet": {"variant": param(str, "b0", _choice(*EFFICIENTNET_VARIANTS))},
+    "efficientnet": {"variant": param(str, "b0", one_of(*EFFICIENTNET_VARIANTS))},
 }
 
 PREDICT_PARAMS: dict[str, Param] = {
-    "top_k": param(int, 5, _int(1, 1_000_000)),
-    "confidence_threshold": param(float, 0.0, _float(0, 1)),
+    "top_k": param(int, 5, integer(1, 1_000_000)),
+    "confidence_threshold": param(float, 0.0, number(0, 1)),
 }
 
 

@@ -5,9 +5,9 @@ Serves the pytorch-2.1-* and pytorch-2.0-* queues. This module stays light (the 
 worker's supervisor import it for plugin discovery): torch, transformers and tokenizers are
 imported by the family modules, which are imported inside the methods only.
 
-- torch_params: the hyperparameters each model type accepts, checked before anything heavy
-- torch_common: device, seeding, split, checkpoints (resume after a rescue), the training loop
-- torch_text (bert), torch_lm (transformer, gpt), torch_vision (resnet, vgg, alexnet)
+- params: the hyperparameters each model type accepts, checked before anything heavy
+- common: device, seeding, checkpoints (resume after a rescue); training: the training loop
+- text (bert), lm (transformer, gpt), vision + vision_models (resnet, vgg, alexnet)
 """
 
 from __future__ import annotations
@@ -19,22 +19,24 @@ from pathlib import Path
 from typing import Any
 
 from aijobs import errors
-from aijobs.runtimes import torch_params
+from aijobs.model_types import served_by
+from aijobs.runtimes import params
 from aijobs.runtimes.base import TrainContext, TrainResult
+from aijobs.runtimes.torch import params as torch_params
 
 META_FILE = "aijobs.json"
 FAMILIES = {
-    "bert": "torch_text",
-    "transformer": "torch_lm",
-    "gpt": "torch_lm",
-    "resnet": "torch_vision",
-    "vgg": "torch_vision",
-    "alexnet": "torch_vision",
+    "bert": "text",
+    "transformer": "lm",
+    "gpt": "lm",
+    "resnet": "vision",
+    "vgg": "vision",
+    "alexnet": "vision",
 }
 FAMILY_MODULES = {
-    "text_classifier": "torch_text",
-    "language_model": "torch_lm",
-    "image_classifier": "torch_vision",
+    "text_classifier": "text",
+    "language_model": "lm",
+    "image_classifier": "vision",
 }
 REQUIRED = {
     "torch": "torch",
@@ -46,13 +48,13 @@ REQUIRED = {
 
 
 def _family(module: str) -> Any:
-    return importlib.import_module(f"aijobs.runtimes.{module}")
+    return importlib.import_module(f"aijobs.runtimes.torch.{module}")
 
 
 class TorchRuntime:
     name = "pytorch"
     framework = "pytorch"
-    model_types = frozenset(FAMILIES)
+    model_types = served_by("pytorch")
 
     def missing(self) -> str | None:
         absent = [dist for mod, dist in REQUIRED.items() if importlib.util.find_spec(mod) is None]
@@ -75,7 +77,7 @@ class TorchRuntime:
                 + ", ".join(sorted(FAMILIES))
             )
         accepted, defaults = torch_params.spec_for(model_type)
-        torch_params.validate(hyperparameters, accepted, defaults)  # fail before heavy imports
+        params.validate(hyperparameters, accepted, defaults)  # fail before heavy imports
         result: TrainResult = _family(FAMILIES[model_type]).train(
             model_type, data_path, hyperparameters, ctx
         )

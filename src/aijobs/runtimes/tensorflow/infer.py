@@ -14,8 +14,9 @@ import keras
 import numpy as np
 
 from aijobs import errors
-from aijobs.runtimes import datasets, tf_params
-from aijobs.runtimes.torch_params import validate
+from aijobs.runtimes import datasets
+from aijobs.runtimes.params import validate
+from aijobs.runtimes.tensorflow import params as tf_params
 
 MODEL_FILE = "model.keras"
 META_FILE = "aijobs.json"

@@ -1,0 +1,49 @@
+"""The model types aijobs trains out of the box, written once: the runtime that trains each, the
+queues it goes to, and how long its training is expected to take before any has run.
+
+Routing (`aijobs.routing`), the duration estimates (`aijobs.estimates`) and each runtime's
+`model_types` read this table. A model type not in it still trains: it goes to the default queue
+(or the one its framework_override names) and any runtime there may accept it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelType:
+    name: str
+    runtime: str  # the runtime plugin that trains it (entry-point name)
+    queues: tuple[str, str]  # (without a GPU, with one): the spec's routing table
+    # Seconds; the estimate until a job of this kind has completed on its queue.
+    default_seconds: float
+
+
+PYTORCH_21 = ("pytorch-2.1-cpu", "pytorch-2.1-gpu")
+PYTORCH_20 = ("pytorch-2.0-cpu", "pytorch-2.0-gpu")
+TENSORFLOW = ("tensorflow", "tensorflow")
+SKLEARN = ("sklearn", "sklearn")
+
+MODEL_TYPES: dict[str, ModelType] = {
+    m.name: m
+    for m in (
+        ModelType("bert", "pytorch", PYTORCH_21, 60),
+        ModelType("transformer", "pytorch", PYTORCH_21, 60),
+        ModelType("gpt", "pytorch", PYTORCH_21, 60),
+        ModelType("resnet", "pytorch", PYTORCH_20, 60),
+        ModelType("vgg", "pytorch", PYTORCH_20, 60),
+        ModelType("alexnet", "pytorch", PYTORCH_20, 60),
+        ModelType("inception", "tensorflow", TENSORFLOW, 600),
+        ModelType("mobilenet", "tensorflow", TENSORFLOW, 300),
+        ModelType("efficientnet", "tensorflow", TENSORFLOW, 300),
+        ModelType("random_forest", "sklearn", SKLEARN, 30),
+        ModelType("svm", "sklearn", SKLEARN, 60),
+        ModelType("logistic_regression", "sklearn", SKLEARN, 20),
+    )
+}
+
+
+def served_by(runtime: str) -> frozenset[str]:
+    """The model types the runtime plugin called `runtime` trains."""
+    return frozenset(m.name for m in MODEL_TYPES.values() if m.runtime == runtime)

@@ -1,0 +1,2 @@
+"""The scikit-learn runtime (``runtime``), its CSV tables (``tables``) and its models
+(``estimators``)."""

@@ -1,0 +1,2 @@
+"""The PyTorch runtime (``runtime``): text classifiers, language models and image classifiers
+sharing one training loop (``training``)."""
