@@ -167,9 +167,9 @@ def prefix_for(location: Path | str) -> str:
 
 
 @pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
+def redis_server() -> RedisServer:
     """The shared redis-server of this test session."""
-    yield shared_server()
+    return shared_server()
 
 
 @pytest.fixture

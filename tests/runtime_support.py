@@ -22,6 +22,12 @@ class FakeContext:
     ) -> None:
         self.reports.append((fraction, metrics, epoch))
 
+    def epoch_reports(self) -> list[tuple[dict[str, Any], int]]:
+        """The end-of-epoch reports: (metrics, epoch); each one must carry its metrics."""
+        ends = [(m, e) for _, m, e in self.reports if e is not None]
+        assert all(m is not None for m, _ in ends), ends
+        return [(m or {}, e) for m, e in ends]
+
 
 def ctx_for(tmp: Path, data: Path, checkpoint: Path | None = None, **kw: Any) -> FakeContext:
     """A context writing its model under `tmp`, with `data` as its only data root."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -70,10 +71,15 @@ async def test_claim_respects_limit_and_sets_lease_fields(store: JobStore) -> No
     claims = await store.claim(["q"], "w1", LONG, limit=2)
     assert [c.job.payload["i"] for c in claims] == [0, 1]
     for c in claims:
-        assert c.job.state is State.RUNNING and c.job.attempt == 1 and c.job.owner == "w1"
-        assert c.job.started_at is not None and c.job.started_at >= before - 0.01
+        assert c.job.state is State.RUNNING
+        assert c.job.attempt == 1
+        assert c.job.owner == "w1"
+        assert c.job.started_at is not None
+        assert c.job.started_at >= before - 0.01
         stored = await store.get(c.job.id)
-        assert stored.state is State.RUNNING and stored.owner == "w1" and stored.attempt == 1
+        assert stored.state is State.RUNNING
+        assert stored.owner == "w1"
+        assert stored.attempt == 1
     assert len({c.token for c in claims}) == 2  # every claim has its own fencing token
     assert [c.job.payload["i"] for c in await store.claim(["q"], "w2", LONG, limit=10)] == [2, 3, 4]
     assert await store.claim(["q"], "w1", LONG, limit=0) == []
@@ -86,7 +92,8 @@ async def test_reclaim_after_retry_gets_new_token_and_attempt(store: JobStore) -
     first = await claim_one(store)
     assert await store.fail(job.id, first.token, "boom", retry=True)
     second = await claim_one(store, w="w2")
-    assert second.job.attempt == 2 and second.token != first.token
+    assert second.job.attempt == 2
+    assert second.token != first.token
     assert not await store.finish(job.id, first.token, {"stale": True})
     assert await store.finish(job.id, second.token, {"fresh": True})
     assert (await store.get(job.id)).result == {"fresh": True}
@@ -118,7 +125,7 @@ async def test_concurrent_claimers_get_disjoint_jobs(store_factory: Factory) -> 
 async def test_claim_max_training_stops_at_the_first_training_job_past_it(
     store: JobStore,
 ) -> None:
-    infer = {"job_type": JobType.INFERENCE}
+    infer: dict[str, Any] = {"job_type": JobType.INFERENCE}
     i1 = await store.submit(new(**infer))
     t1 = await store.submit(new())
     i2 = await store.submit(new(**infer))
@@ -161,13 +168,15 @@ async def test_renew_extends_lease_and_applies_progress(store: JobStore) -> None
     assert await store.renew("w1", {job.id: (token, progress)}, LONG) == {job.id: Renewal.OK}
     got = await store.get(job.id)
     assert got.progress == pytest.approx(0.4)
-    assert got.metrics == {"loss": 0.3} and got.history == [{"epoch": 1, "loss": 0.3}]
+    assert got.metrics == {"loss": 0.3}
+    assert got.history == [{"epoch": 1, "loss": 0.3}]
     # a partial report changes only what it carries
     assert await store.renew("w1", {job.id: (token, Progress(fraction=0.6))}, LONG) == {
         job.id: Renewal.OK
     }
     got = await store.get(job.id)
-    assert got.progress == pytest.approx(0.6) and got.metrics == {"loss": 0.3}
+    assert got.progress == pytest.approx(0.6)
+    assert got.metrics == {"loss": 0.3}
     assert got.state is State.RUNNING
 
 
@@ -202,7 +211,8 @@ async def test_stale_owner_after_rescue_cannot_write(store: JobStore) -> None:
     await asyncio.sleep(EXPIRE)
     assert await store.rescue_expired() == [(job.id, State.PENDING)]
     rescued = await store.get(job.id)
-    assert rescued.state is State.PENDING and rescued.owner is None
+    assert rescued.state is State.PENDING
+    assert rescued.owner is None
     assert "worker lost" in (rescued.error or "")
     # the lost worker comes back before anyone else claims: still fenced
     assert await store.renew("w1", {job.id: (old.token, Progress(fraction=0.9))}, LONG) == {
@@ -212,13 +222,16 @@ async def test_stale_owner_after_rescue_cannot_write(store: JobStore) -> None:
     assert not await store.fail(job.id, old.token, "stale")
     assert await store.get(job.id) == rescued
     new_claim = await claim_one(store, w="w2")
-    assert new_claim.job.attempt == 2 and new_claim.job.owner == "w2"
+    assert new_claim.job.attempt == 2
+    assert new_claim.job.owner == "w2"
     assert not await store.finish(job.id, old.token, {"stale": True})
     assert await store.renew("w1", {job.id: (old.token, None)}, LONG) == {job.id: Renewal.LOST}
     assert await store.finish(job.id, new_claim.token, {"fresh": True})
     done = await store.get(job.id)
-    assert done.state is State.COMPLETED and done.result == {"fresh": True}
-    assert done.error is None and done.progress == 1.0
+    assert done.state is State.COMPLETED
+    assert done.result == {"fresh": True}
+    assert done.error is None
+    assert done.progress == 1.0
     with pytest.raises(errors.ModelNotFound):
         await store.get_model("m")
 
@@ -237,8 +250,10 @@ async def test_rescue_requeues_then_fails_after_max_attempts(store: JobStore) ->
     await asyncio.sleep(EXPIRE)
     assert await store.rescue_expired() == [(job.id, State.FAILED)]
     failed = await store.get(job.id)
-    assert failed.state is State.FAILED and failed.finished_at is not None
-    assert "worker lost" in (failed.error or "") and "2 attempt" in (failed.error or "")
+    assert failed.state is State.FAILED
+    assert failed.finished_at is not None
+    assert "worker lost" in (failed.error or "")
+    assert "2 attempt" in (failed.error or "")
     assert await store.claim(["q"], "w3", LONG) == []
     assert (await store.get(live.id)).state is State.RUNNING
 
@@ -268,7 +283,8 @@ async def test_concurrent_rescuers_rescue_each_job_once(store_factory: Factory) 
         rescued = [job_id for r in results for job_id, state in r if state is State.PENDING]
         assert sorted(rescued) == sorted(ids)
         claims = await stores[1].claim(["q"], "w2", LONG, limit=50)
-        assert {c.job.attempt for c in claims} == {2} and len(claims) == 20
+        assert {c.job.attempt for c in claims} == {2}
+        assert len(claims) == 20
     finally:
         for s in stores:
             await s.close()
@@ -280,14 +296,19 @@ async def test_fail_with_retry_then_final_failure(store: JobStore) -> None:
     c1 = await claim_one(store)
     assert await store.fail(job.id, c1.token, "flaky", retry=True, log="attempt 1")
     back = await store.get(job.id)
-    assert back.state is State.PENDING and back.error == "flaky" and back.owner is None
-    assert back.attempt == 1 and back.log == "attempt 1"
+    assert back.state is State.PENDING
+    assert back.error == "flaky"
+    assert back.owner is None
+    assert back.attempt == 1
+    assert back.log == "attempt 1"
     assert not await store.fail(job.id, c1.token, "again")  # the old claim is spent
     c2 = await claim_one(store)
     assert await store.fail(job.id, c2.token, "flaky again", retry=True)
     final = await store.get(job.id)
-    assert final.state is State.FAILED and final.error == "flaky again"
-    assert final.finished_at is not None and final.attempt == 2
+    assert final.state is State.FAILED
+    assert final.error == "flaky again"
+    assert final.finished_at is not None
+    assert final.attempt == 2
 
 
 async def test_fail_without_retry_is_final(store: JobStore) -> None:
@@ -295,5 +316,7 @@ async def test_fail_without_retry_is_final(store: JobStore) -> None:
     c = await claim_one(store)
     assert await store.fail(job.id, c.token, "bad input", log="trace")
     got = await store.get(job.id)
-    assert got.state is State.FAILED and got.error == "bad input" and got.log == "trace"
+    assert got.state is State.FAILED
+    assert got.error == "bad input"
+    assert got.log == "trace"
     assert await store.claim(["q"], "w1", LONG) == []

@@ -31,7 +31,8 @@ from tests.contract.support import (
 async def test_cancel_pending(store: JobStore) -> None:
     job = await store.submit(new())
     cancelled = await store.cancel(job.id)
-    assert cancelled.state is State.CANCELLED and cancelled.error == "Job cancelled by user"
+    assert cancelled.state is State.CANCELLED
+    assert cancelled.error == "Job cancelled by user"
     assert cancelled.finished_at is not None
     assert (await store.get(job.id)).state is State.CANCELLED
     assert await store.claim(["q"], "w1", LONG) == []
@@ -43,7 +44,8 @@ async def test_cancel_running_is_immediate_and_fences_the_worker(store: JobStore
     job = await store.submit(new())
     c = await claim_one(store)
     cancelled = await store.cancel(job.id)
-    assert cancelled.state is State.CANCELLED and cancelled.cancel_requested
+    assert cancelled.state is State.CANCELLED
+    assert cancelled.cancel_requested
     assert cancelled.error == "Job cancelled by user"
     assert (await store.get(job.id)).state is State.CANCELLED
     # the owner hears CANCEL on renew, and its progress does not land
@@ -54,7 +56,9 @@ async def test_cancel_running_is_immediate_and_fences_the_worker(store: JobStore
     assert not await store.finish(job.id, c.token, {"late": True}, model=model("m", job.id))
     assert not await store.fail(job.id, c.token, "killed", retry=True)
     got = await store.get(job.id)
-    assert got.state is State.CANCELLED and got.result is None and got.progress == 0.0
+    assert got.state is State.CANCELLED
+    assert got.result is None
+    assert got.progress == 0.0
     assert got.error == "Job cancelled by user"
     with pytest.raises(errors.ModelNotFound):
         await store.get_model("m")
@@ -106,8 +110,11 @@ async def test_finish_registers_model_atomically(store: JobStore) -> None:
     m = model("model_1", job.id)
     assert await store.finish(job.id, c.token, {"model_id": "model_1"}, log="ok", model=m)
     got = await store.get(job.id)
-    assert got.state is State.COMPLETED and got.result == {"model_id": "model_1"}
-    assert got.progress == 1.0 and got.finished_at is not None and got.log == "ok"
+    assert got.state is State.COMPLETED
+    assert got.result == {"model_id": "model_1"}
+    assert got.progress == 1.0
+    assert got.finished_at is not None
+    assert got.log == "ok"
     assert await store.get_model("model_1") == m
     assert not await store.finish(job.id, c.token, {"again": 1}, model=model("model_2", job.id))
     with pytest.raises(errors.ModelNotFound):
@@ -139,10 +146,12 @@ async def test_finish_many_commits_each_job_on_its_own(store: JobStore) -> None:
     )
     assert answers == [True, False, True]
     done = {j.id: await store.get(j.id) for j in jobs}
-    assert done[a.job.id].state is State.COMPLETED and done[a.job.id].log == "log a"
+    assert done[a.job.id].state is State.COMPLETED
+    assert done[a.job.id].log == "log a"
     assert done[a.job.id].result == {"n": 1}
     assert (await store.get_model("m_a")).job_id == a.job.id
-    assert done[b.job.id].state is State.RUNNING and done[b.job.id].result is None
+    assert done[b.job.id].state is State.RUNNING
+    assert done[b.job.id].result is None
     assert done[c.job.id].state is State.COMPLETED
     assert await store.finish_many([]) == []
 
@@ -159,7 +168,8 @@ async def test_wait_terminal_wakes_when_the_job_ends(store: JobStore) -> None:
     assert await store.finish(c.job.id, c.token, {"ok": True})
     ended = await asyncio.wait_for(waiting, 5)
     assert time.monotonic() - started < 5
-    assert ended.state is State.COMPLETED and ended.result == {"ok": True}
+    assert ended.state is State.COMPLETED
+    assert ended.result == {"ok": True}
 
 
 async def test_wait_terminal_many_waiters_cancel_and_timeout(store: JobStore) -> None:
@@ -172,7 +182,8 @@ async def test_wait_terminal_many_waiters_cancel_and_timeout(store: JobStore) ->
         assert ended.state is State.CANCELLED
     t0 = time.monotonic()
     still = await store.wait_terminal(other.id, 0.3)
-    assert still.state is State.PENDING and time.monotonic() - t0 >= 0.25
+    assert still.state is State.PENDING
+    assert time.monotonic() - t0 >= 0.25
     assert (await store.wait_terminal(job.id, 10)).state is State.CANCELLED  # at once
     with pytest.raises(errors.JobNotFound):
         await store.wait_terminal("job_missing", 1)
@@ -184,7 +195,8 @@ async def test_workers_live_ttl_and_unregister(store: JobStore) -> None:
     await store.register_worker(worker("w2"))
     await store.register_worker(worker("w1").model_copy(update={"running": 2}))  # upsert
     live = {w.worker_id: w for w in await store.live_workers(10)}
-    assert set(live) == {"w1", "w2"} and live["w1"].running == 2
+    assert set(live) == {"w1", "w2"}
+    assert live["w1"].running == 2
     await asyncio.sleep(0.4)
     assert await store.live_workers(0.3) == []
     await store.register_worker(worker("w2"))

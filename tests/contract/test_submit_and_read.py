@@ -41,7 +41,9 @@ async def test_submit_and_get(store: JobStore) -> None:
     )
     assert job.id.startswith("job_")
     assert job.state is State.PENDING
-    assert job.attempt == 0 and job.owner is None and job.progress == 0.0
+    assert job.attempt == 0
+    assert job.owner is None
+    assert job.progress == 0.0
     assert before - 0.01 <= job.created_at <= time.time() + 0.01
     got = await store.get(job.id)
     assert got == job
@@ -59,13 +61,17 @@ async def test_list_newest_first_with_pagination_and_total(store: JobStore) -> N
     ids = [(await store.submit(new(payload={"i": i}))).id for i in range(7)]
     newest_first = ids[::-1]
     page, total = await store.list_jobs()
-    assert [j.id for j in page] == newest_first and total == 7
+    assert [j.id for j in page] == newest_first
+    assert total == 7
     page, total = await store.list_jobs(limit=3, offset=2)
-    assert [j.id for j in page] == newest_first[2:5] and total == 7
+    assert [j.id for j in page] == newest_first[2:5]
+    assert total == 7
     page, total = await store.list_jobs(limit=3, offset=6)
-    assert [j.id for j in page] == newest_first[6:] and total == 7
+    assert [j.id for j in page] == newest_first[6:]
+    assert total == 7
     page, total = await store.list_jobs(limit=3, offset=50)
-    assert page == [] and total == 7
+    assert page == []
+    assert total == 7
 
 
 async def test_list_filters_by_state(store: JobStore) -> None:
@@ -74,15 +80,20 @@ async def test_list_filters_by_state(store: JobStore) -> None:
     assert c.job.id == ids[0]
     await store.cancel(ids[3])
     pending, n_pending = await store.list_jobs(state=State.PENDING)
-    assert [j.id for j in pending] == [ids[4], ids[2], ids[1]] and n_pending == 3
+    assert [j.id for j in pending] == [ids[4], ids[2], ids[1]]
+    assert n_pending == 3
     running, n_running = await store.list_jobs(state=State.RUNNING)
-    assert [j.id for j in running] == [ids[0]] and n_running == 1
+    assert [j.id for j in running] == [ids[0]]
+    assert n_running == 1
     cancelled, n_cancelled = await store.list_jobs(state=State.CANCELLED, limit=10)
-    assert [j.id for j in cancelled] == [ids[3]] and n_cancelled == 1
+    assert [j.id for j in cancelled] == [ids[3]]
+    assert n_cancelled == 1
     done, n_done = await store.list_jobs(state=State.COMPLETED)
-    assert done == [] and n_done == 0
+    assert done == []
+    assert n_done == 0
     page, total = await store.list_jobs(state=State.PENDING, limit=1, offset=1)
-    assert [j.id for j in page] == [ids[2]] and total == 3
+    assert [j.id for j in page] == [ids[2]]
+    assert total == 3
     _, total = await store.list_jobs()
     assert total == 5
 
@@ -92,14 +103,16 @@ async def test_list_omits_log_and_get_includes_it(store: JobStore) -> None:
     c = await claim_one(store)
     assert await store.finish(job.id, c.token, {"ok": True}, log="line1\nline2\n")
     (listed,), _ = await store.list_jobs()
-    assert listed.log is None and listed.result == {"ok": True}
+    assert listed.log is None
+    assert listed.result == {"ok": True}
     assert (await store.get(job.id)).log == "line1\nline2\n"
 
 
 async def test_idempotency_key_returns_first_job(store: JobStore) -> None:
     a = await store.submit(new(payload={"first": 1}), idempotency_key="k1")
     b = await store.submit(new(payload={"second": 2}, priority=9), idempotency_key="k1")
-    assert b == a and b.payload == {"first": 1}
+    assert b == a
+    assert b.payload == {"first": 1}
     c = await store.submit(new(), idempotency_key="k2")
     d = await store.submit(new())
     e = await store.submit(new())
@@ -109,7 +122,8 @@ async def test_idempotency_key_returns_first_job(store: JobStore) -> None:
     # the key still answers once the first job has moved on
     await store.cancel(a.id)
     again = await store.submit(new(), idempotency_key="k1")
-    assert again.id == a.id and again.state is State.CANCELLED
+    assert again.id == a.id
+    assert again.state is State.CANCELLED
 
 
 async def test_idempotent_submit_under_concurrency(store_factory: Factory) -> None:
@@ -161,7 +175,8 @@ async def test_recent_durations(store: JobStore) -> None:
     d = await store.recent_durations(JobType.TRAINING, "rf", "q")
     assert len(d) == 2
     # newest first; each at least as long as the job ran (ms resolution), and sane
-    assert 0.249 <= d[0] < 10 and 0.049 <= d[1] < d[0]
+    assert 0.249 <= d[0] < 10
+    assert 0.049 <= d[1] < d[0]
     assert len(await store.recent_durations(JobType.TRAINING, None, "q")) == 1
     assert len(await store.recent_durations(JobType.TRAINING, "rf", "q", limit=1)) == 1
     assert await store.recent_durations(JobType.TRAINING, "nothing", "q") == []
@@ -171,7 +186,8 @@ async def test_recent_durations(store: JobStore) -> None:
 async def test_health(store: JobStore) -> None:
     await store.submit(new())
     h = await store.health()
-    assert h["healthy"] is True and h["store"] == store.kind
+    assert h["healthy"] is True
+    assert h["store"] == store.kind
     assert h["jobs"] == 1
 
 
@@ -192,7 +208,9 @@ async def test_durable_across_close_and_reopen(store_factory: Factory) -> None:
     s2 = await opened(store_factory)
     try:
         got = await s2.get(a.id)
-        assert got.state is State.COMPLETED and got.result == {"r": 1} and got.log == "log"
+        assert got.state is State.COMPLETED
+        assert got.result == {"r": 1}
+        assert got.log == "log"
         assert (await s2.get(b.id)).state is State.PENDING
         assert (await s2.get_model("m")).job_id == a.id
         assert (await s2.submit(new(), idempotency_key="k")).id == a.id

@@ -148,7 +148,8 @@ async def test_each_job_submitted_to_several_waiters_is_taken_exactly_once(
             returned = await asyncio.wait_for(task, PROMPT * 2)
             held += await taken(s, w, returned, ["q"])
         flat = [c.job.id for c in held]
-        assert len(flat) == len(set(flat)) == 3 and set(flat) == ids
+        assert len(flat) == len(set(flat)) == 3
+        assert set(flat) == ids
         for c in held:
             assert (await submitter.get(c.job.id)).owner == c.job.owner
     finally:

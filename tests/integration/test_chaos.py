@@ -147,7 +147,8 @@ def test_sigstop_past_the_lease_then_sigcont_late_finish_refused(system: System)
     finally:
         stopped.send_signal(signal.SIGCONT)
     done = system.wait(job, timeout=120)
-    assert done["status"] == "completed" and done["attempt"] == 2, done
+    assert done["status"] == "completed", done
+    assert done["attempt"] == 2, done
     models = system.get("/models").json()["models"]
     assert [m["job_id"] for m in models] == [job]  # one committed result, the second attempt's
     assert "attempt-2" in models[0]["path"]
@@ -170,7 +171,8 @@ def test_sigkill_the_child_only_retries_without_a_stall(system: System) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     done = system.wait(job, timeout=120)
-    assert done["status"] == "completed" and done["attempt"] == 2, done
+    assert done["status"] == "completed", done
+    assert done["attempt"] == 2, done
     assert commits(system)[job] == 1
     killed = "accepted=True error=training process was killed by signal SIGKILL"
     assert re.search(f"job fail worker=\\S+ job={job} {killed}", read(system))
@@ -185,7 +187,8 @@ def test_a_job_longer_than_many_leases_is_never_run_twice(system: System) -> Non
     system.start_worker("sklearn")  # a second worker, ready to take the job were it rescued
     job = system.submit("/jobs/training", {**VERY_SLOW, "timeout_seconds": 12})  # 4 leases
     done = system.wait(job, timeout=90)
-    assert done["status"] == "failed" and "timed out after 12 seconds" in done["error"]
+    assert done["status"] == "failed"
+    assert "timed out after 12 seconds" in done["error"]
     assert done["attempt"] == 1
     assert len(re.findall(f"job started worker=\\S+ job={job} ", read(system))) == 1
     assert "rescued expired lease" not in (system.home / "api.log").read_text()
@@ -205,10 +208,13 @@ def test_cancel_racing_the_claim(system: System) -> None:
     for job, code in outcomes.items():
         final = finals[job]
         if code == 200:  # the cancel won, whether before or after the claim: it sticks
-            assert final["status"] == "cancelled" and final["result"] is None, final
-            assert job not in models and commits(system)[job] == 0
+            assert final["status"] == "cancelled", final
+            assert final["result"] is None, final
+            assert job not in models
+            assert commits(system)[job] == 0
         else:  # the job had already finished
-            assert code == 400 and final["status"] == "completed", (code, final)
+            assert code == 400, (code, final)
+            assert final["status"] == "completed", (code, final)
             assert commits(system)[job] == 1
     assert any(code == 200 for code in outcomes.values())
     wait_until(lambda: not any(child_pids(j) for j in outcomes), 30, "cancelled children gone")
@@ -243,14 +249,17 @@ def test_api_answers_503_while_redis_is_down_and_recovers_by_itself(
             "detail": r.json()["detail"],
             "status_code": 503,
         }
-        assert "Redis" in r.json()["detail"] and r.headers["Retry-After"]
+        assert "Redis" in r.json()["detail"]
+        assert r.headers["Retry-After"]
     assert system.get("/health").status_code == 200  # the API itself is alive
     down = system.get("/health/redis")
-    assert down.status_code == 503 and down.json()["healthy"] is False
+    assert down.status_code == 503
+    assert down.json()["healthy"] is False
     own_redis.start()
     wait_until(lambda: system.get("/health/redis").status_code == 200, 20, "recovery")
     health = system.get("/health/redis").json()
-    assert health["store"] == "redis" and health["persistence"]["aof_enabled"] is True
+    assert health["store"] == "redis"
+    assert health["persistence"]["aof_enabled"] is True
     assert system.status(kept)["status"] == "pending"  # acknowledged before the crash: kept
     system.start_worker("sklearn")
     assert system.wait(kept, timeout=90)["status"] == "completed"
@@ -309,7 +318,8 @@ def test_api_restart_during_a_burst_loses_and_duplicates_nothing(system: System)
     system.stop(system.api, signal.SIGKILL)
     system.start_api()
     thread.join(180)
-    assert done.is_set() and len(set(accepted)) == 60
+    assert done.is_set()
+    assert len(set(accepted)) == 60
     for job in accepted:
         assert wait_retrying(system, job)["status"] == "completed"
         assert commits(system)[job] == 1, job

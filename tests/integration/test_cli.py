@@ -58,13 +58,16 @@ def test_cli_train_follow_then_infer(cli: Any) -> None:
             "--priority", "5", "--timeout", "120", "--json",
         ).stdout
     )  # fmt: skip
-    assert submitted["status"] == "queued" and submitted["queue"] == "sklearn"
+    assert submitted["status"] == "queued"
+    assert submitted["queue"] == "sklearn"
     job = submitted["job_id"]
     followed = cli("wait", job)
-    assert f"{job} completed" in followed.stdout and "accuracy" in followed.stdout
+    assert f"{job} completed" in followed.stdout
+    assert "accuracy" in followed.stdout
     assert job in followed.stderr  # without a terminal: one progress line per change
     done = json.loads(cli("wait", job, "--json").stdout)
-    assert done["status"] == "completed" and done["queue"] == "sklearn"
+    assert done["status"] == "completed"
+    assert done["queue"] == "sklearn"
     model = done["result"]["model_id"]
     out = cli(
         "submit", "inference", "--model", model, "--input", "-", "--param", "probability=true",
@@ -75,13 +78,17 @@ def test_cli_train_follow_then_infer(cli: Any) -> None:
     assert "probabilities" in inferred["result"]
 
     human = cli("status", job).stdout
-    assert "completed" in human and model in human and "accuracy" in human
+    assert "completed" in human
+    assert model in human
+    assert "accuracy" in human
     listed = cli("list", "--limit", "3").stdout
-    assert inferred["job_id"] in listed and "of" in listed
+    assert inferred["job_id"] in listed
+    assert "of" in listed
     page = json.loads(cli("--json", "list", "--status", "completed", "--limit", "1000").stdout)
     assert {job, inferred["job_id"]} <= {j["job_id"] for j in page["jobs"]}
     assert model in cli("models").stdout
-    assert "sklearn" in cli("queues").stdout and "tensorflow" in cli("queues").stdout
+    assert "sklearn" in cli("queues").stdout
+    assert "tensorflow" in cli("queues").stdout
     assert cli("logs", job).stdout.strip()
     assert cli("logs", "-f", job).stdout.strip()
 
@@ -91,7 +98,8 @@ def test_cli_exit_codes(cli: Any, live: System) -> None:
         "submit", "training", "-m", "random_forest", "-d", IRIS, "--hp", "not_a_param=1", "--wait",
         code=1,
     )  # fmt: skip
-    assert "failed" in failed.stdout and "not_a_param" in failed.stdout
+    assert "failed" in failed.stdout
+    assert "not_a_param" in failed.stdout
 
     job = json.loads(
         cli("submit", "training", "-m", "inception", "-d", "/data/cifar10", "--json").stdout
@@ -105,7 +113,8 @@ def test_cli_exit_codes(cli: Any, live: System) -> None:
     missing = cli("status", "job_00000000-0000-4000-8000-000000000000", code=2)
     assert "Job not found" in missing.stderr
     envelope = json.loads(cli("status", "job_nope", "--json", code=2).stderr)
-    assert envelope["status_code"] == 404 and envelope["error"] == "Job not found"
+    assert envelope["status_code"] == 404
+    assert envelope["error"] == "Job not found"
     invalid = cli("submit", "training", "-m", "svm", "-d", IRIS, "--priority", "5000", code=2)
     assert "priority" in invalid.stderr
     assert (
@@ -130,7 +139,8 @@ def test_cli_as_installed(live: System) -> None:
     assert ok.returncode == 0, ok.stderr
     assert {q["queue"] for q in json.loads(ok.stdout)["queues"]} >= {"sklearn", "tensorflow"}
     down = subprocess.run([*run, "list"], env=env, capture_output=True, text=True, timeout=60)
-    assert down.returncode == 3 and "cannot reach" in down.stderr
+    assert down.returncode == 3
+    assert "cannot reach" in down.stderr
 
 
 # -- scripts/test_api.py -----------------------------------------------------------------------
@@ -155,4 +165,5 @@ def test_the_spec_test_script_fails_when_the_api_is_down() -> None:
         [sys.executable, str(script), url], capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 1
-    assert "FAIL: cannot reach" in done.stdout and "make run" in done.stdout
+    assert "FAIL: cannot reach" in done.stdout
+    assert "make run" in done.stdout

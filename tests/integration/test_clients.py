@@ -109,7 +109,8 @@ def trained(live: System) -> JobStatus:
             "random_forest", IRIS, FOREST, description="sdk", framework_override="sklearn"
         )
         assert isinstance(accepted, SubmitResponse)
-        assert accepted.status == "queued" and accepted.queue == "sklearn"
+        assert accepted.status == "queued"
+        assert accepted.queue == "sklearn"
         assert accepted.queue_has_worker
         return c.wait(accepted.job_id, timeout=120)
 
@@ -124,7 +125,8 @@ def model_id(trained: JobStatus) -> str:
 def parked(c: Client) -> str:
     """A job on a queue no worker serves here: it stays pending until cancelled."""
     accepted = c.submit_training("inception", "/data/cifar10", framework_override="tensorflow")
-    assert accepted.queue == "tensorflow" and not accepted.queue_has_worker
+    assert accepted.queue == "tensorflow"
+    assert not accepted.queue_has_worker
     return accepted.job_id
 
 
@@ -161,9 +163,12 @@ class Counting(httpx.BaseTransport):
 # -- Python SDK --------------------------------------------------------------------------------
 def test_submit_wait_typed_results(client: Client, trained: JobStatus) -> None:
     assert isinstance(trained, JobStatus)
-    assert trained.status is State.COMPLETED and trained.progress == 1.0
-    assert trained.description == "sdk" and trained.job_type.value == "training"
-    assert trained.result is not None and trained.result["metrics"]["accuracy"] > 0.8
+    assert trained.status is State.COMPLETED
+    assert trained.progress == 1.0
+    assert trained.description == "sdk"
+    assert trained.job_type.value == "training"
+    assert trained.result is not None
+    assert trained.result["metrics"]["accuracy"] > 0.8
     assert client.status(trained.job_id) == trained
     assert client.logs(trained.job_id)
     assert trained.result["model_id"] in {m["model_id"] for m in client.models()}
@@ -171,13 +176,15 @@ def test_submit_wait_typed_results(client: Client, trained: JobStatus) -> None:
 
 def test_wait_sees_a_quick_inference_at_once(client: Client, model_id: str) -> None:
     first = client.wait(client.submit_inference(model_id, "5.1,3.5,1.4,0.2").job_id, timeout=60)
-    assert first.status is State.COMPLETED and first.result is not None
+    assert first.status is State.COMPLETED
+    assert first.result is not None
     assert first.result["predictions"] == ["setosa"]
     started = time.monotonic()
     job = client.submit_inference(model_id, "6.7,3.0,5.2,2.3", {"probability": True})
     done = client.wait(job.job_id, timeout=60)
     took = time.monotonic() - started
-    assert done.status is State.COMPLETED and done.result is not None
+    assert done.status is State.COMPLETED
+    assert done.result is not None
     assert done.result["predictions"] == ["virginica"]
     assert took < 1.5, f"a warm inference was seen after {took:.2f}s"  # a 5 s sleep-poll: >= 5 s
 
@@ -215,23 +222,27 @@ def test_cancelled_is_terminal_and_ends_a_wait_at_once(client: Client, live: Sys
     assert result["ended"] - cancelled_at < 1.0
     with pytest.raises(APIError) as again:
         client.cancel(job)
-    assert again.value.status_code == 400 and again.value.error == "Job cannot be cancelled"
+    assert again.value.status_code == 400
+    assert again.value.error == "Job cannot be cancelled"
 
 
 def test_errors_carry_the_envelope(client: Client) -> None:
     with pytest.raises(NotFoundError) as missing:
         client.status("job_00000000-0000-4000-8000-000000000000")
-    assert missing.value.status_code == 404 and missing.value.error == "Job not found"
+    assert missing.value.status_code == 404
+    assert missing.value.error == "Job not found"
     assert "not found" in missing.value.detail
     with pytest.raises(NotFoundError):
         client.submit_inference("no_such_model", "1,2,3,4")
     with pytest.raises(APIError) as invalid:
         client.submit_training("random_forest", IRIS, priority=5000)
-    assert invalid.value.status_code == 422 and invalid.value.error == "Validation error"
+    assert invalid.value.status_code == 422
+    assert invalid.value.error == "Validation error"
     assert "priority" in invalid.value.detail
     with pytest.raises(APIError) as bad:
         client.submit_training("random_forest", IRIS, framework_override="cobol")
-    assert bad.value.status_code == 400 and "framework_override" in bad.value.detail
+    assert bad.value.status_code == 400
+    assert "framework_override" in bad.value.detail
 
 
 @pytest.mark.parametrize(
@@ -249,7 +260,8 @@ def test_long_poll_rejects_bad_waits(live: System, wait: str, words: str) -> Non
         "detail": r.json()["detail"],
         "status_code": 422,
     }
-    assert "wait" in r.json()["detail"] and words in r.json()["detail"]
+    assert "wait" in r.json()["detail"]
+    assert words in r.json()["detail"]
 
 
 def test_a_held_long_poll_does_not_hold_up_a_shutdown(system: System) -> None:
@@ -272,7 +284,8 @@ def test_a_held_long_poll_does_not_hold_up_a_shutdown(system: System) -> None:
         exited_after = time.monotonic() - stopped_at
         thread.join(15)
     assert answered["status"].status is State.PENDING
-    assert answered["at"] - stopped_at < 2 and exited_after < 10, exited_after
+    assert answered["at"] - stopped_at < 2, exited_after
+    assert exited_after < 10, exited_after
 
 
 def test_server_down_retries_then_connection_error() -> None:
@@ -280,11 +293,11 @@ def test_server_down_retries_then_connection_error() -> None:
     down = Client(f"http://127.0.0.1:{free_port()}", retries=2, backoff=0.01, transport=counting)
     with pytest.raises(APIConnectionError) as failed:
         down.health()
-    assert isinstance(failed.value, ConnectionError) and isinstance(failed.value, APIError)
+    assert isinstance(failed.value, ConnectionError)
+    assert isinstance(failed.value, APIError)
     assert failed.value.status_code is None
-    assert "cannot reach the aijobs API" in failed.value.detail and "3 attempts" in str(
-        failed.value
-    )
+    assert "cannot reach the aijobs API" in failed.value.detail
+    assert "3 attempts" in str(failed.value)
     assert counting.calls == 3
 
 
@@ -308,7 +321,8 @@ def test_busy_server_is_retried_and_then_reported() -> None:
     )
     with pytest.raises(APIError) as busy:
         Client("http://test", retries=1, backoff=0.01, transport=always).health()
-    assert busy.value.status_code == 503 and busy.value.detail == "store down"
+    assert busy.value.status_code == 503
+    assert busy.value.detail == "store down"
 
 
 def test_a_retried_submission_never_makes_a_second_job(live: System, client: Client) -> None:
@@ -343,17 +357,21 @@ def test_list_pages_through_everything(client: Client) -> None:
     ids = [row["job_id"] for row in client.list(page_size=2)]
     assert len(ids) == len(set(ids)) == total
     cancelled = list(client.list(status="cancelled", page_size=1))
-    assert cancelled and all(row["status"] == "cancelled" for row in cancelled)
+    assert cancelled
+    assert all(row["status"] == "cancelled" for row in cancelled)
     queues = {q["queue"]: q for q in client.queues()}
-    assert queues["sklearn"]["has_worker"] and not queues["tensorflow"]["has_worker"]
-    assert client.workers() and client.health()["status"] == "healthy"
+    assert queues["sklearn"]["has_worker"]
+    assert not queues["tensorflow"]["has_worker"]
+    assert client.workers()
+    assert client.health()["status"] == "healthy"
 
 
 async def test_async_client(live: System, model_id: str) -> None:
     async with AsyncClient(live.url) as c:
         job = await c.submit_inference(model_id, "5.1,3.5,1.4,0.2")
         done = await c.wait(job.job_id, timeout=60)
-        assert done.status is State.COMPLETED and done.result is not None
+        assert done.status is State.COMPLETED
+        assert done.result is not None
         assert done.result["predictions"] == ["setosa"]
         seen = [update async for update in c.watch(job.job_id)]
         assert [s.status for s in seen] == [State.COMPLETED]
@@ -436,7 +454,8 @@ def test_spec_python_example_runs_unchanged(
         exec(compile(SPEC_PYTHON_EXAMPLE, "api-reference.md", "exec"), {"__name__": "spec"})
     printed = capsys.readouterr().out
     assert printed.startswith("Training completed: {")
-    assert "'status': 'completed'" in printed and served[0] in printed
+    assert "'status': 'completed'" in printed
+    assert served[0] in printed
 
 
 def test_spec_usage_runs_on_the_sdk(
@@ -450,16 +469,19 @@ def test_spec_usage_runs_on_the_sdk(
         exec("from aijobs.client import AIJobClient\n" + usage, {"__name__": "spec"})
         took = time.monotonic() - started
     printed = capsys.readouterr().out
-    assert "'status': 'completed'" in printed and served[0] in printed
+    assert "'status': 'completed'" in printed
+    assert served[0] in printed
     assert took < 3, took  # the long-poll sees the end at once (the example polls every 5 s)
 
 
 def test_aijobclient_speaks_the_spec_with_dicts(live: System, model_id: str) -> None:
     c = AIJobClient(live.url)
     job = c.submit_inference_job(model_id, "5.1,3.5,1.4,0.2", parameters={"probability": True})
-    assert isinstance(job, dict) and job["status"] == "queued"
+    assert isinstance(job, dict)
+    assert job["status"] == "queued"
     final = c.wait_for_completion(job["job_id"], timeout=60)
-    assert isinstance(final, dict) and final["status"] == "completed"
+    assert isinstance(final, dict)
+    assert final["status"] == "completed"
     assert final["result"]["predictions"] == ["setosa"]
     assert c.get_job_status(job["job_id"])["status"] == "completed"
     pending = c.submit_training_job(model_type="resnet", data_path="/data/image_classification")

@@ -76,7 +76,8 @@ def test_a_burst_of_inference_jobs_completes_each_once_in_one_child(echo: System
     for job_id, text in jobs.items():
         done = echo.wait(job_id, timeout=60)
         assert done["status"] == "completed", done
-        assert done["result"]["echo"] == text and done["attempt"] == 1
+        assert done["result"]["echo"] == text
+        assert done["attempt"] == 1
         pids.add(done["result"]["pid"])
     assert len(pids) == 1  # the worker's long-lived inference child answered them all
 
@@ -85,10 +86,12 @@ def test_a_slow_inference_job_times_out_alone(echo: System) -> None:
     slow = _infer(echo, "sleep:30", timeout_seconds=2)
     behind = [_infer(echo, f"after {i}") for i in range(5)]
     failed = echo.wait(slow, timeout=60)
-    assert failed["status"] == "failed" and "timed out after 2s" in failed["error"], failed
+    assert failed["status"] == "failed", failed
+    assert "timed out after 2s" in failed["error"], failed
     for job_id in behind:  # queued behind it in the child: run again, not failed
         done = echo.wait(job_id, timeout=60)
-        assert done["status"] == "completed" and done["attempt"] == 1, done  # none used up
+        assert done["status"] == "completed", done
+        assert done["attempt"] == 1, done  # none used up
 
 
 def test_a_job_late_behind_a_slower_one_fails_alone(echo: System) -> None:
@@ -96,9 +99,11 @@ def test_a_job_late_behind_a_slower_one_fails_alone(echo: System) -> None:
     echo.wait(slow, {"running"}, timeout=30)
     waiting = _infer(echo, "quick", timeout_seconds=2)
     failed = echo.wait(waiting, timeout=60)
-    assert failed["status"] == "failed" and "timed out after 2s" in failed["error"], failed
+    assert failed["status"] == "failed", failed
+    assert "timed out after 2s" in failed["error"], failed
     done = echo.wait(slow, timeout=60)  # the child was not killed for it
-    assert done["status"] == "completed" and done["attempt"] == 1, done
+    assert done["status"] == "completed", done
+    assert done["attempt"] == 1, done
 
 
 def test_a_crashing_inference_child_fails_its_job_and_spares_the_others(echo: System) -> None:
@@ -106,10 +111,12 @@ def test_a_crashing_inference_child_fails_its_job_and_spares_the_others(echo: Sy
     others = [_infer(echo, f"other {i}") for i in range(5)]
     failed = echo.wait(crash, timeout=90)
     assert failed["status"] == "failed", failed
-    assert "inference process" in failed["error"] and failed["attempt"] == 3
+    assert "inference process" in failed["error"]
+    assert failed["attempt"] == 3
     for job_id in others:
         done = echo.wait(job_id, timeout=60)
-        assert done["status"] == "completed" and done["attempt"] == 1, done  # none used up
+        assert done["status"] == "completed", done
+        assert done["attempt"] == 1, done  # none used up
 
 
 def test_cancelling_an_inference_job_spares_the_jobs_behind_it(echo: System) -> None:
@@ -121,7 +128,8 @@ def test_cancelling_an_inference_job_spares_the_jobs_behind_it(echo: System) -> 
     assert echo.status(slow)["status"] == "cancelled"
     for job_id in behind:  # the child was killed for the cancel: they run again, no attempt used
         done = echo.wait(job_id, timeout=60)
-        assert done["status"] == "completed" and done["attempt"] == 1, done
+        assert done["status"] == "completed", done
+        assert done["attempt"] == 1, done
 
 
 def test_inference_runs_while_the_training_slot_is_busy(echo: System) -> None:

@@ -27,9 +27,11 @@ def test_cancel_pending_job(running: System) -> None:
     job = running.submit("/jobs/training", {"model_type": "inception", "data_path": "cifar10"})
     r = running.delete(f"/jobs/{job}")
     assert r.status_code == 200
-    assert r.json()["status"] == "cancelled" and r.json()["error"] == "Job cancelled by user"
+    assert r.json()["status"] == "cancelled"
+    assert r.json()["error"] == "Job cancelled by user"
     again = running.delete(f"/jobs/{job}")
-    assert again.status_code == 400 and again.json()["status_code"] == 400
+    assert again.status_code == 400
+    assert again.json()["status_code"] == 400
 
 
 def test_cancel_running_job_kills_child_and_worker_continues(running: System) -> None:
@@ -38,7 +40,8 @@ def test_cancel_running_job_kills_child_and_worker_continues(running: System) ->
     wait_until(lambda: child_pids(job), 10, "training child to start")
     pids = child_pids(job)
     r = running.delete(f"/jobs/{job}")
-    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert r.status_code == 200
+    assert r.json()["status"] == "cancelled"
     wait_until(lambda: not any(_alive(p) for p in pids), 5, "child to be killed")
     time.sleep(1)
     assert running.status(job)["status"] == "cancelled"
@@ -57,7 +60,8 @@ def _alive(pid: int) -> bool:
 def test_timeout_fails_job_with_clear_error(running: System) -> None:
     job = running.submit("/jobs/training", {**VERY_SLOW, "timeout_seconds": 2})
     done = running.wait(job, timeout=30)
-    assert done["status"] == "failed" and "timed out after 2 seconds" in done["error"]
+    assert done["status"] == "failed"
+    assert "timed out after 2 seconds" in done["error"]
     assert not child_pids(job)
 
 
@@ -103,7 +107,8 @@ def test_poison_job_fails_after_max_attempts(system: System) -> None:
         worker.wait()
         wait_until(lambda: system.status(job)["status"] != "running", 20, "rescue")
     done = system.status(job)
-    assert done["status"] == "failed" and "worker lost" in done["error"]
+    assert done["status"] == "failed"
+    assert "worker lost" in done["error"]
 
 
 def test_restart_api_and_worker_loses_nothing(system: System) -> None:
@@ -149,7 +154,8 @@ def test_worker_refuses_queues_it_cannot_serve(system: System) -> None:
             text=True,
             timeout=60,
         )
-        assert out.returncode == 2 and words in out.stderr, out.stderr
+        assert out.returncode == 2, out.stderr
+        assert words in out.stderr, out.stderr
     if not os.path.exists("/dev/nvidia0"):
         out = subprocess.run(
             [
@@ -167,4 +173,5 @@ def test_worker_refuses_queues_it_cannot_serve(system: System) -> None:
             text=True,
             timeout=60,
         )
-        assert out.returncode == 2 and "needs a GPU" in out.stderr
+        assert out.returncode == 2
+        assert "needs a GPU" in out.stderr

@@ -70,10 +70,14 @@ def test_the_spec_bert_example_trains_and_labels_text(torch_system: System) -> N
     assert [h["epoch"] for h in done["history"]] == [1, 2, 3, 4, 5]
     assert all({"train_loss", "val_loss", "accuracy"} <= set(h) for h in done["history"])
     result = done["result"]
-    assert result["framework"] == "pytorch" and result["framework_version"] == torch.__version__
-    assert result["device"] == "cpu" and result["model_id"].startswith("bert_model_")
-    assert result["metrics"]["training_time"] > 0 and 0 <= result["metrics"]["accuracy"] <= 1
-    assert result["max_length"] == 512 and result["classes"] == ["negative", "positive"]
+    assert result["framework"] == "pytorch"
+    assert result["framework_version"] == torch.__version__
+    assert result["device"] == "cpu"
+    assert result["model_id"].startswith("bert_model_")
+    assert result["metrics"]["training_time"] > 0
+    assert 0 <= result["metrics"]["accuracy"] <= 1
+    assert result["max_length"] == 512
+    assert result["classes"] == ["negative", "positive"]
 
     out = infer(
         torch_system,
@@ -99,7 +103,8 @@ def test_bert_learns_sentiment(torch_system: System) -> None:
     out = infer(torch_system, model_id, "This is a great product!\nAn awful, boring movie.")
     assert out["result"]["predictions"] == ["positive", "negative"], out
     again = infer(torch_system, model_id, "What a lovely hotel!")
-    assert again["result"]["label"] == "positive" and again["result"]["cached_model"] is True
+    assert again["result"]["label"] == "positive"
+    assert again["result"]["cached_model"] is True
 
 
 def test_resnet_trains_on_the_image_folder_and_gives_top_k(torch_system: System) -> None:
@@ -119,21 +124,25 @@ def test_resnet_trains_on_the_image_folder_and_gives_top_k(torch_system: System)
         "framework_override": "pytorch-2.0",
     }
     done = trained(torch_system, body)
-    assert done["queue"] == "pytorch-2.0-cpu" and len(done["history"]) == 6
+    assert done["queue"] == "pytorch-2.0-cpu"
+    assert len(done["history"]) == 6
     result = done["result"]
     assert result["metrics"]["accuracy"] > 0.5, result["metrics"]  # chance is 0.1
-    assert result["num_classes"] == 10 and result["architecture"] == "resnet-18"
+    assert result["num_classes"] == 10
+    assert result["architecture"] == "resnet-18"
     assert any("num_classes 1000" in note for note in result["notes"])
 
     out = infer(torch_system, result["model_id"], IMAGE, top_k=5, confidence_threshold=0.0)
     assert out["status"] == "completed", out
     ranked = out["result"]["top_k"][0]
-    assert len(ranked) == 5 and out["result"]["label"] == ranked[0]["label"]
+    assert len(ranked) == 5
+    assert out["result"]["label"] == ranked[0]["label"]
     assert [r["probability"] for r in ranked] == sorted(
         (r["probability"] for r in ranked), reverse=True
     )
     refused = infer(torch_system, result["model_id"], "/etc/passwd", top_k=5)
-    assert refused["status"] == "failed" and "outside the data roots" in refused["error"]
+    assert refused["status"] == "failed"
+    assert "outside the data roots" in refused["error"]
 
 
 def test_transformer_continues_a_prompt(torch_system: System) -> None:
@@ -148,9 +157,11 @@ def test_transformer_continues_a_prompt(torch_system: System) -> None:
         torch_system, result["model_id"], "The model", temperature=0.7, max_length=20, seed=1
     )
     assert out["status"] == "completed", out
-    assert out["result"]["generated_text"] and out["result"]["text"].startswith("The model")
+    assert out["result"]["generated_text"]
+    assert out["result"]["text"].startswith("The model")
     too_long = infer(torch_system, result["model_id"], "the queue waits " * 60)
-    assert too_long["status"] == "failed" and "context is 64 tokens" in too_long["error"]
+    assert too_long["status"] == "failed"
+    assert "context is 64 tokens" in too_long["error"]
 
 
 def test_bad_input_fails_the_job_clearly(torch_system: System) -> None:
@@ -181,7 +192,8 @@ def test_bad_input_fails_the_job_clearly(torch_system: System) -> None:
         timeout=TIMEOUT,
     )
     assert wrong_type["status"] == "failed"
-    assert "'epochs' must be an integer" in wrong_type["error"] and "'depth'" in wrong_type["error"]
+    assert "'epochs' must be an integer" in wrong_type["error"]
+    assert "'depth'" in wrong_type["error"]
 
 
 def test_cancel_stops_a_training_job_promptly(torch_system: System) -> None:

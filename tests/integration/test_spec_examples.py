@@ -25,11 +25,13 @@ RANDOM_FOREST = {
 
 def test_health(running: System) -> None:
     body = running.get("/health").json()
-    assert body["status"] == "healthy" and body["version"] == "1.0.0"
+    assert body["status"] == "healthy"
+    assert body["version"] == "1.0.0"
     assert ISO_Z.match(body["timestamp"])
     store = running.get("/health/redis")
     assert store.status_code == 200
-    assert store.json()["store"] == "sqlite" and store.json()["redis"] == "not configured"
+    assert store.json()["store"] == "sqlite"
+    assert store.json()["redis"] == "not configured"
 
 
 def test_random_forest_then_inference(running: System) -> None:
@@ -40,13 +42,15 @@ def test_random_forest_then_inference(running: System) -> None:
     assert re.match(r"^job_[0-9a-f-]{36}$", accepted["job_id"])
     assert ISO_Z.match(accepted["created_at"])
     assert re.match(r"^\d\d:\d\d:\d\d$", accepted["estimated_duration"])
-    assert accepted["queue"] == "sklearn" and accepted["queue_has_worker"] is True
+    assert accepted["queue"] == "sklearn"
+    assert accepted["queue_has_worker"] is True
 
     done = running.wait(accepted["job_id"])
     assert done["status"] == "completed", done
     assert done["progress"] == 1.0
     result = done["result"]
-    assert result["framework"] == "sklearn" and result["framework_version"]
+    assert result["framework"] == "sklearn"
+    assert result["framework_version"]
     assert result["metrics"]["accuracy"] > 0.8  # iris: chance is 1/3
     assert result["metrics"]["training_time"] > 0
     assert result["model_id"].startswith("random_forest_model_")
@@ -67,7 +71,8 @@ def test_random_forest_then_inference(running: System) -> None:
     assert out["status"] == "completed", out
     assert out["result"]["predictions"] == ["setosa"]
     probs = out["result"]["probabilities"][0]
-    assert abs(sum(probs.values()) - 1) < 1e-6 and max(probs, key=probs.get) == "setosa"
+    assert abs(sum(probs.values()) - 1) < 1e-6
+    assert max(probs, key=probs.get) == "setosa"
 
     # the same model again is served warm from the inference process
     again = running.wait(
@@ -79,7 +84,9 @@ def test_random_forest_then_inference(running: System) -> None:
     assert again["result"]["cached_model"] is True
 
     listed = running.get("/jobs", params={"status": "completed"}).json()
-    assert listed["limit"] == 100 and listed["offset"] == 0 and listed["total"] == 3
+    assert listed["limit"] == 100
+    assert listed["offset"] == 0
+    assert listed["total"] == 3
     kinds = {j["job_type"]: j for j in listed["jobs"]}
     assert kinds["training"]["model_type"] == "random_forest"
     assert kinds["inference"]["model_id"] == result["model_id"]
@@ -135,7 +142,8 @@ def test_wrong_feature_count_fails_inference_clearly(running: System) -> None:
             {"model_id": trained["result"]["model_id"], "input_data": "1.0,2.0,3.0"},
         )
     )
-    assert out["status"] == "failed" and "4 features" in out["error"]
+    assert out["status"] == "failed"
+    assert "4 features" in out["error"]
     # the worker survived the bad input and serves the next job
     ok = running.wait(
         running.submit(
@@ -157,8 +165,10 @@ def test_queue_without_worker_is_reported(running: System) -> None:
     )
     assert r.status_code == 200
     assert r.json()["queue"] == "tensorflow"
-    assert r.json()["queue_has_worker"] is False and "no live worker" in r.json()["message"]
+    assert r.json()["queue_has_worker"] is False
+    assert "no live worker" in r.json()["message"]
     assert running.status(r.json()["job_id"])["status"] == "pending"
     queues = {q["queue"]: q for q in running.get("/queues").json()["queues"]}
-    assert queues["tensorflow"]["pending"] == 1 and not queues["tensorflow"]["has_worker"]
+    assert queues["tensorflow"]["pending"] == 1
+    assert not queues["tensorflow"]["has_worker"]
     assert queues["sklearn"]["has_worker"]

@@ -56,19 +56,25 @@ def test_the_spec_inception_example_trains_and_classifies(tf_system: System) -> 
     assert [h["epoch"] for h in done["history"]] == [1, 2]
     assert all({"train_loss", "val_loss", "accuracy"} <= set(h) for h in done["history"])
     result = done["result"]
-    assert result["framework"] == "tensorflow" and result["framework_version"] == "2.21.0"
-    assert result["device"] == "cpu" and result["model_id"].startswith("inception_model_")
-    assert result["architecture"] == "InceptionV3" and result["image_size"] == 75
-    assert result["metrics"]["training_time"] > 0 and 0 <= result["metrics"]["accuracy"] <= 1
+    assert result["framework"] == "tensorflow"
+    assert result["framework_version"] == "2.21.0"
+    assert result["device"] == "cpu"
+    assert result["model_id"].startswith("inception_model_")
+    assert result["architecture"] == "InceptionV3"
+    assert result["image_size"] == 75
+    assert result["metrics"]["training_time"] > 0
+    assert 0 <= result["metrics"]["accuracy"] <= 1
     log = tf_system.get(f"/jobs/{done['job_id']}/logs").text
-    assert "oneDNN" not in log and "cpu_feature_guard" not in log  # TensorFlow's noise
+    assert "oneDNN" not in log
+    assert "cpu_feature_guard" not in log
 
     body = {"model_id": result["model_id"], "input_data": IMAGE, "parameters": {"top_k": 5}}
     out = tf_system.wait(tf_system.submit("/jobs/inference", body), timeout=TIMEOUT)
     assert out["status"] == "completed", out
     assert out["queue"] == "tensorflow"
     ranked = out["result"]["top_k"][0]
-    assert len(ranked) == 5 and out["result"]["label"] == ranked[0]["label"]
+    assert len(ranked) == 5
+    assert out["result"]["label"] == ranked[0]["label"]
     assert ranked[0]["label"] in result["classes"]
 
 
@@ -82,7 +88,8 @@ def test_bad_input_fails_the_job_clearly(tf_system: System) -> None:
 
     assert "'num_classes' is 3, but the data has 10 classes" in failed({"num_classes": 3})
     error = failed({"epochs": "ten", "dropout": 0.5})
-    assert "unknown hyperparameter: dropout" in error and "'epochs' must be an integer" in error
+    assert "unknown hyperparameter: dropout" in error
+    assert "'epochs' must be an integer" in error
 
 
 def test_up_starts_the_tensorflow_worker_with_its_own_interpreter(
@@ -111,7 +118,8 @@ def test_up_starts_the_tensorflow_worker_with_its_own_interpreter(
         timeout=60,
     )
     assert bad.returncode == 2
-    assert "unknown queue 'gpu'" in bad.stderr and "'/nonexistent/python'" in bad.stderr
+    assert "unknown queue 'gpu'" in bad.stderr
+    assert "'/nonexistent/python'" in bad.stderr
 
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115 - the child owns it
     up = subprocess.Popen([sys.executable, "-m", "aijobs", "up"], env=env, stdout=log, stderr=log)
@@ -127,7 +135,8 @@ def test_up_starts_the_tensorflow_worker_with_its_own_interpreter(
 
         wait_until(served, 90, "the tensorflow worker to register")
         calls = marker.read_text().splitlines()  # the preflight probe, then the worker
-        assert calls[0].startswith("-c ") and "aijobs.worker.preflight" in marker.read_text()
+        assert calls[0].startswith("-c ")
+        assert "aijobs.worker.preflight" in marker.read_text()
         assert calls[-1] == "-m aijobs worker --queue tensorflow"
     finally:
         up.send_signal(signal.SIGINT)

@@ -31,7 +31,8 @@ def train(**overrides: object) -> dict[str, object]:
 def assert_envelope(r: object, code: int, *words: str) -> None:
     body = r.json()  # type: ignore[attr-defined]
     assert r.status_code == code, body  # type: ignore[attr-defined]
-    assert set(body) == {"error", "detail", "status_code"} and body["status_code"] == code
+    assert set(body) == {"error", "detail", "status_code"}
+    assert body["status_code"] == code
     for word in words:
         assert word in body["detail"], body
 
@@ -40,10 +41,14 @@ def test_submit_and_status_shapes(client: TestClient) -> None:
     r = client.post("/jobs/training", json=train())
     assert r.status_code == 200
     job = r.json()
-    assert job["status"] == "queued" and job["estimated_duration"] == "00:00:30"
+    assert job["status"] == "queued"
+    assert job["estimated_duration"] == "00:00:30"
     st = client.get(f"/jobs/{job['job_id']}/status").json()
-    assert st["status"] == "pending" and st["progress"] == 0.0 and st["queue"] == "sklearn"
-    assert st["result"] is None and st["error"] is None
+    assert st["status"] == "pending"
+    assert st["progress"] == 0.0
+    assert st["queue"] == "sklearn"
+    assert st["result"] is None
+    assert st["error"] is None
 
 
 @pytest.mark.parametrize(
@@ -116,9 +121,11 @@ def test_list_filter_and_pagination(client: TestClient) -> None:
     ids = [client.post("/jobs/training", json=train()).json()["job_id"] for _ in range(5)]
     client.delete(f"/jobs/{ids[0]}")
     page = client.get("/jobs", params={"limit": 2, "offset": 1}).json()
-    assert page["total"] == 5 and [j["job_id"] for j in page["jobs"]] == ids[::-1][1:3]
+    assert page["total"] == 5
+    assert [j["job_id"] for j in page["jobs"]] == ids[::-1][1:3]
     cancelled = client.get("/jobs", params={"status": "cancelled"}).json()
-    assert cancelled["total"] == 1 and cancelled["jobs"][0]["job_id"] == ids[0]
+    assert cancelled["total"] == 1
+    assert cancelled["jobs"][0]["job_id"] == ids[0]
     assert cancelled["jobs"][0]["model_type"] == "random_forest"
 
 
@@ -146,7 +153,8 @@ def test_idempotency_key_returns_first_job(client: TestClient) -> None:
 
 def test_health_redis_tells_the_truth(client: TestClient) -> None:
     body = client.get("/health/redis").json()
-    assert body["store"] == "sqlite" and body["status"] == "healthy"
+    assert body["store"] == "sqlite"
+    assert body["status"] == "healthy"
     assert "no Redis is configured" in body["detail"]
 
 
@@ -165,12 +173,14 @@ def test_list_rows_leave_out_what_does_not_apply(client: TestClient) -> None:
     assert rows[training]["error"] == "Job cancelled by user"
     pending = client.post("/jobs/training", json=train()).json()["job_id"]
     newest = client.get("/jobs", params={"limit": 1}).json()["jobs"][0]
-    assert newest["job_id"] == pending and list(newest) == [*common, "model_type"]
+    assert newest["job_id"] == pending
+    assert list(newest) == [*common, "model_type"]
 
 
 def test_catalogue_answers_are_described_by_the_schema(client: TestClient) -> None:
     queues = client.get("/queues").json()["queues"]
-    assert queues[-1]["queue"] == "sklearn" and queues[-1]["workers"] == []
+    assert queues[-1]["queue"] == "sklearn"
+    assert queues[-1]["workers"] == []
     assert list(queues[-1]) == [
         "queue",
         "label",

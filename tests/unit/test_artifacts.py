@@ -32,7 +32,9 @@ def test_model_id_uses_the_job_uuid() -> None:
 def test_model_id_is_a_safe_directory_name_whatever_the_model_type(model_type: str) -> None:
     model_id = artifacts.model_id_for(model_type, f"job_{uuid.uuid4()}")
     assert artifacts.is_valid_model_id(model_id)
-    assert "/" not in model_id and ".." not in model_id and "\x00" not in model_id
+    assert "/" not in model_id
+    assert ".." not in model_id
+    assert "\x00" not in model_id
 
 
 def test_model_id_for_an_unusual_job_id_is_still_stable() -> None:
@@ -56,7 +58,8 @@ def test_attempt_model_dir_refuses_ids_that_leave_the_store(tmp_path: Path, mode
 def test_checksum_is_stable_and_sees_every_change(tmp_path: Path) -> None:
     model_dir = _model(tmp_path)
     digest = artifacts.checksum(model_dir)
-    assert digest == artifacts.checksum(model_dir) and len(digest) == 64
+    assert digest == artifacts.checksum(model_dir)
+    assert len(digest) == 64
 
     (model_dir / "sub" / "vocab.txt").write_text("a\nc\n")  # same size, other bytes
     changed = artifacts.checksum(model_dir)

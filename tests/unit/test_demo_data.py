@@ -53,7 +53,8 @@ def test_iris_table(demo: Path) -> None:
 
 def test_regression_table(demo: Path) -> None:
     rows = _rows(demo / "regression.csv")
-    assert len(rows) == 442 and list(rows[0])[-1] == "target"
+    assert len(rows) == 442
+    assert list(rows[0])[-1] == "target"
     assert len({r["target"] for r in rows}) > 100
 
 
@@ -63,7 +64,8 @@ def test_sentiment_tables(demo: Path, name: str) -> None:
     assert list(rows[0]) == ["text", "label"]
     assert len(rows) >= 200
     counts = Counter(r["label"] for r in rows)
-    assert set(counts) == {"positive", "negative"} and counts["positive"] == counts["negative"]
+    assert set(counts) == {"positive", "negative"}
+    assert counts["positive"] == counts["negative"]
     assert len({r["text"] for r in rows}) > 0.8 * len(rows)  # mostly distinct sentences
     assert all(3 <= len(r["text"].split()) <= 20 for r in rows)
 
@@ -82,7 +84,8 @@ def test_image_folders(demo: Path, name: str, classes: list[str], per_class: int
         images = sorted(folder.glob("*.png"))
         assert len(images) == per_class
         with Image.open(images[0]) as image:
-            assert image.size == (32, 32) and image.mode == "RGB"
+            assert image.size == (32, 32)
+            assert image.mode == "RGB"
             assert image.getextrema() != ((0, 0), (0, 0), (0, 0))  # not blank
 
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from aijobs.worker import preflight
@@ -14,7 +16,7 @@ def test_gpu_devices_follow_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch
 
 def test_gpu_devices_without_a_driver(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    monkeypatch.setattr(preflight.shutil, "which", lambda _: None)
+    monkeypatch.setattr(shutil, "which", lambda _: None)
     assert preflight.gpu_devices() == []
 
 

@@ -45,7 +45,8 @@ def test_override_wins(model: str, gpu: bool, override: str, queue: str) -> None
 def test_unknown_override_lists_valid_ones() -> None:
     with pytest.raises(errors.UnknownFramework) as exc:
         routing.resolve("bert", False, "jax")
-    assert "pytorch-2.1" in exc.value.detail and "sklearn" in exc.value.detail
+    assert "pytorch-2.1" in exc.value.detail
+    assert "sklearn" in exc.value.detail
 
 
 def test_override_that_cannot_run_the_model() -> None:

@@ -110,7 +110,8 @@ def test_each_model_type_learns_iris(
 
     assert result.metrics["accuracy"] > 0.8  # chance is 1/3
     assert 0.8 < result.metrics["f1"] <= 1.0
-    assert result.metrics["n_train"] == 120 and result.metrics["n_validation"] == 30
+    assert result.metrics["n_train"] == 120
+    assert result.metrics["n_validation"] == 30
     assert result.info == {
         "task": "classification",
         "classes": SPECIES,
@@ -120,9 +121,12 @@ def test_each_model_type_learns_iris(
     }
     assert sorted(p.name for p in ctx.model_dir.iterdir()) == ["meta.json", "model.skops"]
     meta = json.loads((ctx.model_dir / "meta.json").read_text())
-    assert meta["sklearn_version"] == sklearn.__version__ and meta["model_type"] == model_type
+    assert meta["sklearn_version"] == sklearn.__version__
+    assert meta["model_type"] == model_type
     fractions = [r[0] for r in ctx.reports]
-    assert fractions == sorted(fractions) and fractions[0] <= 0.1 and fractions[-1] == 1.0
+    assert fractions == sorted(fractions)
+    assert fractions[0] <= 0.1
+    assert fractions[-1] == 1.0
     assert ctx.reports[-1] == (1.0, result.metrics, 1)
     json.dumps(result.metrics), json.dumps(result.info)  # JSON-safe
 
@@ -141,12 +145,14 @@ def test_regression_on_diabetes(
     runtime: SklearnRuntime, data: Path, tmp_path: Path, model_type: str
 ) -> None:
     result = runtime.train(model_type, data / "regression.csv", {}, _ctx(tmp_path))
-    assert result.info["task"] == "regression" and result.info["classes"] == []
+    assert result.info["task"] == "regression"
+    assert result.info["classes"] == []
     assert result.metrics["r2"] > 0.2
     assert result.metrics["rmse"] > 0
     model = runtime.load(tmp_path / "model")
     out = runtime.predict(model, "59,2,32.1,101,157,93.2,38,4,4.8598,87", {}, [])
-    assert out["n_rows"] == 1 and 25 <= out["predictions"][0] <= 346  # the target's range
+    assert out["n_rows"] == 1
+    assert 25 <= out["predictions"][0] <= 346
 
 
 def test_logistic_regression_needs_a_categorical_target(
@@ -189,7 +195,8 @@ def test_integer_target_is_classification_with_integer_classes(
     assert result.info["task"] == "classification"
     assert result.info["classes"] == [0, 1, 2]
     out = runtime.predict(runtime.load(tmp_path / "model"), "2.2,3", {}, [])
-    assert out["predictions"] == [2] and isinstance(out["predictions"][0], int)
+    assert out["predictions"] == [2]
+    assert isinstance(out["predictions"][0], int)
 
 
 def test_target_column_picks_the_target_and_the_default_is_the_last_column(
@@ -201,7 +208,8 @@ def test_target_column_picks_the_target_and_the_default_is_the_last_column(
     moved[0] = moved[0].replace("label", "species", 1)
     path = _csv(tmp_path, "\n".join(moved))
     result = runtime.train("svm", path, {"target_column": "species"}, _ctx(tmp_path / "a"))
-    assert result.info["target_column"] == "species" and result.metrics["accuracy"] > 0.8
+    assert result.info["target_column"] == "species"
+    assert result.metrics["accuracy"] > 0.8
     assert result.info["feature_names"] == IRIS_FEATURES
     # without target_column: no label/target column, so the last one (petal_width) is the target
     result = runtime.train("random_forest", path, {}, _ctx(tmp_path / "b"))
@@ -226,8 +234,10 @@ def test_unknown_hyperparameter_is_named_with_the_valid_ones(
     with pytest.raises(errors.JobFailure) as caught:
         runtime.train("random_forest", data / "tabular_data.csv", {"epochs": 5}, _ctx(tmp_path))
     message = str(caught.value)
-    assert "unknown hyperparameter" in message and "epochs" in message
-    assert "n_estimators" in message and "max_depth" in message
+    assert "unknown hyperparameter" in message
+    assert "epochs" in message
+    assert "n_estimators" in message
+    assert "max_depth" in message
 
 
 @pytest.mark.parametrize(

@@ -69,7 +69,8 @@ def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[s
 
 def test_the_runtime_is_a_registered_plugin() -> None:
     runtime = discover()["tensorflow"]
-    assert isinstance(runtime, Runtime) and runtime.missing() is None
+    assert isinstance(runtime, Runtime)
+    assert runtime.missing() is None
     assert runtime.model_types == {"inception", "mobilenet", "efficientnet"}
     assert runtime.framework_version() == "2.21.0"
 
@@ -84,14 +85,20 @@ def test_each_model_type_learns_in_one_epoch(
 ) -> None:
     result, model_dir, reports = trained(model_type)
     assert result.metrics["accuracy"] > 0.2, result.metrics  # chance is 0.1 (10 classes)
-    assert result.metrics["n_train"] == 100 and result.metrics["n_validation"] == 20
+    assert result.metrics["n_train"] == 100
+    assert result.metrics["n_validation"] == 20
     assert {"val_loss", "f1", "train_loss", "samples_per_second"} <= set(result.metrics)
     info = result.info
-    assert info["architecture"] == architecture and info["image_size"] == size
-    assert info["device"] == "cpu" and info["num_classes"] == 10 and info["images"] == 120
-    assert info["classes"][0] == "airplane" and info["parameters"] > 1_000_000
+    assert info["architecture"] == architecture
+    assert info["image_size"] == size
+    assert info["device"] == "cpu"
+    assert info["num_classes"] == 10
+    assert info["images"] == 120
+    assert info["classes"][0] == "airplane"
+    assert info["parameters"] > 1_000_000
     epochs = [(fraction, m) for fraction, m, epoch in reports if epoch is not None]
-    assert len(epochs) == 1 and epochs[0][0] == pytest.approx(0.95)
+    assert len(epochs) == 1
+    assert epochs[0][0] == pytest.approx(0.95)
     assert {"train_loss", "train_accuracy", "accuracy", "val_loss", "epoch_time"} <= set(
         epochs[0][1]
     )
@@ -108,16 +115,20 @@ def test_predict_gives_the_top_k_classes_of_an_image(
     model = runtime.load(trained("mobilenet")[1])
     out = runtime.predict(model, IMAGE, {"top_k": 3}, [data])
     ranked = out["top_k"][0]
-    assert len(ranked) == 3 and out["n_rows"] == 1 and out["images"] == [IMAGE]
+    assert len(ranked) == 3
+    assert out["n_rows"] == 1
+    assert out["images"] == [IMAGE]
     assert out["label"] == ranked[0]["label"] == out["predictions"][0]
     assert out["confidence"] == ranked[0]["probability"]
     assert [r["probability"] for r in ranked] == sorted(
         (r["probability"] for r in ranked), reverse=True
     )
     two = runtime.predict(model, f"{IMAGE}\n/data/cifar10/cat/cat_001.png", {}, [data])
-    assert two["n_rows"] == 2 and len(two["top_k"][0]) == 5  # the default top_k
+    assert two["n_rows"] == 2
+    assert len(two["top_k"][0]) == 5
     sure = runtime.predict(model, IMAGE, {"confidence_threshold": 1.0}, [data])
-    assert sure["top_k"] == [[]] and sure["label"] is None
+    assert sure["top_k"] == [[]]
+    assert sure["label"] is None
     for bad, message in [
         ("/etc/passwd", "outside the data roots"),
         ("/data/cifar10/none.png", "does not exist"),
@@ -259,7 +270,7 @@ def test_queue_python_names_an_interpreter_per_queue(tmp_path: Path) -> None:
     assert Settings(queue_python="").queue_pythons == {}
     not_executable = tmp_path / "plain"
     not_executable.write_text("")
-    with pytest.raises(ValueError) as bad:
+    with pytest.raises(ValueError, match="unknown queue 'tensorfow'") as bad:
         parse_queue_python(
             f"tensorfow={python},sklearn={not_executable},pytorch=,"
             f"tensorflow={python},tensorflow={python}"

@@ -44,12 +44,18 @@ def test_spec_examples_are_accepted_as_written(model_type: str, given: dict[str,
 def test_defaults_are_complete_and_small(model_type: str) -> None:
     hp = check(model_type, {})
     assert hp["epochs"] == (5 if model_type == "bert" else 3)
-    assert hp["seed"] == 42 and hp["validation_split"] == 0.2
-    assert hp["learning_rate"] > 0 and hp["batch_size"] >= 4 and hp["dropout"] is not None
+    assert hp["seed"] == 42
+    assert hp["validation_split"] == 0.2
+    assert hp["learning_rate"] > 0
+    assert hp["batch_size"] >= 4
+    assert hp["dropout"] is not None
     if model_type in ("bert", "transformer", "gpt"):
-        assert hp["num_layers"] == 2 and hp["hidden_size"] == 128 and hp["max_length"] == 128
+        assert hp["num_layers"] == 2
+        assert hp["hidden_size"] == 128
+        assert hp["max_length"] == 128
     else:
-        assert hp["image_size"] == 32 and hp["width"] >= 8
+        assert hp["image_size"] == 32
+        assert hp["width"] >= 8
 
 
 def test_unknown_hyperparameters_are_named_with_the_accepted_ones() -> None:
@@ -57,7 +63,8 @@ def test_unknown_hyperparameters_are_named_with_the_accepted_ones() -> None:
         check("bert", {"epochs": 1, "n_estimators": 10, "learing_rate": 0.1})
     message = caught.value.detail
     assert "unknown hyperparameters" in message
-    assert "learing_rate" in message and "n_estimators" in message
+    assert "learing_rate" in message
+    assert "n_estimators" in message
     assert "learning_rate" in message.split("accepted:")[1]
 
 
@@ -87,14 +94,17 @@ def test_wrong_types_and_ranges_name_the_key(
         return
     with pytest.raises(errors.JobFailure) as caught:
         check("bert", given)
-    assert f"'{key}'" in caught.value.detail and expected in caught.value.detail
+    assert f"'{key}'" in caught.value.detail
+    assert expected in caught.value.detail
 
 
 def test_every_bad_key_is_reported_at_once() -> None:
     with pytest.raises(errors.JobFailure) as caught:
         check("resnet", {"epochs": "ten", "depth": 20, "max_length": 128})
     message = caught.value.detail
-    assert "'epochs'" in message and "'depth'" in message and "max_length" in message
+    assert "'epochs'" in message
+    assert "'depth'" in message
+    assert "max_length" in message
     assert "one of 18, 34, 50" in message
 
 

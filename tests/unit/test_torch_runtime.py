@@ -56,7 +56,8 @@ class StopAfterEpoch(FakeContext):
 
 def test_discovered_as_the_pytorch_plugin() -> None:
     runtime = base.discover()["pytorch"]
-    assert isinstance(runtime, TorchRuntime) and isinstance(runtime, base.Runtime)
+    assert isinstance(runtime, TorchRuntime)
+    assert isinstance(runtime, base.Runtime)
     assert runtime.framework == "pytorch"
     assert runtime.model_types == {"bert", "transformer", "gpt", "resnet", "vgg", "alexnet"}
     assert runtime.missing() is None
@@ -102,7 +103,8 @@ def test_a_stopped_job_resumes_from_its_last_epoch(data: Path, tmp_path: Path) -
 
     second = ctx_for(tmp_path / "attempt-2", data, checkpoint, attempt=2)
     resumed = TorchRuntime().train("bert", csv, dict(TINY_BERT), second)
-    assert resumed.info["resumed_from_epoch"] == 1 and resumed.info["epochs_trained"] == 1
+    assert resumed.info["resumed_from_epoch"] == 1
+    assert resumed.info["epochs_trained"] == 1
     epochs = [e for _, _, e in second.reports if e is not None]
     assert epochs == [1, 2]  # epoch 1 replayed into the new attempt's history, then epoch 2
     assert any(m == {"resumed_from_epoch": 1} for _, m, _ in second.reports)
@@ -122,7 +124,8 @@ def test_a_finished_checkpoint_only_saves_the_model(data: Path, tmp_path: Path) 
     )
     again = ctx_for(tmp_path / "b", data, checkpoint)
     result = TorchRuntime().train("bert", data / "training.csv", hp, again)
-    assert result.info["resumed_from_epoch"] == 1 and result.info["epochs_trained"] == 0
+    assert result.info["resumed_from_epoch"] == 1
+    assert result.info["epochs_trained"] == 0
     assert (again.model_dir / "model.safetensors").is_file()
     assert result.metrics["accuracy"] >= 0
 
@@ -137,7 +140,8 @@ def test_a_checkpoint_from_other_hyperparameters_is_ignored(data: Path, tmp_path
     result = TorchRuntime().train(
         "bert", data / "training.csv", changed, ctx_for(tmp_path / "b", data, checkpoint)
     )
-    assert "resumed_from_epoch" not in result.info and result.info["epochs_trained"] == 1
+    assert "resumed_from_epoch" not in result.info
+    assert result.info["epochs_trained"] == 1
     assert any("different configuration" in n for n in result.info["notes"])
 
 
@@ -145,7 +149,8 @@ def test_without_a_checkpoint_directory_it_still_trains(data: Path, tmp_path: Pa
     (tmp_path / "model").mkdir()
     ctx = FakeContext(model_dir=tmp_path / "model", checkpoint_dir=tmp_path / "absent")
     result = TorchRuntime().train("bert", data / "training.csv", {**TINY_BERT, "epochs": 1}, ctx)
-    assert result.info["epochs_trained"] == 1 and not (tmp_path / "absent").exists()
+    assert result.info["epochs_trained"] == 1
+    assert not (tmp_path / "absent").exists()
 
 
 # ------------------------------------------------------------------------- no pickle, ever
@@ -263,21 +268,24 @@ def test_device_choice() -> None:
     assert common.select_device("cpu").description == "cpu"
     with pytest.raises(errors.JobFailure, match="unknown device 'tpu'"):
         common.select_device("tpu")
-    assert common.truthy("Yes") and not common.truthy("0")
+    assert common.truthy("Yes")
+    assert not common.truthy("0")
 
 
 def test_the_hub_is_never_reached(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
     common.offline()
-    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    assert os.environ["TRANSFORMERS_OFFLINE"] == "1"
 
 
 def test_split_is_stratified_and_seeded() -> None:
     labels = [0] * 10 + [1] * 30
     train, val = datasets.split_indices(40, 0.25, 1, labels)
     assert sorted(train + val) == list(range(40))
-    assert sum(labels[i] for i in val) == 8 and len(val) == 10
+    assert sum(labels[i] for i in val) == 8
+    assert len(val) == 10
     assert datasets.split_indices(40, 0.25, 1, labels) == (train, val)
     assert datasets.split_indices(40, 0.25, 2, labels) != (train, val)
     everything, same = datasets.split_indices(5, 0.0, 1)
@@ -287,8 +295,10 @@ def test_split_is_stratified_and_seeded() -> None:
 def test_learning_rate_schedules() -> None:
     hp = {"learning_rate": 1.0, "warmup_ratio": 0.1, "lr_schedule": "linear"}
     rates = [training.learning_rate_at(s, 100, hp) for s in range(100)]
-    assert rates[0] == pytest.approx(0.1) and rates[9] == pytest.approx(1.0)
-    assert rates[-1] < 0.02 and rates == sorted(rates[:10]) + rates[10:]
+    assert rates[0] == pytest.approx(0.1)
+    assert rates[9] == pytest.approx(1.0)
+    assert rates[-1] < 0.02
+    assert rates == sorted(rates[:10]) + rates[10:]
     cosine = {"learning_rate": 1.0, "warmup_ratio": 0.0, "lr_schedule": "cosine"}
     assert training.learning_rate_at(50, 100, cosine) == pytest.approx(0.5)
     constant = {"learning_rate": 0.3, "warmup_ratio": 0.0, "lr_schedule": "constant"}

@@ -49,18 +49,23 @@ def test_learns_sentiment_and_reports_every_epoch(trained: tuple[TrainResult, Fa
     result, ctx = trained
     assert result.metrics["accuracy"] > 0.8, result.metrics  # chance is 0.5
     assert result.metrics["f1"] > 0.8
-    assert result.metrics["n_train"] == 320 and result.metrics["n_validation"] == 80
-    epochs = [(m, e) for _, m, e in ctx.reports if e is not None]
+    assert result.metrics["n_train"] == 320
+    assert result.metrics["n_validation"] == 80
+    epochs = ctx.epoch_reports()
     assert [e for _, e in epochs] == [1, 2, 3]
     for metrics, _ in epochs:
         assert {"train_loss", "val_loss", "accuracy", "f1", "samples_per_second"} <= set(metrics)
     assert epochs[-1][0]["val_loss"] < epochs[0][0]["val_loss"]
     fractions = [f for f, _, _ in ctx.reports]
-    assert fractions == sorted(fractions) and fractions[-1] < 1.0
+    assert fractions == sorted(fractions)
+    assert fractions[-1] < 1.0
     info = result.info
-    assert info["device"] == "cpu" and info["parameters"] > 10_000
-    assert info["classes"] == ["negative", "positive"] and info["text_column"] == "text"
-    assert info["epochs_trained"] == 3 and "resumed_from_epoch" not in info
+    assert info["device"] == "cpu"
+    assert info["parameters"] > 10_000
+    assert info["classes"] == ["negative", "positive"]
+    assert info["text_column"] == "text"
+    assert info["epochs_trained"] == 3
+    assert "resumed_from_epoch" not in info
 
 
 def test_saves_a_hugging_face_directory(trained: tuple[TrainResult, FakeContext]) -> None:
@@ -69,9 +74,11 @@ def test_saves_a_hugging_face_directory(trained: tuple[TrainResult, FakeContext]
     assert {"model.safetensors", "config.json", "tokenizer.json", "aijobs.json"} <= names
     config = json.loads((model_dir / "config.json").read_text())
     assert config["id2label"] == {"0": "negative", "1": "positive"}
-    assert config["num_hidden_layers"] == 1 and config["hidden_size"] == 64
+    assert config["num_hidden_layers"] == 1
+    assert config["hidden_size"] == 64
     meta = json.loads((model_dir / "aijobs.json").read_text())
-    assert meta["family"] == "text_classifier" and meta["max_length"] == 32
+    assert meta["family"] == "text_classifier"
+    assert meta["max_length"] == 32
 
 
 def test_same_seed_same_model(data: Path, tmp_path: Path) -> None:
@@ -98,14 +105,16 @@ def test_batches_are_padded_to_their_longest_text() -> None:
 
 def test_labels_the_spec_example(model: Any) -> None:
     out = predict(model, "This is a great product!", temperature=0.7, max_length=100)
-    assert out["label"] == "positive" and out["predictions"] == ["positive"]
+    assert out["label"] == "positive"
+    assert out["predictions"] == ["positive"]
     assert out["confidence"] > 0.5
     assert abs(sum(out["probabilities"][0].values()) - 1) < 1e-4
 
 
 def test_one_text_per_line_or_a_json_list(model: Any) -> None:
     lines = predict(model, "What a wonderful movie!\nThe phone was broken and awful.\n")
-    assert lines["predictions"] == ["positive", "negative"] and lines["n_rows"] == 2
+    assert lines["predictions"] == ["positive", "negative"]
+    assert lines["n_rows"] == 2
     assert "label" not in lines
     listed = predict(
         model, json.dumps(["I adore this hotel, it is lovely.", "This app is useless."])
@@ -204,7 +213,8 @@ def test_named_columns_and_a_larger_num_classes(tmp_path: Path, data: Path) -> N
     path = write_csv(tmp_path / "reviews.csv", "\n".join(rows) + "\n")
     hp = {**SMALL, "epochs": 1, "text_column": "review", "label_column": "stars", "num_classes": 5}
     result = TorchRuntime().train("bert", path, hp, ctx_for(tmp_path / "run", data))
-    assert result.info["classes"] == ["1", "5"] and result.info["num_classes"] == 2
+    assert result.info["classes"] == ["1", "5"]
+    assert result.info["num_classes"] == 2
     assert any(
         "num_classes 5 was given but the data has 2 classes" in n for n in result.info["notes"]
     )

@@ -52,10 +52,13 @@ def classify(model: Any, image: str, data: Path, **parameters: Any) -> dict[str,
 def test_resnet_learns_the_digits(resnet: tuple[TrainResult, Path]) -> None:
     result = resnet[0]
     assert result.metrics["accuracy"] > 0.6, result.metrics  # chance is 0.1
-    assert result.metrics["n_train"] == 240 and result.metrics["n_validation"] == 60
+    assert result.metrics["n_train"] == 240
+    assert result.metrics["n_validation"] == 60
     info = result.info
-    assert info["architecture"] == "resnet-18" and info["num_classes"] == 10
-    assert info["classes"][:2] == ["digit_0", "digit_1"] and info["images"] == 300
+    assert info["architecture"] == "resnet-18"
+    assert info["num_classes"] == 10
+    assert info["classes"][:2] == ["digit_0", "digit_1"]
+    assert info["images"] == 300
     assert any("num_classes 1000 was given but the data has 10 classes" in n for n in info["notes"])
     assert {p.name for p in resnet[1].iterdir()} == {"model.safetensors", "aijobs.json"}
 
@@ -74,7 +77,8 @@ def test_vgg_and_alexnet_learn(model_type: str, data: Path, tmp_path: Path) -> N
 def test_cifar_folder_with_augmentation(data: Path, tmp_path: Path) -> None:
     hp = {**SMALL, "epochs": 1, "augment": True, "depth": 34, "batch_size": 16}
     result = train("resnet", data / "cifar10", hp, tmp_path, data)
-    assert result.info["classes"][0] == "airplane" and result.info["architecture"] == "resnet-34"
+    assert result.info["classes"][0] == "airplane"
+    assert result.info["architecture"] == "resnet-34"
 
 
 @pytest.mark.parametrize(
@@ -107,10 +111,13 @@ def test_translate_moves_pixels() -> None:
 def test_top_k_classes_with_probabilities(model: Any, data: Path) -> None:
     out = classify(model, IMAGE, data, top_k=3)
     ranked = out["top_k"][0]
-    assert len(ranked) == 3 and out["label"] == ranked[0]["label"] == "digit_3"
+    assert len(ranked) == 3
+    assert out["label"] == ranked[0]["label"] == "digit_3"
     probs = [r["probability"] for r in ranked]
-    assert probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
-    assert out["confidence"] == probs[0] and out["images"] == [IMAGE]
+    assert probs == sorted(probs, reverse=True)
+    assert sum(probs) <= 1 + 1e-6
+    assert out["confidence"] == probs[0]
+    assert out["images"] == [IMAGE]
 
 
 def test_confidence_threshold_drops_unlikely_classes(model: Any, data: Path) -> None:
@@ -118,13 +125,16 @@ def test_confidence_threshold_drops_unlikely_classes(model: Any, data: Path) -> 
     assert 1 <= len(out["top_k"][0]) < 5
     assert all(r["probability"] >= 0.2 for r in out["top_k"][0])
     nothing = classify(model, IMAGE, data, confidence_threshold=1.0)
-    assert nothing["top_k"] == [[]] and nothing["predictions"] == [None]
+    assert nothing["top_k"] == [[]]
+    assert nothing["predictions"] == [None]
 
 
 def test_several_images_one_per_line(model: Any, data: Path) -> None:
     paths = [f"/data/image_classification/digit_{d}/digit_{d}_001.png" for d in (0, 1, 7)]
     out = classify(model, "\n".join(paths), data, top_k=1)
-    assert out["n_rows"] == 3 and len(out["predictions"]) == 3 and "label" not in out
+    assert out["n_rows"] == 3
+    assert len(out["predictions"]) == 3
+    assert "label" not in out
     assert sum(p == f"digit_{d}" for p, d in zip(out["predictions"], (0, 1, 7), strict=True)) >= 2
 
 

@@ -10,6 +10,7 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,8 +26,8 @@ LONG = 60.0
 SHORT = 0.05
 
 
-def new(queue: str = "q", **kw: object) -> NewJob:
-    return NewJob(job_type=JobType.TRAINING, queue=queue, payload={"n": 1}, **kw)  # type: ignore[arg-type]
+def new(queue: str = "q", **kw: Any) -> NewJob:
+    return NewJob(job_type=JobType.TRAINING, queue=queue, payload={"n": 1}, **kw)
 
 
 @pytest.fixture
@@ -72,9 +73,12 @@ async def test_invariant_checker_catches_an_orphan(rstore: RedisStore) -> None:
     """The oracle can fail: a job dropped from its claim index is reported."""
     job = await rstore.submit(new())
     rank = await rstore.client().hget(rstore.k("job", job.id), "rank")
+    assert rank is not None
     await rstore.client().zrem(rstore.k("ready", "q"), rank)
     problems = await check_invariants(rstore)
-    assert problems and job.id in problems[0] and "ready" in problems[0]
+    assert problems
+    assert job.id in problems[0]
+    assert "ready" in problems[0]
 
 
 async def test_every_key_carries_the_deployment_hash_tag(rstore: RedisStore) -> None:
@@ -82,7 +86,8 @@ async def test_every_key_carries_the_deployment_hash_tag(rstore: RedisStore) -> 
     claim = (await rstore.claim(["q"], "w", LONG))[0]
     assert await rstore.finish(job.id, claim.token, {}, log="x")
     keys = [k async for k in rstore.client().scan_iter(match=f"*{rstore.prefix}*")]
-    assert keys and all(k.startswith("{" + rstore.prefix + "}:") for k in keys), keys
+    assert keys, keys
+    assert all(k.startswith("{" + rstore.prefix + "}:") for k in keys), keys
 
 
 async def test_retention_by_count_trims_oldest_finished_jobs(
@@ -99,7 +104,8 @@ async def test_retention_by_count_trims_oldest_finished_jobs(
             assert await s.finish(job.id, claim.token, {"i": i})
             done.append(job.id)
         kept, total = await s.list_jobs(state=State.COMPLETED)
-        assert [j.id for j in kept] == done[::-1][:3] and total == 3
+        assert [j.id for j in kept] == done[::-1][:3]
+        assert total == 3
         assert (await s.list_jobs())[1] == 4  # 3 finished + the pending one, never trimmed
         assert (await s.get(waiting.id)).state is State.PENDING
         with pytest.raises(errors.JobNotFound):
@@ -130,7 +136,8 @@ async def test_retention_by_age(redis_server: RedisServer, tmp_path: Path) -> No
 async def test_priorities_beyond_the_exact_range_are_clamped_not_wrapped(
     rstore: RedisStore,
 ) -> None:
-    assert priority_key(2**31 - 1) == "0000000000" and priority_key(10**12) == "0000000000"
+    assert priority_key(2**31 - 1) == "0000000000"
+    assert priority_key(10**12) == "0000000000"
     assert priority_key(-(10**12)) == f"{2**32 - 2:010d}"
     low = await rstore.submit(new(priority=-(10**12)))
     high = await rstore.submit(new(priority=10**12))
@@ -201,7 +208,8 @@ async def test_a_job_submitted_to_a_waiting_worker_is_claimed_for_it(rstore: Red
     submitted = await s.submit(infer())
     assert submitted.state is State.PENDING  # the submitter's answer: the job as submitted
     (claim,) = await asyncio.wait_for(task, 5)
-    assert claim.job.id == submitted.id and claim.job.attempt == 1
+    assert claim.job.id == submitted.id
+    assert claim.job.attempt == 1
     stored = await s.get(submitted.id)
     assert (stored.state, stored.owner) == (State.RUNNING, "w1")
     assert await check_invariants(s) == []
@@ -274,7 +282,8 @@ async def test_a_stopping_worker_hands_back_what_it_never_took(rstore: RedisStor
     assert (back.state, back.owner, back.attempt) == (State.PENDING, None, 0)  # never ran
     assert await check_invariants(s) == []
     (claim,) = await s.claim(["q"], "w2", LONG)
-    assert claim.job.id == job.id and claim.job.attempt == 1
+    assert claim.job.id == job.id
+    assert claim.job.attempt == 1
 
 
 async def test_a_hand_over_from_an_earlier_wait_is_taken_only_while_its_lease_holds(
@@ -311,7 +320,8 @@ async def test_open_refuses_an_evicting_redis(own_redis: RedisServer) -> None:
     s = RedisStore(own_redis.url)
     with pytest.raises(RedisMisconfigured, match="maxmemory-policy allkeys-lru") as info:
         await s.open()
-    assert "noeviction" in str(info.value) and info.value.status_code == 503
+    assert "noeviction" in str(info.value)
+    assert info.value.status_code == 503
     assert (await s.health())["healthy"] is False
     own_redis.command("CONFIG", "SET", "maxmemory-policy", "noeviction")
     await s.open()
@@ -326,9 +336,11 @@ async def test_open_warns_when_persistence_is_off(
     with caplog.at_level(logging.WARNING, logger="aijobs.store.redis"):
         await s.open()
     try:
-        assert "persistence off" in caplog.text and "appendonly yes" in caplog.text
+        assert "persistence off" in caplog.text
+        assert "appendonly yes" in caplog.text
         health = await s.health()
-        assert health["healthy"] is True and health["persistence"]["aof_enabled"] is False
+        assert health["healthy"] is True
+        assert health["persistence"]["aof_enabled"] is False
         assert any("persistence is off" in w for w in health["warnings"])
     finally:
         await s.close()
@@ -345,12 +357,16 @@ async def test_open_fails_clearly_when_redis_is_unreachable() -> None:
 async def test_health_reports_the_server(rstore: RedisStore) -> None:
     await rstore.submit(new())
     h = await rstore.health()
-    assert h["healthy"] is True and h["store"] == "redis" and h["jobs"] == 1
-    assert h["version"].startswith("7.") and h["latency_ms"] >= 0
+    assert h["healthy"] is True
+    assert h["store"] == "redis"
+    assert h["jobs"] == 1
+    assert h["version"].startswith("7.")
+    assert h["latency_ms"] >= 0
     assert h["maxmemory_policy"] == "noeviction"
     assert h["persistence"]["aof_enabled"] is True
     assert h["persistence"]["appendfsync"] == "always"
-    assert h["memory"]["used_bytes"] > 0 and "warnings" not in h
+    assert h["memory"]["used_bytes"] > 0
+    assert "warnings" not in h
 
 
 async def test_unavailable_while_down_then_recovers_by_itself(own_redis: RedisServer) -> None:
@@ -421,7 +437,8 @@ async def test_open_store_picks_redis_with_settings_from_the_environment(
     given = open_store(redis_server.url, settings=Settings(redis_prefix="given", redis_pool_size=9))
     assert (given.prefix, given.pool_size) == ("given", 9)  # type: ignore[attr-defined]
     unix = open_store("unix:///tmp/redis.sock?db=2")
-    assert isinstance(unix, RedisStore) and unix.url == "unix:///tmp/redis.sock?db=2"
+    assert isinstance(unix, RedisStore)
+    assert unix.url == "unix:///tmp/redis.sock?db=2"
     with pytest.raises(ValueError, match="unsupported store URL"):
         open_store("mysql://x")
     with pytest.raises(ValueError, match="prefix"):

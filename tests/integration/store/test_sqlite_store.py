@@ -86,7 +86,8 @@ async def test_sqlite_separate_processes_never_double_claim(
     # not vacuous: at least two OS processes really claimed from the file at the same time
     assert sum(1 for got in [mine, *theirs] if got) >= 2, [len(mine), *map(len, theirs)]
     flat = mine + [i for t in theirs for i in t]
-    assert len(flat) == len(set(flat)) == 400 and set(flat) == ids
+    assert len(flat) == len(set(flat)) == 400
+    assert set(flat) == ids
     _, done = await store.list_jobs(state=State.COMPLETED)
     assert done == 400
     for i, got in enumerate(theirs):
