@@ -98,23 +98,22 @@ COVERED_ELSEWHERE = {
     "scripts/test_api.py": "tests/integration/test_clients.py",
     "scripts/gpu_device_run.sh": "test_the_gpu_machine_script_runs_scripts_that_exist",
 }
-NEEDS = {"torch": "torch", "tensorflow": "tensorflow"}  # marker -> the module it stands for
+FRAMEWORKS = ("torch", "tensorflow")  # markers named after the module they need
 
 
-def params() -> list[object]:
-    return [
+@pytest.mark.parametrize(
+    "smoke",
+    [
         pytest.param(s, id=Path(s.script).stem, marks=(*s.marks, pytest.mark.timeout(s.timeout)))
         for s in SMOKES
-    ]
-
-
-@pytest.mark.parametrize("smoke", params())
+    ],
+)
 def test_script_runs_at_its_smallest_sizes(
     smoke: Smoke, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    for mark in smoke.marks:
-        if mark.name in NEEDS and importlib.util.find_spec(NEEDS[mark.name]) is None:
-            pytest.skip(f"needs {NEEDS[mark.name]}, not installed here")
+    for mark in smoke.marks:  # find_spec: the script imports it, not this process
+        if mark.name in FRAMEWORKS and importlib.util.find_spec(mark.name) is None:
+            pytest.skip(f"needs {mark.name}, not installed here")
     fill = {"out": str(tmp_path / "out"), "port": str(free_port())}
     if "{redis_url}" in smoke.args:
         fill["redis_url"] = request.getfixturevalue("redis_server").url
