@@ -174,14 +174,14 @@ def throughput(
         started = time.perf_counter()
         result = TorchRuntime().train(model_type, data / path, dict(hp), ctx)
         wall = time.perf_counter() - started
-        epochs = [m for _, m, e in ctx.reports if e is not None]
+        per_epoch = [m for _, m, e in ctx.reports if e is not None]
         rows.append(
             {
                 "model_type": model_type,
                 "architecture": result.info.get("architecture"),
                 "parameters": result.info["parameters"],
                 "samples_per_second": result.metrics["samples_per_second"],
-                "epoch_time_s": epochs[-1]["epoch_time"],
+                "epoch_time_s": per_epoch[-1]["epoch_time"],
                 "wall_s": wall,
                 "metric": result.metrics.get("accuracy", result.metrics.get("perplexity")),
             }
