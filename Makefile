@@ -33,12 +33,15 @@ test: lint
 unit: install
 	$(BIN)/pytest tests/unit tests/contract
 
+# bench_peers.py (the other Python queues, ~6 minutes; it runs bench_rtt_floor.py too) is not
+# here: it builds the peers' virtual environments from PyPI and rewrites bench/results.
 bench: install
 	$(BIN)/python bench/bench_api.py
 	$(BIN)/python bench/bench_list.py
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_keras.py
 	$(BIN)/python bench/bench_redis.py
+	$(BIN)/python bench/soak_redis.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,7 @@
 """TensorFlow runtime: the queue's overhead around a Keras training job.
 
-    .venv/bin/python bench/bench_keras.py [--runs 3] [--job mobilenet] [--poll 0] [--json OUT]
+    .venv/bin/python bench/bench_keras.py [--runs 3] [--job mobilenet] [--poll 0] [--epochs N]
+                                          [--json OUT]
 
 The same training job (same data, same hyperparameters, same seed) timed two ways, median of
 --runs each, in turns so that noise on a shared machine hits both: submitted through the real
@@ -9,6 +10,7 @@ API to a real `tensorflow` worker on the embedded store until the status says co
 calls the runtime's `train` (what a user would otherwise do: it pays the TensorFlow import and
 the graph building of `model.fit` too). The ratio API / script is the queue's overhead: the
 HTTP round trips, the claim, the child process and its progress channel, the model store.
+--epochs replaces the job's 3 epochs, for a quick run.
 """
 
 from __future__ import annotations
@@ -132,15 +134,19 @@ def main() -> None:
     parser.add_argument(
         "--poll", type=float, default=0.0, help="status poll interval; 0 = long-poll (?wait=30)"
     )
+    parser.add_argument("--epochs", type=int, help="epochs of the training job (default: 3)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    job = JOBS[args.job]
+    if args.epochs is not None:
+        job = {**job, "hyperparameters": {**job["hyperparameters"], "epochs": args.epochs}}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = tmp / "data"
         write_demo_data(data)
-        over = overhead(JOBS[args.job], data, tmp, args.runs, args.poll)
+        over = overhead(job, data, tmp, args.runs, args.poll)
         print(
-            f"\n{args.job} job {JOBS[args.job]['hyperparameters']}, median of {args.runs}: "
+            f"\n{args.job} job {job['hyperparameters']}, median of {args.runs}: "
             f"API {over['api_wall_s']:.2f}s (child's training_time "
             f"{over['api_training_time_s']:.2f}s), script {over['script_wall_s']:.2f}s\n"
             f"API / script = {over['api_vs_script']:.3f}"

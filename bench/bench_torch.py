@@ -1,7 +1,7 @@
 """PyTorch runtime: the queue's overhead around a training job, and CPU throughput per model type.
 
     .venv/bin/python bench/bench_torch.py [--runs 3] [--job resnet] [--poll 1] [--skip-api]
-                                          [--json OUT]
+                                          [--models bert,gpt] [--epochs N] [--json OUT]
 
 1. Overhead: the same training job (same data, same hyperparameters) timed three ways, median
    of --runs each, in turns: submitted through the API to a real worker until the status says
@@ -11,6 +11,9 @@
 2. Throughput: samples/s of the training steps per model type on this machine's CPU, with the
    runtime's defaults, and for images the cost of loading the folder and of assembling batches
    against the time of an epoch (data loading must not be the bottleneck).
+
+--models limits the throughput table to some model types; --epochs sets the epochs of every
+training (2 in the table, the runtime's default in the overhead job), for a quick run.
 """
 
 from __future__ import annotations
@@ -159,21 +162,27 @@ def image_pipeline(data: Path) -> dict[str, float]:
     return {"images": len(items), "load_s": load, "epoch_batches": batches, "assemble_s": assemble}
 
 
-def throughput(data: Path, tmp: Path) -> list[dict[str, Any]]:
+def throughput(
+    data: Path, tmp: Path, models: list[str], epochs: int | None
+) -> list[dict[str, Any]]:
     rows = []
     for model_type, path, hp in THROUGHPUT:
+        if model_type not in models:
+            continue
+        if epochs is not None:
+            hp = {**hp, "epochs": epochs}
         ctx = ctx_in(tmp / f"tp-{model_type}", data)
         started = time.perf_counter()
         result = TorchRuntime().train(model_type, data / path, dict(hp), ctx)
         wall = time.perf_counter() - started
-        epochs = [m for _, m, e in ctx.reports if e is not None]
+        per_epoch = [m for _, m, e in ctx.reports if e is not None]
         rows.append(
             {
                 "model_type": model_type,
                 "architecture": result.info.get("architecture"),
                 "parameters": result.info["parameters"],
                 "samples_per_second": result.metrics["samples_per_second"],
-                "epoch_time_s": epochs[-1]["epoch_time"],
+                "epoch_time_s": per_epoch[-1]["epoch_time"],
                 "wall_s": wall,
                 "metric": result.metrics.get("accuracy", result.metrics.get("perplexity")),
             }
@@ -189,8 +198,21 @@ def main() -> None:
     parser.add_argument(
         "--poll", type=float, default=1.0, help="status poll interval; 0 = long-poll (?wait=30)"
     )
+    parser.add_argument(
+        "--models",
+        type=lambda text: [m.strip() for m in text.split(",") if m.strip()],
+        default=[m for m, _, _ in THROUGHPUT],
+        help="comma-separated model types of the throughput table (default: all)",
+    )
+    parser.add_argument("--epochs", type=int, help="epochs of every training job")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    unknown = set(args.models) - {m for m, _, _ in THROUGHPUT}
+    if unknown:
+        parser.error(f"unknown model type(s) {sorted(unknown)}")
+    job = JOBS[args.job]
+    if args.epochs is not None:
+        job = {**job, "hyperparameters": {**job["hyperparameters"], "epochs": args.epochs}}
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         data = tmp / "data"
@@ -201,7 +223,7 @@ def main() -> None:
             f"image folder: {pipe['images']} images loaded in {pipe['load_s']:.3f}s; one epoch of "
             f"batches ({pipe['epoch_batches']}, augmented) assembled in {pipe['assemble_s']:.3f}s"
         )
-        report["throughput"] = throughput(data, tmp)
+        report["throughput"] = throughput(data, tmp, args.models, args.epochs)
         print(f"\n{'model':<10}{'architecture':<14}{'params':>11}{'samples/s':>11}{'epoch s':>9}")
         for row in report["throughput"]:
             print(
@@ -209,7 +231,7 @@ def main() -> None:
                 f"{row['samples_per_second']:>11.1f}{row['epoch_time_s']:>9.2f}"
             )
         if not args.skip_api:
-            over = overhead(JOBS[args.job], data, tmp, args.runs, args.poll)
+            over = overhead(job, data, tmp, args.runs, args.poll)
             report["overhead"] = over
             print(
                 f"\n{args.job} job, median of {args.runs}: API {over['api_wall_s']:.2f}s "

@@ -154,15 +154,17 @@ class Soak:
         self.workers.append(self.spawn("worker", "--queue", "sklearn", log=f"worker-{n}.log"))
 
     def shutdown(self) -> None:
-        for proc in [*self.workers, self.api, self.redis]:
-            if proc is not None and proc.poll() is None:
-                proc.send_signal(signal.SIGTERM if proc is not self.redis else signal.SIGKILL)
-        for proc in [*self.workers, self.api, self.redis]:
-            if proc is not None:
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+        # Redis last: workers and the API shut down cleanly while their store still answers.
+        for group in ([*self.workers, self.api], [self.redis]):
+            for proc in group:
+                if proc is not None and proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM if proc is not self.redis else signal.SIGKILL)
+            for proc in group:
+                if proc is not None:
+                    try:
+                        proc.wait(30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
 
     # -- load and faults -----------------------------------------------------------------------
     def post(self, path: str, body: dict[str, Any]) -> str:
