@@ -13,10 +13,8 @@ from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.commits import Commits
 from aijobs.worker.protocol import InferenceReply, InferenceRequest
-from aijobs.worker.running import EventLog, Running, time_limit
+from aijobs.worker.running import EventLog, Running, log, time_limit
 from aijobs.worker.supervisor import NotRun
-
-log = logging.getLogger("aijobs.worker")
 
 MODELS_REMEMBERED = 256  # model records kept by the worker (they never change once stored)
 

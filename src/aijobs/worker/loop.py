@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -22,16 +21,18 @@ from aijobs.store import JobStore
 from aijobs.worker.commits import STORE_RETRY_SECONDS, Commits
 from aijobs.worker.inference import Inference, InferenceChild
 from aijobs.worker.preflight import gpu_devices
-from aijobs.worker.running import Clock, EventLog, Running, StopReason
+from aijobs.worker.running import Clock, EventLog, Running, StopReason, log
 from aijobs.worker.supervisor import InferenceProcess, TrainingProcess
 from aijobs.worker.training import SpawnChild, Training
-
-log = logging.getLogger("aijobs.worker")
 
 IDLE_WAIT = 1.0  # longest sleep between claims when the store sends no wake-up
 
 
 class Worker:
+    """One worker process: its claim loop, the watcher that hears of new work, its leases, and
+    the training and inference parts that run what it claims. `clock`, `spawn_training` and
+    `inference_child` stand in for time and for the child processes in tests."""
+
     def __init__(
         self,
         settings: Settings,
@@ -80,12 +81,12 @@ class Worker:
             self.commits,
             self._log,
             free_gpus,
-            self.progress_flush.set,
-            runtime,
-            spawn_training,
+            on_progress=self.progress_flush.set,
+            runtime=runtime,
+            spawn=spawn_training,
         )
         self.inference = Inference(
-            settings, store, self.commits, self._log, self.inference_child, runtime
+            settings, store, self.commits, self._log, self.inference_child, runtime=runtime
         )
 
     @property
@@ -100,9 +101,8 @@ class Worker:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._request_stop)
         await self.store.register_worker(self._info())
-        await (
-            self.inference_child.start()
-        )  # so the first inference does not pay for a process start
+        # Started now, so the first inference does not pay for a process start.
+        await self.inference_child.start()
         self._log("worker started", queues=",".join(self.queues), concurrency=self.concurrency)
         keeper = asyncio.create_task(self._keep_leases())
         watcher = asyncio.create_task(self._watch())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import shutil
 import signal
 from collections.abc import Callable
@@ -20,10 +19,8 @@ from aijobs.worker.protocol import (
     TrainingError,
     TrainingSpec,
 )
-from aijobs.worker.running import EventLog, Running, TrainingChild, tail, time_limit
+from aijobs.worker.running import EventLog, Running, TrainingChild, log, tail, time_limit
 from aijobs.worker.supervisor import TrainingProcess
-
-log = logging.getLogger("aijobs.worker")
 
 # How a training child is started: (spec, log, progress callback, GPU) -> the child, not yet
 # started. TrainingProcess runs the real one; tests pass a fake at this boundary.
