@@ -17,8 +17,9 @@ from aijobs import errors
 from aijobs.jobs import Finish, JobType, NewJob, State
 from aijobs.settings import Settings
 from aijobs.store.sqlite import SQLiteStore
-from aijobs.worker import loop
-from aijobs.worker.loop import Running, Worker
+from aijobs.worker import commits
+from aijobs.worker.loop import Worker
+from aijobs.worker.running import Running
 
 
 class RepliesLost(SQLiteStore):
@@ -36,7 +37,7 @@ class RepliesLost(SQLiteStore):
 
 @pytest.fixture
 async def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setattr(loop, "STORE_RETRY_SECONDS", 0.01)
+    monkeypatch.setattr(commits, "STORE_RETRY_SECONDS", 0.01)
     store = RepliesLost(str(tmp_path / "aijobs.db"))
     await store.open()
     worker = Worker(Settings(home=tmp_path), store, ["sklearn"])
@@ -53,7 +54,7 @@ async def _held(store: SQLiteStore, worker: Worker, n: int = 1) -> list[Running]
 async def test_a_finish_whose_reply_was_lost_is_known_to_have_landed(setup: Any) -> None:
     store, worker = setup
     (held,) = await _held(store, worker)
-    assert await worker._write(held, "finish", result={"ok": 1})
+    assert await worker.commits.write(held, "finish", result={"ok": 1})
     job = await store.get(held.job.id)
     assert job.state is State.COMPLETED and job.result == {"ok": 1}
 
@@ -61,7 +62,7 @@ async def test_a_finish_whose_reply_was_lost_is_known_to_have_landed(setup: Any)
 async def test_a_batch_whose_reply_was_lost_is_not_finished_twice(setup: Any) -> None:
     store, worker = setup
     helds = await _held(store, worker, 3)
-    await worker._finish_many([(h, {"n": i}) for i, h in enumerate(helds)])
+    await worker.commits.finish_many([(h, {"n": i}) for i, h in enumerate(helds)])
     for i, held in enumerate(helds):
         job = await store.get(held.job.id)
         assert job.state is State.COMPLETED and job.result == {"n": i}
@@ -71,5 +72,5 @@ async def test_a_finish_of_a_job_someone_else_owns_is_not_claimed_as_landed(setu
     store, worker = setup
     (held,) = await _held(store, worker)
     await store.cancel(held.job.id)  # the finish is refused: nothing of ours landed
-    assert not await worker._write(held, "finish", result={"ok": 1})
+    assert not await worker.commits.write(held, "finish", result={"ok": 1})
     assert (await store.get(held.job.id)).state is State.CANCELLED

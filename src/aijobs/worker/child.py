@@ -1,14 +1,13 @@
 """The training child: one process (and process group) per training job.
 
-Run as ``python -m aijobs.worker.child SPEC.json``. Reports progress as JSON lines on the file
-descriptor named by AIJOBS_PROGRESS_FD, writes ``result.json`` or ``error.json`` beside the spec,
-and exits 0 on success, 2 on a user-facing failure, 1 on a crash. Its stdout/stderr are the
-job's log.
+Run as ``python -m aijobs.worker.child SPEC.json``. Reports progress on the file descriptor
+named by AIJOBS_PROGRESS_FD, writes its outcome or its error beside the spec, and exits 0 on
+success, 2 on a user-facing failure, 1 on a crash (see worker.protocol). Its stdout/stderr are
+the job's log.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -19,8 +18,15 @@ from typing import IO, Any
 
 from aijobs import datapaths, errors
 from aijobs.runtimes.base import load_runtime
-
-EXIT_OK, EXIT_CRASH, EXIT_JOB_FAILURE = 0, 1, 2
+from aijobs.worker.protocol import (
+    EXIT_CRASH,
+    EXIT_JOB_FAILURE,
+    EXIT_OK,
+    ProgressReport,
+    TrainingError,
+    TrainingOutcome,
+    TrainingSpec,
+)
 
 
 @dataclass
@@ -39,26 +45,18 @@ class ChildContext:
     def report(
         self, fraction: float, metrics: dict[str, Any] | None = None, *, epoch: int | None = None
     ) -> None:
-        message: dict[str, Any] = {"fraction": min(max(float(fraction), 0.0), 1.0)}
-        if metrics is not None:
-            message["metrics"] = metrics
+        message = ProgressReport(min(max(float(fraction), 0.0), 1.0), metrics)
         if epoch is not None:
             self.history.append({"epoch": epoch, **(metrics or {})})
-            message["history"] = self.history
+            message.history = self.history
         if self.channel is not None:
-            self.channel.write(json.dumps(message, default=str) + "\n")
+            self.channel.write(message.to_line())
             self.channel.flush()
 
 
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, default=str))
-    os.replace(tmp, path)
-
-
-def train(spec: dict[str, Any], channel: IO[str] | None) -> dict[str, Any]:
-    payload = spec["payload"]
-    runtime_name, model_type = spec["runtime"], payload["model_type"]
+def train(spec: TrainingSpec, channel: IO[str] | None) -> TrainingOutcome:
+    payload = spec.payload
+    runtime_name, model_type = spec.runtime, payload["model_type"]
     runtime = load_runtime(runtime_name)
     if runtime is None:
         raise errors.JobFailure(f"runtime {runtime_name!r} is not installed in this worker")
@@ -69,18 +67,18 @@ def train(spec: dict[str, Any], channel: IO[str] | None) -> dict[str, Any]:
             f"this worker's {runtime_name} runtime cannot train model_type {model_type!r}; "
             f"it can train: {', '.join(sorted(runtime.model_types))}"
         )
-    roots = [Path(r) for r in spec["data_roots"]]
+    roots = [Path(r) for r in spec.data_roots]
     try:
         data_path = datapaths.resolve_data_path(payload["data_path"], roots)
     except errors.InvalidDataPath as exc:
         raise errors.JobFailure(exc.detail) from exc
     ctx = ChildContext(
-        job_id=spec["job_id"],
-        attempt=spec["attempt"],
-        model_dir=Path(spec["model_dir"]),
-        checkpoint_dir=Path(spec["checkpoint_dir"]),
+        job_id=spec.job_id,
+        attempt=spec.attempt,
+        model_dir=Path(spec.model_dir),
+        checkpoint_dir=Path(spec.checkpoint_dir),
         data_roots=roots,
-        device=spec["device"],
+        device=spec.device,
         channel=channel,
     )
     ctx.model_dir.mkdir(parents=True, exist_ok=True)
@@ -92,29 +90,29 @@ def train(spec: dict[str, Any], channel: IO[str] | None) -> dict[str, Any]:
     outcome = runtime.train(model_type, data_path, payload.get("hyperparameters") or {}, ctx)
     elapsed = round(time.perf_counter() - started, 3)
     print(f"done in {elapsed}s: {outcome.metrics}")
-    return {
-        "metrics": {**outcome.metrics, "training_time": elapsed},
-        "info": outcome.info,
-        "framework": runtime.framework,
-        "framework_version": runtime.framework_version(),
-    }
+    return TrainingOutcome(
+        metrics={**outcome.metrics, "training_time": elapsed},
+        info=outcome.info,
+        framework=runtime.framework,
+        framework_version=runtime.framework_version(),
+    )
 
 
 def main(argv: list[str]) -> int:
     spec_path = Path(argv[1])
-    spec = json.loads(spec_path.read_text())
+    spec = TrainingSpec.read(spec_path)
     fd = os.environ.get("AIJOBS_PROGRESS_FD")
     channel = os.fdopen(int(fd), "w") if fd else None
     try:
-        write_json(spec_path.with_name("result.json"), train(spec, channel))
+        train(spec, channel).write(spec_path)
         return EXIT_OK
     except errors.JobFailure as exc:
         print(f"job failed: {exc.detail}", file=sys.stderr)
-        write_json(spec_path.with_name("error.json"), {"error": exc.detail})
+        TrainingError(exc.detail).write(spec_path)
         return EXIT_JOB_FAILURE
     except Exception as exc:
         traceback.print_exc()
-        write_json(spec_path.with_name("error.json"), {"error": f"{type(exc).__name__}: {exc}"})
+        TrainingError(f"{type(exc).__name__}: {exc}").write(spec_path)
         return EXIT_CRASH
 
 

@@ -1,13 +1,12 @@
 """The inference child: a long-lived process that keeps recently used models loaded.
 
-Run as ``python -m aijobs.worker.inference_server``. Reads one JSON request per line on stdin,
-answers one JSON line each on its private copy of stdout; anything libraries print goes to
-stderr, so it cannot corrupt the protocol.
+Run as ``python -m aijobs.worker.inference_server``. Reads one request per line on stdin and
+answers one line each on its private copy of stdout (see worker.protocol); anything libraries
+print goes to stderr, so it cannot corrupt the protocol.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
@@ -18,6 +17,7 @@ from typing import Any
 
 from aijobs import artifacts, errors
 from aijobs.runtimes.base import Runtime, discover, load_runtime
+from aijobs.worker.protocol import InferenceReply, InferenceRequest
 
 READ_CHUNK = 1 << 20
 
@@ -46,21 +46,18 @@ class ModelCache:
 
 
 def handle(
-    request: dict[str, Any], cache: ModelCache, runtimes: dict[str, Runtime]
+    request: InferenceRequest, cache: ModelCache, runtimes: dict[str, Runtime]
 ) -> dict[str, Any]:
-    runtime = runtimes.get(request["runtime"])
-    if runtime is None and (runtime := load_runtime(request["runtime"], runtimes)) is not None:
-        runtimes[request["runtime"]] = runtime
+    runtime = runtimes.get(request.runtime)
+    if runtime is None and (runtime := load_runtime(request.runtime, runtimes)) is not None:
+        runtimes[request.runtime] = runtime
     if runtime is None:
-        raise errors.JobFailure(f"runtime {request['runtime']!r} is not installed in this worker")
+        raise errors.JobFailure(f"runtime {request.runtime!r} is not installed in this worker")
     started = time.perf_counter()
-    model, cached = cache.get(runtime, request["model_dir"], request.get("sha256"))
+    model, cached = cache.get(runtime, request.model_dir, request.sha256)
     loaded = time.perf_counter()
     output = runtime.predict(
-        model,
-        request["input_data"],
-        request.get("parameters") or {},
-        [Path(r) for r in request["data_roots"]],
+        model, request.input_data, request.parameters, [Path(r) for r in request.data_roots]
     )
     done = time.perf_counter()
     return {
@@ -72,16 +69,15 @@ def handle(
 
 
 def answer(line: bytes, cache: ModelCache, runtimes: dict[str, Runtime]) -> bytes:
-    request = json.loads(line)
-    reply: dict[str, Any] = {"id": request.get("id")}
+    number, request = InferenceRequest.from_line(line)
     try:
-        reply |= {"ok": True, "output": handle(request, cache, runtimes)}
+        reply = InferenceReply(number, ok=True, output=handle(request, cache, runtimes))
     except errors.JobFailure as exc:
-        reply |= {"ok": False, "error": exc.detail}
+        reply = InferenceReply(number, ok=False, error=exc.detail)
     except Exception as exc:
         traceback.print_exc()
-        reply |= {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-    return (json.dumps(reply, default=str) + "\n").encode()
+        reply = InferenceReply(number, ok=False, error=f"{type(exc).__name__}: {exc}")
+    return reply.to_line()
 
 
 def main() -> int:

@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import json
 import os
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+
+from aijobs.worker.protocol import InferenceReply, InferenceRequest, ProgressReport
 
 PR_SET_PDEATHSIG = 1
 
-# Requests sent to the inference child and not answered yet: id -> (reply, time sent).
-Pending = dict[int, tuple[asyncio.Future[dict[str, Any]], float]]
+# Requests sent to the inference child and not answered yet: number -> (reply, time sent).
+Pending = dict[int, tuple[asyncio.Future[InferenceReply], float]]
 
 
 def _die_with_parent() -> None:
@@ -54,7 +54,7 @@ class TrainingProcess:
         self,
         spec_path: Path,
         log_path: Path,
-        on_progress: Callable[[dict[str, Any]], None],
+        on_progress: Callable[[ProgressReport], None],
         gpu: str | None = None,
     ) -> None:
         self.spec_path = spec_path
@@ -95,7 +95,7 @@ class TrainingProcess:
         try:
             while line := await reader.readline():
                 with contextlib.suppress(ValueError):
-                    self.on_progress(json.loads(line))
+                    self.on_progress(ProgressReport.from_line(line))
         finally:
             transport.close()
 
@@ -155,26 +155,26 @@ class InferenceProcess:
                 self._reader = asyncio.create_task(self._read_replies(self.proc, self._pending))
             return self.proc
 
-    async def send(self, messages: list[dict[str, Any]]) -> list[asyncio.Future[dict[str, Any]]]:
+    async def send(self, requests: list[InferenceRequest]) -> list[asyncio.Future[InferenceReply]]:
         """Send requests in one write; each future gets its reply (with the round trip's
         `elapsed_ms`), or ConnectionError if the child dies on it, NotRun if before it."""
         proc = await self._ensure()
         assert proc.stdin is not None
         loop = asyncio.get_running_loop()
         sent_at = time.perf_counter()
-        replies: list[asyncio.Future[dict[str, Any]]] = []
+        replies: list[asyncio.Future[InferenceReply]] = []
         lines = []
-        for message in messages:
+        for request in requests:
             self._seq += 1
             reply = loop.create_future()
             self._pending[self._seq] = (reply, sent_at)
             replies.append(reply)
-            lines.append(json.dumps({**message, "id": self._seq}) + "\n")
+            lines.append(request.to_line(self._seq))
         if not proc.stdin.is_closing():
             proc.stdin.write("".join(lines).encode())  # a dead child: its reader fails them
         return replies
 
-    def working_on(self) -> asyncio.Future[dict[str, Any]] | None:
+    def working_on(self) -> asyncio.Future[InferenceReply] | None:
         """The reply to the request the child is on now: it answers in order of sending."""
         for reply, _ in self._pending.values():
             return reply
@@ -185,10 +185,10 @@ class InferenceProcess:
         assert proc.stdout is not None
         try:
             while line := await proc.stdout.readline():
-                reply: dict[str, Any] = json.loads(line)
-                waiter, sent_at = pending.pop(reply.get("id", -1), (None, 0.0))
+                reply = InferenceReply.from_line(line)
+                waiter, sent_at = pending.pop(reply.id if reply.id is not None else -1, (None, 0.0))
                 if waiter is not None and not waiter.done():
-                    reply["elapsed_ms"] = round((time.perf_counter() - sent_at) * 1000, 3)
+                    reply.elapsed_ms = round((time.perf_counter() - sent_at) * 1000, 3)
                     waiter.set_result(reply)
         finally:
             exited = f"inference process exited with code {await proc.wait()}"

@@ -1,0 +1,162 @@
+"""Inference jobs: claimed in batches, sent to the long-lived inference child together,
+answered one after another, finished in one store round trip."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, Protocol
+
+from aijobs import routing
+from aijobs.jobs import Job, ModelRecord
+from aijobs.settings import Settings
+from aijobs.store import JobStore
+from aijobs.worker.commits import Commits
+from aijobs.worker.protocol import InferenceReply, InferenceRequest
+from aijobs.worker.running import EventLog, Running, log, time_limit
+from aijobs.worker.supervisor import NotRun
+
+MODELS_REMEMBERED = 256  # model records kept by the worker (they never change once stored)
+
+
+class InferenceChild(Protocol):
+    """The inference child (supervisor.InferenceProcess; a fake one in tests)."""
+
+    async def start(self) -> None: ...
+
+    async def send(
+        self, requests: list[InferenceRequest]
+    ) -> list[asyncio.Future[InferenceReply]]: ...
+
+    def working_on(self) -> asyncio.Future[InferenceReply] | None: ...
+
+    async def kill(self, grace: float = 1.0) -> None: ...
+
+
+class Inference:
+    """Runs the worker's inference jobs on its inference child."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        commits: Commits,
+        log: EventLog,
+        child: InferenceChild,
+        runtime: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.commits = commits
+        self.log = log
+        self.child = child
+        self.runtime = runtime  # serve every queue with this plugin instead of the catalogue's
+        self.data_roots = [str(r) for r in settings.roots]
+        self.models: dict[str, asyncio.Future[ModelRecord]] = {}
+
+    async def run(self, batch: list[Running]) -> None:
+        """Inference jobs claimed together: sent to the inference child in one write, answered
+        one after another, finished in one store round trip."""
+        try:
+            await self._infer(batch)
+        except Exception as exc:  # a bug here must not kill the worker or strand the jobs
+            log.exception("inference batch crashed in the worker")
+            for held in batch:
+                if not held.committing:
+                    error = f"worker error: {type(exc).__name__}: {exc}"
+                    await self.commits.write(held, "fail", error)
+
+    async def _infer(self, batch: list[Running]) -> None:
+        ready: list[tuple[Running, ModelRecord]] = []
+        for held in batch:
+            job = held.job
+            self.log("job started", logging.DEBUG, job=job.id, type=job.job_type)
+            try:
+                ready.append((held, await self._model(job.model_id or "")))
+            except Exception as exc:
+                error = f"model {job.model_id} is not available: {exc}"
+                await self.commits.write(held, "fail", error)
+        while ready:
+            ready = await self._infer_round(ready)
+
+    async def _infer_round(
+        self, ready: list[tuple[Running, ModelRecord]]
+    ) -> list[tuple[Running, ModelRecord]]:
+        """Send the batch to the child, write what it answered; return the jobs to send again:
+        those queued behind a job that crashed the child or was killed for its time limit.
+        They never started, so they run again on the new child, with no attempt used up."""
+        replies = await self.child.send([self._request(h.job, m) for h, m in ready])
+        limits = [time_limit(h.job, self.settings) for h, _ in ready]
+        late = await self._await_replies(replies, limits)
+        done: list[tuple[Running, dict[str, Any]]] = []
+        again: list[tuple[Running, ModelRecord]] = []
+        for (held, model), reply, limit in zip(ready, replies, limits, strict=True):
+            if held.stop_reason is not None:
+                continue  # cancelled or lost: nothing of it is ours to write
+            if reply in late:
+                await self.commits.write(held, "fail", f"inference timed out after {limit:g}s")
+            elif isinstance(error := reply.exception(), NotRun):
+                again.append((held, model))
+            elif error is not None:
+                error_text = f"inference process died: {error}"
+                await self.commits.write(held, "fail", error_text, retry=True)
+            elif not (answer := reply.result()).ok:
+                await self.commits.write(held, "fail", str(answer.error))
+            else:
+                result = {
+                    "model_id": model.model_id,
+                    "framework": model.framework,
+                    **answer.output,
+                    "inference_time_ms": answer.elapsed_ms,
+                }
+                done.append((held, result))
+        await self.commits.finish_many(done)
+        return again
+
+    async def _await_replies(
+        self, replies: list[asyncio.Future[InferenceReply]], limits: list[float]
+    ) -> set[asyncio.Future[InferenceReply]]:
+        """Wait for the child's answers, each within its job's time limit from now; return the
+        late ones. When the limit runs out on the job the child is working on, the child is
+        killed (the jobs behind it then run again); a job whose limit runs out while it waits
+        behind a slower one is late, but the child goes on."""
+        loop = asyncio.get_running_loop()
+        due = {reply: loop.time() + limit for reply, limit in zip(replies, limits, strict=True)}
+        late: set[asyncio.Future[InferenceReply]] = set()
+        while waiting := [r for r in replies if not r.done() and r not in late]:
+            await asyncio.wait(
+                waiting, timeout=max(0.0, min(due[r] for r in waiting) - loop.time())
+            )
+            now = loop.time()
+            late |= {r for r in waiting if not r.done() and due[r] <= now}
+            if self.child.working_on() in late:
+                await self.child.kill()
+                await asyncio.wait(replies, timeout=10)  # failed at its end: NotRun behind it
+                break
+        return late
+
+    def _request(self, job: Job, model: ModelRecord) -> InferenceRequest:
+        return InferenceRequest(
+            runtime=self.runtime or routing.QUEUES[model.queue].runtime,
+            model_dir=model.path,
+            sha256=model.sha256,
+            input_data=job.payload["input_data"],
+            parameters=job.payload.get("parameters") or {},
+            data_roots=self.data_roots,
+        )
+
+    async def _model(self, model_id: str) -> ModelRecord:
+        """A model's record; asked of the store once, however many of its jobs start at once."""
+        lookup = self.models.get(model_id)
+        if lookup is not None and lookup.done() and lookup.exception() is None:
+            return lookup.result()
+        if lookup is None:
+            lookup = self.models[model_id] = asyncio.ensure_future(self.store.get_model(model_id))
+            while len(self.models) > MODELS_REMEMBERED:
+                del self.models[next(iter(self.models))]
+        try:
+            return await asyncio.shield(lookup)
+        except Exception:
+            if self.models.get(model_id) is lookup:
+                del self.models[model_id]  # not found, or the store was down: ask again next time
+            raise

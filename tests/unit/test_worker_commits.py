@@ -1,0 +1,84 @@
+"""A job's last write through a store outage, on a clock that jumps: retried while the lease
+could still be ours, abandoned once it cannot be. The outage is real: the SQLite store is
+closed, and opened again when the test says the store is back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from aijobs.jobs import JobType, NewJob, State
+from aijobs.worker.commits import STORE_RETRY_SECONDS
+from aijobs.worker.running import Running, StopReason
+from tests.unit.worker_fakes import Setup, setup
+
+
+async def held_jobs(s: Setup, n: int = 1) -> list[Running]:
+    for _ in range(n):
+        await s.store.submit(NewJob(job_type=JobType.INFERENCE, queue="sklearn", payload={}))
+    claims = await s.store.claim(["sklearn"], s.worker.worker_id, 60, limit=n)
+    return [Running(c) for c in claims]
+
+
+def back_after(s: Setup, sleeps: int) -> None:
+    """The store is down now and back after the worker's `sleeps`-th back-off."""
+
+    async def on_sleep() -> None:
+        if len(s.clock.slept) == sleeps:
+            await s.store.open()
+
+    s.clock.on_sleep = on_sleep
+
+
+async def test_a_fail_is_retried_until_the_store_is_back(tmp_path: Path) -> None:
+    async with setup(tmp_path, ["sklearn"], lease_seconds=60) as s:
+        (held,) = await held_jobs(s)
+        await s.store.close()
+        back_after(s, 3)
+        assert await s.worker.commits.write(held, "fail", "bad input")
+        assert s.clock.slept == [STORE_RETRY_SECONDS] * 3
+        job = await s.store.get(held.job.id)
+        assert job.state is State.FAILED and job.error == "bad input"
+
+
+async def test_a_finish_is_abandoned_once_the_lease_cannot_be_ours(tmp_path: Path) -> None:
+    async with setup(tmp_path, ["sklearn"], lease_seconds=10) as s:
+        (held,) = await held_jobs(s)
+        await s.store.close()
+        assert not await s.worker.commits.write(held, "finish", result={"ok": 1})
+        # Retried for the lease's length, then left to the store's rescue.
+        assert sum(s.clock.slept) >= 10 and sum(s.clock.slept) <= 10 + STORE_RETRY_SECONDS
+        await s.store.open()
+        assert (await s.store.get(held.job.id)).state is State.RUNNING
+
+
+async def test_a_batch_finish_is_retried_through_an_outage(tmp_path: Path) -> None:
+    async with setup(tmp_path, ["sklearn"], lease_seconds=60) as s:
+        helds = await held_jobs(s, 3)
+        await s.store.close()
+        back_after(s, 2)
+        await s.worker.commits.finish_many([(h, {"n": i}) for i, h in enumerate(helds)])
+        assert len(s.clock.slept) == 2
+        for i, held in enumerate(helds):
+            job = await s.store.get(held.job.id)
+            assert job.state is State.COMPLETED and job.result == {"n": i}
+
+
+async def test_a_stopped_job_is_never_written(tmp_path: Path) -> None:
+    async with setup(tmp_path, ["sklearn"]) as s:
+        cancelled, lost, draining = await held_jobs(s, 3)
+        cancelled.stop_reason = StopReason.CANCEL
+        lost.stop_reason = StopReason.LOST
+        draining.stop_reason = StopReason.DRAINING
+        assert not await s.worker.commits.write(cancelled, "finish", result={})
+        assert not await s.worker.commits.write(lost, "fail", "late")
+        await s.worker.commits.finish_many([(draining, {})])
+        for held in (cancelled, lost, draining):
+            assert (await s.store.get(held.job.id)).state is State.RUNNING
+
+
+async def test_the_store_being_down_sends_the_claim_step_into_back_off(tmp_path: Path) -> None:
+    async with setup(tmp_path, ["sklearn"]) as s:
+        await s.store.close()
+        assert not await s.worker.tick()
+        assert s.clock.slept == [STORE_RETRY_SECONDS] and not s.worker.running
+        await s.store.open()
