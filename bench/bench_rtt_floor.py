@@ -63,7 +63,8 @@ def sync_worker(url: str, key: str, notify: str) -> None:
     r = redis.Redis.from_url(url, decode_responses=True)
     finish = r.register_script(FINISH)
     kid = spawn("child", pipes=True)
-    assert kid.stdin is not None and kid.stdout is not None
+    assert kid.stdin is not None
+    assert kid.stdout is not None
     while True:
         popped = r.blpop([f"{key}:inbox"])
         assert popped is not None
@@ -81,7 +82,8 @@ async def async_worker(url: str, key: str, notify: str) -> None:
     kid = await asyncio.create_subprocess_exec(
         sys.executable, __file__, "child", stdin=subprocess.PIPE, stdout=subprocess.PIPE
     )
-    assert kid.stdin is not None and kid.stdout is not None
+    assert kid.stdin is not None
+    assert kid.stdout is not None
     while True:
         popped = await r.blpop([f"{key}:inbox"])  # type: ignore[misc]
         assert popped is not None

@@ -53,13 +53,13 @@ class System:
 
     def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
         self.home.mkdir(parents=True, exist_ok=True)
-        out = open(self.home / log, "ab")  # noqa: SIM115 - the child owns it
-        return subprocess.Popen(
-            [sys.executable, "-m", "aijobs", *args],
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.home / log, "ab") as out:  # the child keeps its own copy of the fd
+            return subprocess.Popen(
+                [sys.executable, "-m", "aijobs", *args],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def start_api(self, processes: int = 1) -> None:
         args = ("--port", str(self.port), "--workers", str(processes))

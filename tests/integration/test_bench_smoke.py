@@ -145,4 +145,5 @@ def test_the_gpu_machine_script_runs_scripts_that_exist() -> None:
     script = REPO / "scripts" / "gpu_device_run.sh"
     assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
     named = [word for word in script.read_text().split() if word.startswith("scripts/")]
-    assert named and all((REPO / path).is_file() for path in named), named
+    assert named, named
+    assert all((REPO / path).is_file() for path in named), named

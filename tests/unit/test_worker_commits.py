@@ -37,7 +37,8 @@ async def test_a_fail_is_retried_until_the_store_is_back(tmp_path: Path) -> None
         assert await s.worker.commits.write(held, "fail", "bad input")
         assert s.clock.slept == [STORE_RETRY_SECONDS] * 3
         job = await s.store.get(held.job.id)
-        assert job.state is State.FAILED and job.error == "bad input"
+        assert job.state is State.FAILED
+        assert job.error == "bad input"
 
 
 async def test_a_finish_is_abandoned_once_the_lease_cannot_be_ours(tmp_path: Path) -> None:
@@ -46,7 +47,8 @@ async def test_a_finish_is_abandoned_once_the_lease_cannot_be_ours(tmp_path: Pat
         await s.store.close()
         assert not await s.worker.commits.write(held, "finish", result={"ok": 1})
         # Retried for the lease's length, then left to the store's rescue.
-        assert sum(s.clock.slept) >= 10 and sum(s.clock.slept) <= 10 + STORE_RETRY_SECONDS
+        assert sum(s.clock.slept) >= 10
+        assert sum(s.clock.slept) <= 10 + STORE_RETRY_SECONDS
         await s.store.open()
         assert (await s.store.get(held.job.id)).state is State.RUNNING
 
@@ -60,7 +62,8 @@ async def test_a_batch_finish_is_retried_through_an_outage(tmp_path: Path) -> No
         assert len(s.clock.slept) == 2
         for i, held in enumerate(helds):
             job = await s.store.get(held.job.id)
-            assert job.state is State.COMPLETED and job.result == {"n": i}
+            assert job.state is State.COMPLETED
+            assert job.result == {"n": i}
 
 
 async def test_a_stopped_job_is_never_written(tmp_path: Path) -> None:
@@ -80,5 +83,6 @@ async def test_the_store_being_down_sends_the_claim_step_into_back_off(tmp_path:
     async with setup(tmp_path, ["sklearn"]) as s:
         await s.store.close()
         assert not await s.worker.tick()
-        assert s.clock.slept == [STORE_RETRY_SECONDS] and not s.worker.running
+        assert s.clock.slept == [STORE_RETRY_SECONDS]
+        assert not s.worker.running
         await s.store.open()

@@ -42,7 +42,8 @@ def test_gpu_queues_cap_concurrency_at_one_job_per_gpu(
 ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     w = worker(tmp_path, ["pytorch-2.1-gpu"])
-    assert w.free_gpus == ["0"] and w.concurrency == 1
+    assert w.free_gpus == ["0"]
+    assert w.concurrency == 1
     assert device_for(held("pytorch-2.1-gpu", True)) == "cuda"
 
 
@@ -51,7 +52,8 @@ def test_tensorflow_gives_its_gpu_to_the_jobs_that_ask(
 ) -> None:
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0")
     w = worker(tmp_path, ["tensorflow"])
-    assert w.free_gpus == ["0"] and w.concurrency == 2  # CPU jobs are not capped by GPUs
+    assert w.free_gpus == ["0"]
+    assert w.concurrency == 2
     assert device_for(held("tensorflow", True, gpu="0")) == "cuda"
     assert device_for(held("tensorflow", False)) == "cpu"
     assert device_for(held("tensorflow", True)) == "cpu"  # no GPU free: it runs on the CPU
@@ -72,7 +74,8 @@ async def test_a_started_job_that_asks_gets_the_gpu_and_gives_it_back(
         await s.worker.tick()
         await until(lambda: len(s.children) == 2 and all(c.spec for c in s.children))
         first, second = s.children.of(asks), s.children.of(also_asks)
-        assert first.spec is not None and second.spec is not None
+        assert first.spec is not None
+        assert second.spec is not None
         assert (first.gpu, first.spec.device) == ("0", "cuda")
         assert (second.gpu, second.spec.device) == (None, "cpu")  # no GPU left: the CPU
         assert s.worker.free_gpus == []
@@ -81,7 +84,8 @@ async def test_a_started_job_that_asks_gets_the_gpu_and_gives_it_back(
         await until(lambda: asks not in s.worker.running)
         assert s.worker.free_gpus == ["0"]  # handed back as the job ended
         job = await s.store.get(asks)
-        assert job.state is State.COMPLETED and job.result is not None
+        assert job.state is State.COMPLETED
+        assert job.result is not None
         assert job.result["device"] == "cuda"
 
         # The next job that asks gets the GPU the first one gave back.

@@ -40,18 +40,22 @@ async def test_inference_fills_the_room_the_training_slots_leave(tmp_path: Path)
         assert await s.worker.tick()  # room 4, all taken: claim again at once
         assert set(s.worker.running) == {training, *inference[:3]}
         assert not await s.worker.tick()  # no room left: no claim, no watching
-        assert len(s.worker.running) == 4 and not s.worker.watching.is_set()
+        assert len(s.worker.running) == 4
+        assert not s.worker.watching.is_set()
 
         s.inference.answering.set()
         await until(lambda: len(s.worker.running) == 1)
         for job_id in inference[:3]:
             job = await s.store.get(job_id)
-            assert job.state is State.COMPLETED and job.result is not None
-            assert job.result["model_id"] == model and job.result["inference_time_ms"] == 1.0
+            assert job.state is State.COMPLETED
+            assert job.result is not None
+            assert job.result["model_id"] == model
+            assert job.result["inference_time_ms"] == 1.0
         assert [r.input_data for r in s.inference.requests] == [[0], [1], [2]]
 
         # The slots freed: the step watches the queues, and the watcher's answer claims.
-        assert not await s.worker.tick() and s.worker.watching.is_set()
+        assert not await s.worker.tick()
+        assert s.worker.watching.is_set()
         s.worker.store_woke = True
         await s.worker.tick()
         await until(lambda: len(s.worker.running) == 1)
@@ -89,4 +93,5 @@ async def test_a_model_that_is_not_there_fails_its_jobs(tmp_path: Path) -> None:
         await s.worker.tick()
         await until(lambda: not s.worker.running)
         job = await s.store.get(job_id)
-        assert job.state is State.FAILED and "model_missing is not available" in (job.error or "")
+        assert job.state is State.FAILED
+        assert "model_missing is not available" in (job.error or "")

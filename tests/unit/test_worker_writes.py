@@ -56,7 +56,8 @@ async def test_a_finish_whose_reply_was_lost_is_known_to_have_landed(setup: Any)
     (held,) = await _held(store, worker)
     assert await worker.commits.write(held, "finish", result={"ok": 1})
     job = await store.get(held.job.id)
-    assert job.state is State.COMPLETED and job.result == {"ok": 1}
+    assert job.state is State.COMPLETED
+    assert job.result == {"ok": 1}
 
 
 async def test_a_batch_whose_reply_was_lost_is_not_finished_twice(setup: Any) -> None:
@@ -65,7 +66,8 @@ async def test_a_batch_whose_reply_was_lost_is_not_finished_twice(setup: Any) ->
     await worker.commits.finish_many([(h, {"n": i}) for i, h in enumerate(helds)])
     for i, held in enumerate(helds):
         job = await store.get(held.job.id)
-        assert job.state is State.COMPLETED and job.result == {"n": i}
+        assert job.state is State.COMPLETED
+        assert job.result == {"n": i}
 
 
 async def test_a_finish_of_a_job_someone_else_owns_is_not_claimed_as_landed(setup: Any) -> None:

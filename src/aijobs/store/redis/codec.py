@@ -44,7 +44,8 @@ def decode_job(values: Sequence[str | None], log_text: str | None = None) -> Job
 
     created = seconds(need("created_at"))
     updated = seconds(need("updated_at"))
-    assert created is not None and updated is not None
+    assert created is not None
+    assert updated is not None
     # Built from our own scripts' replies, every field already of its type: no validation pass
     # (this runs for every job a worker claims).
     return Job.model_construct(
