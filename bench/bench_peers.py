@@ -324,6 +324,31 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _chosen_queues(parser: argparse.ArgumentParser, only: str) -> list[str]:
+    """The queues to measure: all of them, or those --only names, less any not yet written."""
+    queues = [*PEERS, OURS]
+    if only:
+        wanted = [q.strip() for q in only.split(",") if q.strip()]
+        unknown = [q for q in wanted if q not in queues]
+        if unknown:
+            parser.error(f"unknown queue(s) {unknown}; known: {', '.join(queues)}")
+        queues = [q for q in queues if q in wanted]
+    if OURS in queues and not OURS_ADAPTER.exists():
+        log(f"skipping {OURS}: {OURS_ADAPTER.relative_to(REPO)} does not exist yet")
+        queues.remove(OURS)
+    if not queues:
+        sys.exit("nothing to run")
+    return queues
+
+
+def _interpreter(queue: str) -> str:
+    """The Python that runs `queue`'s adapter: ours, or the peer's own environment (made once)."""
+    if queue == OURS:
+        return project_python()
+    folder = PEERS[queue][1]
+    return str(ensure_venv(folder, VENVS[folder]))
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--runs", type=int, default=3)
@@ -333,26 +358,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where peers.json/md go")
     args = p.parse_args()
 
-    queues = [*PEERS, OURS]
-    if args.only:
-        wanted = [q.strip() for q in args.only.split(",") if q.strip()]
-        unknown = [q for q in wanted if q not in queues]
-        if unknown:
-            p.error(f"unknown queue(s) {unknown}; known: {', '.join(queues)}")
-        queues = [q for q in queues if q in wanted]
-    if OURS in queues and not OURS_ADAPTER.exists():
-        log(f"skipping {OURS}: {OURS_ADAPTER.relative_to(REPO)} does not exist yet")
-        queues.remove(OURS)
-    if not queues:
-        sys.exit("nothing to run")
-
-    pythons: dict[str, str] = {}
-    for q in queues:
-        if q == OURS:
-            pythons[q] = project_python()
-        else:
-            folder = PEERS[q][1]
-            pythons[q] = str(ensure_venv(folder, VENVS[folder]))
+    queues = _chosen_queues(p, args.only)
+    pythons = {q: _interpreter(q) for q in queues}
     adapters = {q: OURS_ADAPTER if q == OURS else PEERS_DIR / PEERS[q][0] for q in queues}
 
     raw: dict[str, list[dict[str, Any]]] = {q: [] for q in queues}

@@ -86,6 +86,59 @@ def wait(client: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
         time.sleep(0.2)
 
 
+def wait_for_gpu_workers(client: httpx.Client) -> None:
+    """Until every GPU queue has a worker (or about a minute has passed)."""
+    for _ in range(300):
+        try:
+            queues = client.get("/queues").json()["queues"]
+            if all(q["has_worker"] for q in queues if q["queue"].endswith("-gpu")):
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+
+
+def infer(client: httpx.Client, data: Path, job: dict[str, Any], model_id: str) -> dict[str, Any]:
+    """Run one inference with the model `job` trained; its final status."""
+    model_type = job["model_type"]
+    if model_type in INFERENCE_INPUT:
+        text, params = INFERENCE_INPUT[model_type]
+    else:
+        text, params = image_input(data, job), {"top_k": 3}
+    inference = client.post(
+        "/jobs/inference",
+        json={"model_id": model_id, "input_data": text, "parameters": params},
+    ).json()
+    return wait(client, inference["job_id"], 120)
+
+
+def stop(procs: list[subprocess.Popen[bytes]]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def summary_lines(report: list[dict[str, Any]]) -> list[str]:
+    lines = []
+    for entry in report:
+        training, result = entry["training"], entry["training"].get("result") or {}
+        metrics = result.get("metrics", {})
+        lines.append(
+            f"{entry['request']['model_type']:12} queue={training['queue']:16} "
+            f"status={training['status']:9} cuda={entry['on_cuda']!s:5} "
+            f"done_after={entry['seconds_since_submission']:6}s device={result.get('device')} "
+            f"metrics={json.dumps(metrics)[:160]} error={training.get('error')}"
+        )
+        if "inference" in entry:
+            out = entry["inference"]
+            lines.append(f"{'':12} inference={out['status']} {json.dumps(out.get('result'))[:300]}")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
@@ -125,14 +178,7 @@ def main() -> int:
     ok = True
     try:
         client = httpx.Client(base_url=f"http://127.0.0.1:{args.port}", timeout=60)
-        for _ in range(300):
-            try:
-                queues = client.get("/queues").json()["queues"]
-                if all(q["has_worker"] for q in queues if q["queue"].endswith("-gpu")):
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
+        wait_for_gpu_workers(client)
         submitted = [
             (job, client.post("/jobs/training", json=job).json(), time.monotonic()) for job in jobs
         ]
@@ -151,40 +197,13 @@ def main() -> int:
             entry["on_cuda"] = "cuda" in device
             ok &= status["status"] == "completed" and (entry["on_cuda"] or args.dry_run_on_cpu)
             if status["status"] == "completed":
-                model_type = job["model_type"]
-                if model_type in INFERENCE_INPUT:
-                    text, params = INFERENCE_INPUT[model_type]
-                else:
-                    text, params = image_input(data, job), {"top_k": 3}
-                inference = client.post(
-                    "/jobs/inference",
-                    json={"model_id": result["model_id"], "input_data": text, "parameters": params},
-                ).json()
-                entry["inference"] = wait(client, inference["job_id"], 120)
+                entry["inference"] = infer(client, data, job, result["model_id"])
                 ok &= entry["inference"]["status"] == "completed"
             report.append(entry)
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(procs)
     (args.out / "gpu_e2e.json").write_text(json.dumps(report, indent=2, default=str))
-    lines = []
-    for entry in report:
-        training, result = entry["training"], entry["training"].get("result") or {}
-        metrics = result.get("metrics", {})
-        lines.append(
-            f"{entry['request']['model_type']:12} queue={training['queue']:16} "
-            f"status={training['status']:9} cuda={entry['on_cuda']!s:5} "
-            f"done_after={entry['seconds_since_submission']:6}s device={result.get('device')} "
-            f"metrics={json.dumps(metrics)[:160]} error={training.get('error')}"
-        )
-        if "inference" in entry:
-            out = entry["inference"]
-            lines.append(f"{'':12} inference={out['status']} {json.dumps(out.get('result'))[:300]}")
+    lines = summary_lines(report)
     where = "on the CPU (dry run)" if args.dry_run_on_cpu else "on CUDA"
     summary = "\n".join(lines) + f"\nall completed {where}: {ok}\n"
     (args.out / "gpu_e2e.txt").write_text(summary)

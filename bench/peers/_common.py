@@ -153,14 +153,23 @@ def fail(msg: str) -> None:
 
 
 def _wait_drain(adapter: Adapter, r: redis.Redis, worker: Worker, handles: list[Any]) -> float:
-    n = len(handles)
+    _wait_first_claim(adapter, r, worker, len(handles))
+    t0 = time.perf_counter()
+    _wait_last_done(adapter, r, worker, handles[-1])
+    return _all_done_at(adapter, r, handles) - t0
+
+
+def _wait_first_claim(adapter: Adapter, r: redis.Redis, worker: Worker, n: int) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while adapter.pending(r) >= n:
         if time.monotonic() > deadline:
             worker.check_alive()
             fail(f"worker took no job in {START_TIMEOUT_S:.0f} s:\n{worker.tail()}")
         time.sleep(0.0005)
-    t0 = time.perf_counter()
+
+
+def _wait_last_done(adapter: Adapter, r: redis.Redis, worker: Worker, last: Any) -> None:
+    """Until nothing is pending and the last job enqueued is done."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     checks = 0
     while adapter.pending(r) > 0:
@@ -170,13 +179,17 @@ def _wait_drain(adapter: Adapter, r: redis.Redis, worker: Worker, handles: list[
             worker.check_alive()
             if time.monotonic() > deadline:
                 fail("drain timed out")
-    while not adapter.done_many(r, [handles[-1]])[0]:
+    while not adapter.done_many(r, [last])[0]:
         time.sleep(0.0005)
         checks += 1
         if checks % 2000 == 0:
             worker.check_alive()
             if time.monotonic() > deadline:
                 fail("drain timed out")
+
+
+def _all_done_at(adapter: Adapter, r: redis.Redis, handles: list[Any]) -> float:
+    """The perf_counter time by which every job is seen done (fails if some never are)."""
     t1 = time.perf_counter()
     # A worker that runs several jobs at once (threads, asyncio tasks) may finish a few just
     # before the last one: then t1 is when the stragglers are seen done, within a grace period.
@@ -189,8 +202,11 @@ def _wait_drain(adapter: Adapter, r: redis.Redis, worker: Worker, handles: list[
     if missing:
         describe = getattr(adapter, "describe", repr)
         shown = [describe(r, h) if describe is not repr else repr(h) for h in missing[:3]]
-        fail(f"{len(missing)} of {n} jobs not done 10 s after the last one was, e.g. {shown}")
-    return t1 - t0
+        fail(
+            f"{len(missing)} of {len(handles)} jobs not done 10 s after the last one was, "
+            f"e.g. {shown}"
+        )
+    return t1
 
 
 def _missing(adapter: Adapter, r: redis.Redis, handles: list[Any]) -> list[Any]:

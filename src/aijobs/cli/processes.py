@@ -60,15 +60,22 @@ class ProcessManager:
             self._start(name)
         while not self.stopping:
             time.sleep(0.5)
-            for name, proc in list(self.procs.items()):
-                if proc.poll() is None or self.stopping:
-                    continue
-                recent = [t for t in restarts.get(name, []) if time.monotonic() - t < 60]
-                restarts[name] = [*recent, time.monotonic()]
-                self.log.warning("%s exited with %s; restarting", name, proc.returncode)
-                if len(recent) >= 5:
-                    time.sleep(5)  # crash loop: slow down
-                self._start(name)
+            self._restart_exited(restarts)
+        self._stop_all()
+
+    def _restart_exited(self, restarts: dict[str, list[float]]) -> None:
+        """Start again every process that has exited; `restarts` holds each one's restart times."""
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is None or self.stopping:
+                continue
+            recent = [t for t in restarts.get(name, []) if time.monotonic() - t < 60]
+            restarts[name] = [*recent, time.monotonic()]
+            self.log.warning("%s exited with %s; restarting", name, proc.returncode)
+            if len(recent) >= 5:
+                time.sleep(5)  # crash loop: slow down
+            self._start(name)
+
+    def _stop_all(self) -> None:
         self.log.info("stopping %d processes", len(self.procs))
         for proc in self.procs.values():
             if proc.poll() is None:

@@ -40,27 +40,15 @@ def problems(
     runtimes = discover() if runtimes is None else runtimes
     found: list[str] = []
     if runtime_override is not None:
-        override = load_runtime(runtime_override, runtimes)
-        if override is None:
-            found.append(f"runtime {runtime_override!r} is neither installed nor importable")
-        elif missing := override.missing():
-            found.append(f"runtime {runtime_override!r}: {missing}")
+        found += _override_problems(runtime_override, runtimes)
     gpus: int | None = None
     for name in queues:
         queue = routing.QUEUES.get(name)
         if queue is None:
             found.append(f"unknown queue {name!r}; queues: {', '.join(routing.QUEUES)}")
             continue
-        runtime = runtimes.get(queue.runtime)
-        if runtime_override is not None:
-            pass  # the override serves every queue; checked once above
-        elif runtime is None:
-            found.append(
-                f"queue {name!r} needs the {queue.runtime} runtime, which is not installed here "
-                f"(pip install 'aijobs[{queue.runtime}]')"
-            )
-        elif missing := runtime.missing():
-            found.append(f"queue {name!r}: {missing}")
+        if runtime_override is None:  # else the override serves every queue; checked once above
+            found += _runtime_problems(name, queue, runtimes)
         if queue.gpu and not allow_missing_gpu:
             gpus = gpu_count() if gpus is None else gpus
             if gpus == 0:
@@ -69,6 +57,27 @@ def problems(
                     "(AIJOBS_ALLOW_MISSING_GPU=1 runs it on the CPU, for tests only)"
                 )
     return found
+
+
+def _override_problems(runtime_override: str, runtimes: dict[str, Runtime]) -> list[str]:
+    override = load_runtime(runtime_override, runtimes)
+    if override is None:
+        return [f"runtime {runtime_override!r} is neither installed nor importable"]
+    if missing := override.missing():
+        return [f"runtime {runtime_override!r}: {missing}"]
+    return []
+
+
+def _runtime_problems(name: str, queue: routing.Queue, runtimes: dict[str, Runtime]) -> list[str]:
+    runtime = runtimes.get(queue.runtime)
+    if runtime is None:
+        return [
+            f"queue {name!r} needs the {queue.runtime} runtime, which is not installed here "
+            f"(pip install 'aijobs[{queue.runtime}]')"
+        ]
+    if missing := runtime.missing():
+        return [f"queue {name!r}: {missing}"]
+    return []
 
 
 def servable(allow_missing_gpu: bool) -> list[str]:

@@ -145,19 +145,10 @@ def _resolve_pretrained(value: str, ctx: TrainContext) -> Path:
     return path
 
 
-def train(
-    model_type: str, data_path: Path, given: dict[str, Any], ctx: TrainContext
-) -> TrainResult:
-    common.offline()
-    accepted, defaults = torch_params.spec_for(model_type)
-    if given.get("pretrained_model") is not None:
-        defaults = {**defaults, **torch_params.TEXT_PRETRAINED_DEFAULTS}
-    hp = params.validate(given, accepted, defaults)
-    choice = common.select_device(ctx.device)
-    notes: list[str] = []
-    if given.get("pretrained_model") is None:
-        hp = torch_params.default_learning_rate(given, hp, notes)
-
+def _labelled_rows(
+    data_path: Path, hp: dict[str, Any], notes: list[str]
+) -> tuple[str, str, list[tuple[str, str]]]:
+    """The text and label columns, and the rows that have both."""
     header, rows = text_data.read_table(data_path)
     text_col = text_data.pick_column(header, hp["text_column"], text_data.TEXT_FALLBACKS, "text")
     label_col = text_data.pick_column(
@@ -174,12 +165,69 @@ def train(
             f"data file {data_path.name!r} has {len(kept)} usable rows; bert needs at least "
             f"{MIN_ROWS}"
         )
+    return text_col, label_col, kept
+
+
+def _classes(kept: list[tuple[str, str]], label_col: str) -> list[str]:
     classes = text_data.sorted_classes({y for _, y in kept})
     if len(classes) < 2:
         raise errors.JobFailure(
             f"label column {label_col!r} has a single class ({classes[0]!r}); "
             "classification needs at least two"
         )
+    return classes
+
+
+def _pretrained_setup(
+    pretrained: Path, classes: list[str], max_length: int, given: dict[str, Any], notes: list[str]
+) -> tuple[Any, Any, int]:
+    """The pretrained model, its tokenizer and the max_length it allows."""
+    model = _pretrained_model(pretrained, classes)
+    limit = getattr(model.config, "max_position_embeddings", max_length)
+    if max_length > limit:
+        notes.append(
+            f"max_length {max_length} is over the pretrained model's {limit}; used {limit}"
+        )
+        max_length = limit
+    tok = text_data.pretrained_tokenizer(pretrained, max_length)
+    ignored = [k for k in ("num_layers", "hidden_size", "num_heads", "vocab_size") if k in given]
+    if ignored:
+        notes.append(f"{', '.join(ignored)}: taken from the pretrained model, not given values")
+    return model, tok, max_length
+
+
+def _scratch_setup(
+    hp: dict[str, Any], classes: list[str], state: dict[str, Any] | None, train_texts: list[str]
+) -> tuple[Any, Any]:
+    """A new model and its tokenizer: the checkpoint's when resuming, else trained on the rows."""
+    from tokenizers import Tokenizer
+
+    tok: Any  # as text_data's tokenizer helpers return it, whichever branch makes it
+    if state is not None:
+        tok = Tokenizer.from_str(state["extra"]["tokenizer"])
+    else:
+        tok = text_data.train_tokenizer(
+            train_texts, hp["vocab_size"], hp["lowercase"], hp["max_length"]
+        )
+    model = _scratch_model(hp, tok.get_vocab_size(), classes, tok.token_to_id("[PAD]"))
+    return model, tok
+
+
+def train(
+    model_type: str, data_path: Path, given: dict[str, Any], ctx: TrainContext
+) -> TrainResult:
+    common.offline()
+    accepted, defaults = torch_params.spec_for(model_type)
+    if given.get("pretrained_model") is not None:
+        defaults = {**defaults, **torch_params.TEXT_PRETRAINED_DEFAULTS}
+    hp = params.validate(given, accepted, defaults)
+    choice = common.select_device(ctx.device)
+    notes: list[str] = []
+    if given.get("pretrained_model") is None:
+        hp = torch_params.default_learning_rate(given, hp, notes)
+
+    text_col, label_col, kept = _labelled_rows(data_path, hp, notes)
+    classes = _classes(kept, label_col)
     datasets.check_num_classes(hp["num_classes"], classes, notes)
     index = {c: i for i, c in enumerate(classes)}
     texts, labels = [t for t, _ in kept], [index[y] for _, y in kept]
@@ -205,30 +253,9 @@ def train(
     common.seed_all(hp["seed"])
     max_length = hp["max_length"]
     if pretrained is not None:
-        model = _pretrained_model(pretrained, classes)
-        limit = getattr(model.config, "max_position_embeddings", max_length)
-        if max_length > limit:
-            notes.append(
-                f"max_length {max_length} is over the pretrained model's {limit}; used {limit}"
-            )
-            max_length = limit
-        tok = text_data.pretrained_tokenizer(pretrained, max_length)
-        ignored = [
-            k for k in ("num_layers", "hidden_size", "num_heads", "vocab_size") if k in given
-        ]
-        if ignored:
-            notes.append(f"{', '.join(ignored)}: taken from the pretrained model, not given values")
+        model, tok, max_length = _pretrained_setup(pretrained, classes, max_length, given, notes)
     else:
-        from tokenizers import Tokenizer
-
-        if state is not None:
-            tok = Tokenizer.from_str(state["extra"]["tokenizer"])
-        else:
-            train_texts = [texts[i] for i in split[0]]
-            tok = text_data.train_tokenizer(
-                train_texts, hp["vocab_size"], hp["lowercase"], max_length
-            )
-        model = _scratch_model(hp, tok.get_vocab_size(), classes, tok.token_to_id("[PAD]"))
+        model, tok = _scratch_setup(hp, classes, state, [texts[i] for i in split[0]])
     pad = text_data.pad_id(tok, model.config)
     architecture = str(getattr(model.config, "model_type", "bert"))
     encodings = tok.encode_batch(texts)

@@ -162,23 +162,11 @@ def fit(
     history: list[dict[str, Any]] = []
     start_epoch, global_step, resumed = 0, 0, None
     if state is not None:
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["rng"]["shuffle"])
-        torch.set_rng_state(state["rng"]["torch"])
-        if device.type == "cuda" and state["rng"].get("cuda") is not None:
-            with contextlib.suppress(RuntimeError, IndexError):
-                torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+        _restore(state, model, optimizer, generator, device)
         start_epoch, global_step = int(state["epoch"]), int(state["global_step"])
         history = list(state["history"])
         resumed = start_epoch
-        for past in history:  # a rescued job's history starts empty in the new process
-            done = PREPARE_SHARE + TRAIN_SHARE * past["epoch"] / epochs
-            ctx.report(done, {k: v for k, v in past.items() if k != "epoch"}, epoch=past["epoch"])
-        ctx.report(
-            PREPARE_SHARE + TRAIN_SHARE * min(start_epoch, epochs) / epochs,
-            {"resumed_from_epoch": start_epoch},
-        )
+        _replay_reports(ctx, history, start_epoch, epochs)
 
     model.train()
     trained_samples, train_seconds, last_report = 0, 0.0, time.monotonic()
@@ -236,11 +224,7 @@ def fit(
                 "global_step": global_step,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
-                "rng": {
-                    "shuffle": generator.get_state(),
-                    "torch": torch.get_rng_state(),
-                    "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                },
+                "rng": _rng_state(generator, device),
                 "history": history,
                 "extra": extra,
             }
@@ -263,6 +247,43 @@ def fit(
         resumed_from_epoch=resumed,
         train_seconds=round(train_seconds, 3),
         samples_per_second=speed,
+    )
+
+
+def _restore(
+    state: dict[str, Any],
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    device: torch.device,
+) -> None:
+    """Put the model, optimizer and random streams back where a checkpoint left them."""
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    generator.set_state(state["rng"]["shuffle"])
+    torch.set_rng_state(state["rng"]["torch"])
+    if device.type == "cuda" and state["rng"].get("cuda") is not None:
+        with contextlib.suppress(RuntimeError, IndexError):
+            torch.cuda.set_rng_state(state["rng"]["cuda"], device)
+
+
+def _rng_state(generator: torch.Generator, device: torch.device) -> dict[str, Any]:
+    return {
+        "shuffle": generator.get_state(),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+    }
+
+
+def _replay_reports(
+    ctx: TrainContext, history: list[dict[str, Any]], start_epoch: int, epochs: int
+) -> None:
+    for past in history:  # a rescued job's history starts empty in the new process
+        done = PREPARE_SHARE + TRAIN_SHARE * past["epoch"] / epochs
+        ctx.report(done, {k: v for k, v in past.items() if k != "epoch"}, epoch=past["epoch"])
+    ctx.report(
+        PREPARE_SHARE + TRAIN_SHARE * min(start_epoch, epochs) / epochs,
+        {"resumed_from_epoch": start_epoch},
     )
 
 

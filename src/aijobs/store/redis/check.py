@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import sys
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from aijobs.jobs import TERMINAL, State
@@ -36,8 +37,35 @@ async def _zset(store: RedisStore, key: str) -> dict[str, float]:
     return {str(member): float(score) for member, score in rows}
 
 
+@dataclass
+class _Snapshot:
+    """The job hashes and every index that should agree with them, read once."""
+
+    jobs: dict[str, dict[str, str]]
+    every: dict[str, float]
+    states: dict[str, dict[str, float]]
+    leases: dict[str, float]
+    finished: dict[str, float]
+    # job id -> the (queue, rank member) pairs that name it across all ready sets
+    in_ready: dict[str, list[tuple[str, str]]]
+    counts: dict[str, int]
+
+
 async def check_invariants(store: RedisStore) -> list[str]:
     """Every violation found, in words; [] when the store is consistent."""
+    snap = await _read_snapshot(store)
+    problems: list[str] = []
+    actual: Counter[str] = Counter()
+    for job_id, row in snap.jobs.items():
+        actual[f"{row.get('state', '?')}:{row.get('queue', '?')}"] += 1
+        problems += _job_problems(snap, job_id, row)
+    problems += _dangling_problems(snap)
+    problems += _count_problems(snap.counts, actual)
+    problems += await _idempotency_problems(store, snap.jobs)
+    return problems
+
+
+async def _read_jobs(store: RedisStore) -> dict[str, dict[str, str]]:
     client = store.client()
     head = len(store.k("job", ""))
     jobs: dict[str, dict[str, str]] = {}
@@ -49,8 +77,11 @@ async def check_invariants(store: RedisStore) -> list[str]:
             for key, row in zip(job_keys[i : i + BATCH], await pipe.execute(), strict=True):
                 if row:
                     jobs[key[head:]] = row
+    return jobs
 
-    problems: list[str] = []
+
+async def _read_snapshot(store: RedisStore) -> _Snapshot:
+    jobs = await _read_jobs(store)
     every = await _zset(store, store.k("all"))
     states = {s.value: await _zset(store, store.k("state", s.value)) for s in State}
     leases = await _zset(store, store.k("leases"))
@@ -60,58 +91,99 @@ async def check_invariants(store: RedisStore) -> list[str]:
         key[ready_head:]: await _zset(store, key)
         for key in await _scan(store, _glob(store.k("ready", "")) + "*")
     }
-    raw_counts: dict[Any, Any] = await client.hgetall(store.k("counts"))
+    raw_counts: dict[Any, Any] = await store.client().hgetall(store.k("counts"))
     counts = {k: int(v) for k, v in raw_counts.items()}
 
     in_ready: dict[str, list[tuple[str, str]]] = {}
     for queue, members in ready.items():
         for rank in members:
             in_ready.setdefault(rank[RANK_LEN:], []).append((queue, rank))
+    return _Snapshot(jobs, every, states, leases, finished, in_ready, counts)
 
-    actual: Counter[str] = Counter()
-    for job_id, row in jobs.items():
-        state, queue = row.get("state", "?"), row.get("queue", "?")
-        actual[f"{state}:{queue}"] += 1
-        seq = float(row.get("seq", "nan"))
-        if every.get(job_id) != seq:
-            problems.append(f"{job_id}: not in 'all' with its seq")
-        where = [s for s, members in states.items() if job_id in members]
-        if where != [state] or states[state].get(job_id) != seq:
-            problems.append(f"{job_id}: {state}, but in state indexes {where}")
-        claim_idx = in_ready.get(job_id, [])
-        if state == State.PENDING:
-            if claim_idx != [(queue, row.get("rank"))]:
-                problems.append(f"{job_id}: pending in {queue}, but in ready sets {claim_idx}")
-            if job_id in leases or "token" in row or "lease_until" in row:
-                problems.append(f"{job_id}: pending, but holds a lease or token")
-        elif state == State.RUNNING:
-            if claim_idx:
-                problems.append(f"{job_id}: running, but also ready in {claim_idx}")
-            if leases.get(job_id) != float(row.get("lease_until", "nan")):
-                problems.append(f"{job_id}: running, but its lease index entry is wrong")
-            if not row.get("token") or not row.get("owner"):
-                problems.append(f"{job_id}: running without a token or owner")
-        elif state in TERMINAL:
-            if claim_idx or job_id in leases or "lease_until" in row:
-                problems.append(f"{job_id}: {state}, but still in a claim index or leased")
-            if job_id not in finished:
-                problems.append(f"{job_id}: {state}, but not in the retention index")
-        else:
-            problems.append(f"{job_id}: unknown state {state!r}")
 
-    for name, members in [("all", every), ("leases", leases), ("finished", finished)] + [
-        (f"state:{s}", m) for s, m in states.items()
-    ]:
-        problems += [f"index {name} names missing job {j}" for j in members if j not in jobs]
-    problems += [f"ready set names missing job {j}" for j in in_ready if j not in jobs]
+def _job_problems(snap: _Snapshot, job_id: str, row: dict[str, str]) -> list[str]:
+    """What is wrong with one job's place in the indexes."""
+    problems: list[str] = []
+    state = row.get("state", "?")
+    seq = float(row.get("seq", "nan"))
+    if snap.every.get(job_id) != seq:
+        problems.append(f"{job_id}: not in 'all' with its seq")
+    where = [s for s, members in snap.states.items() if job_id in members]
+    if where != [state] or snap.states[state].get(job_id) != seq:
+        problems.append(f"{job_id}: {state}, but in state indexes {where}")
+    claim_idx = snap.in_ready.get(job_id, [])
+    if state == State.PENDING:
+        problems += _pending_problems(snap, job_id, row, claim_idx)
+    elif state == State.RUNNING:
+        problems += _running_problems(snap, job_id, row, claim_idx)
+    elif state in TERMINAL:
+        problems += _terminal_problems(snap, job_id, row, claim_idx)
+    else:
+        problems.append(f"{job_id}: unknown state {state!r}")
+    return problems
+
+
+def _pending_problems(
+    snap: _Snapshot, job_id: str, row: dict[str, str], claim_idx: list[tuple[str, str]]
+) -> list[str]:
+    problems: list[str] = []
+    queue = row.get("queue", "?")
+    if claim_idx != [(queue, row.get("rank"))]:
+        problems.append(f"{job_id}: pending in {queue}, but in ready sets {claim_idx}")
+    if job_id in snap.leases or "token" in row or "lease_until" in row:
+        problems.append(f"{job_id}: pending, but holds a lease or token")
+    return problems
+
+
+def _running_problems(
+    snap: _Snapshot, job_id: str, row: dict[str, str], claim_idx: list[tuple[str, str]]
+) -> list[str]:
+    problems: list[str] = []
+    if claim_idx:
+        problems.append(f"{job_id}: running, but also ready in {claim_idx}")
+    if snap.leases.get(job_id) != float(row.get("lease_until", "nan")):
+        problems.append(f"{job_id}: running, but its lease index entry is wrong")
+    if not row.get("token") or not row.get("owner"):
+        problems.append(f"{job_id}: running without a token or owner")
+    return problems
+
+
+def _terminal_problems(
+    snap: _Snapshot, job_id: str, row: dict[str, str], claim_idx: list[tuple[str, str]]
+) -> list[str]:
+    problems: list[str] = []
+    state = row["state"]
+    if claim_idx or job_id in snap.leases or "lease_until" in row:
+        problems.append(f"{job_id}: {state}, but still in a claim index or leased")
+    if job_id not in snap.finished:
+        problems.append(f"{job_id}: {state}, but not in the retention index")
+    return problems
+
+
+def _dangling_problems(snap: _Snapshot) -> list[str]:
+    """Index entries that name jobs which do not exist."""
+    problems: list[str] = []
+    indexes = [("all", snap.every), ("leases", snap.leases), ("finished", snap.finished)]
+    for name, members in indexes + [(f"state:{s}", m) for s, m in snap.states.items()]:
+        problems += [f"index {name} names missing job {j}" for j in members if j not in snap.jobs]
+    problems += [f"ready set names missing job {j}" for j in snap.in_ready if j not in snap.jobs]
+    return problems
+
+
+def _count_problems(counts: dict[str, int], actual: Counter[str]) -> list[str]:
+    problems: list[str] = []
     for key, n in counts.items():
         if n != actual.get(key, 0):
             problems.append(f"counts[{key}] = {n}, but {actual.get(key, 0)} jobs")
     problems += [f"counts lack {key} ({n} jobs)" for key, n in actual.items() if key not in counts]
+    return problems
 
+
+async def _idempotency_problems(store: RedisStore, jobs: dict[str, dict[str, str]]) -> list[str]:
+    problems: list[str] = []
     idem_head = len(store.k("idem", ""))
     for key in await _scan(store, _glob(store.k("idem", "")) + "*"):
-        named: Any = await client.get(key)
+        named: Any = await store.client().get(key)
         if named is None or named not in jobs or jobs[named].get("idem") != key[idem_head:]:
             problems.append(f"idempotency key {key[idem_head:]!r} names {named}, not its job")
     return problems
