@@ -12,7 +12,7 @@ parsing into a Job, the worker's bookkeeping. Both redis-py clients are measured
 one that aijobs uses (its worker and API are asyncio) and the blocking one Huey uses.
 
 The medians are what no implementation of that path can beat on this machine with that client:
-the issue's round-trip target (half of Huey's p50) is checked against them in the README.
+docs/benchmarks.md sets them beside the peers' round trips.
 """
 
 from __future__ import annotations

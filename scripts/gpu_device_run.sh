@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Run on the lent GPU machine (see README, "GPU"): installs aijobs beside the machine's own
-# CUDA torch, then runs the runtime check and the end-to-end check. Writes reports into $OUT.
+# Run on a CUDA machine with the aijobs wheels in .whl/ (docs/deployment.md, "GPUs"): installs
+# aijobs beside the machine's own CUDA torch, then runs the runtime check and the end-to-end
+# check. Writes reports into $OUT.
 set -u
 out=${OUT:-/tmp/gpu-out}
 mkdir -p "$out"

@@ -12,7 +12,8 @@ def resolve_data_path(data_path: str, roots: list[Path], *, must_exist: bool = T
 
     Accepted: an absolute path inside a root; a path relative to the first root; and a
     deployment-style absolute path whose first component is a root's directory name
-    (``/data/x.csv`` with the root ``./data``), which is how the spec's examples are written.
+    (``/data/x.csv`` with the root ``./data``), the way the API reference's examples are
+    written.
     Symlinks are resolved first, so a link that leaves the root is refused.
     """
     if not roots:

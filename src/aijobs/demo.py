@@ -1,6 +1,6 @@
 """Small, learnable demo datasets named after the API reference's examples, made offline.
 
-``write_demo_data(Path("data"))`` gives every example in the spec a real file to train on:
+``write_demo_data(Path("data"))`` gives every example in the API reference a real file to train on:
 
 - ``tabular_data.csv``: iris (4 numeric features, ``label`` = species name)
 - ``regression.csv``: diabetes (10 features, numeric ``target``)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 class ModelType:
     name: str
     runtime: str  # the runtime plugin that trains it (entry-point name)
-    queues: tuple[str, str]  # (without a GPU, with one): the spec's routing table
+    queues: tuple[str, str]  # (without a GPU, with one): the API reference's routing table
     # Seconds; the estimate until a job of this kind has completed on its queue.
     default_seconds: float
 

@@ -1,6 +1,6 @@
 """The queue catalogue and the routing table, as data. One place decides where a job goes.
 
-Precedence (spec, "Framework Routing"): framework_override, then model type + GPU, then the
+Precedence (API reference, "Framework Routing"): framework_override, then model type + GPU, then the
 default PyTorch 2.1 CPU queue.
 """
 
@@ -20,7 +20,8 @@ class Queue:
     version: str | None
     gpu: bool
     label: str
-    # No GPU twin in the spec's table: a job with requires_gpu gets a GPU of its worker, if any.
+    # No GPU twin in the API reference's table: a job with requires_gpu gets a GPU of its worker,
+    # if any.
     gpu_on_request: bool = False
 
 
@@ -38,7 +39,7 @@ QUEUES: dict[str, Queue] = {
 
 DEFAULT_QUEUE = {False: "pytorch-2.1-cpu", True: "pytorch-2.1-gpu"}
 
-# model type -> (queue without GPU, queue with GPU); the spec's routing table.
+# model type -> (queue without GPU, queue with GPU); the API reference's routing table.
 ROUTES: dict[str, tuple[str, str]] = {m.name: m.queues for m in MODEL_TYPES.values()}
 
 # Overrides without a device suffix take the device from requires_gpu: name -> (cpu, gpu).

@@ -1,5 +1,5 @@
-"""Chaos with real processes (PROTOCOL.md §18, a subset), on both stores where the fault is not
-Redis's own.
+"""Chaos with real processes (the failures docs/protocol.md guards against), on both stores
+where the fault is not Redis's own.
 
 Every test ends with the oracle (conftest.check_store): every non-terminal job in exactly the
 index its state names, no index naming a missing job, counts exact. Each also checks that every

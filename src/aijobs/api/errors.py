@@ -1,4 +1,4 @@
-"""Every error leaves the API as the spec's envelope: {"error", "detail", "status_code"}."""
+"""Every error leaves the API in the reference's envelope: {"error", "detail", "status_code"}."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Request and response bodies, with the spec's field names, types and defaults."""
+"""Request and response bodies, with the API reference's field names, types and defaults."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from aijobs.jobs import Job, JobType, ModelRecord, State, WorkerInfo
 
 
 def iso(ts: float | None) -> str | None:
-    """ISO-8601 UTC with a trailing Z, at the spec's one-second precision."""
+    """ISO-8601 UTC with a trailing Z, at the API reference's one-second precision."""
     if ts is None:
         return None
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -97,7 +97,7 @@ async def _check_store(settings: Settings) -> None:
 
 
 def demo_data(directory: Annotated[Path, typer.Argument(help="Where to write")]) -> None:
-    """Write the small, learnable datasets the spec's examples name."""
+    """Write the small, learnable datasets the API reference's examples name."""
     from aijobs.demo import write_demo_data
 
     for path in write_demo_data(directory):

@@ -2,7 +2,7 @@
 
 ``Client`` (sync) and ``AsyncClient`` (asyncio) return the API's own pydantic models
 (``SubmitResponse``, ``JobStatus``, ``JobList`` of ``JobSummary`` rows); ``AIJobClient`` is the
-API reference's example client (plain dicts, the spec's method names) built on ``Client``.
+API reference's example client (plain dicts, the API reference's method names) built on ``Client``.
 
     from aijobs.client import Client
 

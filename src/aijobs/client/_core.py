@@ -40,7 +40,7 @@ def default_url() -> str:
 
 # -- errors ------------------------------------------------------------------------------------
 class APIError(Exception):
-    """The API answered with an error: the spec's envelope `{"error", "detail", "status_code"}`."""
+    """The API answered with an error: the envelope `{"error", "detail", "status_code"}`."""
 
     def __init__(self, error: str, detail: str, status_code: int | None, body: Any = None) -> None:
         self.error = error

@@ -9,12 +9,12 @@ from aijobs.client._sync import Client
 
 
 class AIJobClient(Client):
-    """The spec's `AIJobClient` (same method names, arguments and plain-dict results), so code
+    """The reference's `AIJobClient` (same method names, arguments and plain-dict results), so code
     written against the API reference runs unchanged, plus everything `Client` offers.
 
     Differences that only make it better: errors raise `APIError` instead of returning the
     error envelope as if it were a job; `wait_for_completion` uses the long-poll (the end is
-    seen at once, not up to 5 s late) and treats `cancelled` as the end too (the spec's loop
+    seen at once, not up to 5 s late) and treats `cancelled` as the end too (the reference's loop
     would wait out its whole timeout on a cancelled job). The default URL is $AIJOBS_URL, else
     http://localhost:8000.
     """
