@@ -18,6 +18,15 @@ import httpx
 
 TERMINAL = {"completed", "failed", "cancelled"}
 
+# Training jobs on the demo data, by how long they run on two cores.
+SLOW: dict[str, Any] = {  # several seconds of real training: longer than a lease
+    "model_type": "random_forest",
+    "data_path": "slow.csv",
+    "hyperparameters": {"n_estimators": 600, "random_state": 0},
+}
+VERY_SLOW = {**SLOW, "hyperparameters": {"n_estimators": 100_000, "random_state": 0}}
+QUICK = {"model_type": "logistic_regression", "data_path": "tabular_data.csv"}
+
 
 def free_port() -> int:
     with socket.socket() as s:

@@ -29,18 +29,19 @@ import httpx
 import pytest
 
 from tests.integration.conftest import check_store
-from tests.integration.harness import TERMINAL, System, child_pids, wait_until
+from tests.integration.harness import (
+    QUICK,
+    SLOW,
+    TERMINAL,
+    VERY_SLOW,
+    System,
+    child_pids,
+    wait_until,
+)
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.stores("sqlite", "redis")  # redis_system tests: Redis only
 
-SLOW = {  # several seconds of real training: longer than a lease
-    "model_type": "random_forest",
-    "data_path": "slow.csv",
-    "hyperparameters": {"n_estimators": 600, "random_state": 0},
-}
-VERY_SLOW = {**SLOW, "hyperparameters": {"n_estimators": 100_000, "random_state": 0}}
-QUICK = {"model_type": "logistic_regression", "data_path": "tabular_data.csv"}
 IRIS = "5.1,3.5,1.4,0.2"
 
 

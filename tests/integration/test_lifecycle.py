@@ -10,17 +10,9 @@ import time
 
 import pytest
 
-from tests.integration.harness import System, child_pids, wait_until
+from tests.integration.harness import QUICK, SLOW, VERY_SLOW, System, child_pids, wait_until
 
 pytestmark = pytest.mark.stores("sqlite", "redis")
-
-SLOW = {  # a few seconds of real training on 2 cores
-    "model_type": "random_forest",
-    "data_path": "slow.csv",
-    "hyperparameters": {"n_estimators": 600, "random_state": 0},
-}
-VERY_SLOW = {**SLOW, "hyperparameters": {"n_estimators": 100_000, "random_state": 0}}
-QUICK = {"model_type": "logistic_regression", "data_path": "tabular_data.csv"}
 
 
 def test_cancel_pending_job(running: System) -> None:
