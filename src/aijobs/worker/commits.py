@@ -1,5 +1,7 @@
-"""A job's last write: finish or fail with the worker's own token, retried through a store
-outage while the lease could still be ours, and the publishing of a trained model."""
+"""A job's last writes: finish or fail with the worker's own token, and the publishing of a
+trained model. Every write a worker makes for a job it holds (and the model lookup its
+inference needs) goes through one policy: retried through a store outage while the lease could
+still be ours; the fencing token makes a retry safe."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from aijobs import artifacts, errors
-from aijobs.jobs import Finish, ModelRecord, Progress, State, now
+from aijobs.jobs import Finish, ModelRecord, Progress, Renewal, State, now
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.protocol import TrainingOutcome
@@ -109,6 +111,21 @@ class Commits:
         ours = job.owner == self.worker_id and job.attempt == held.job.attempt
         return ours and job.state is State.COMPLETED
 
+    async def land_last_progress(self, held: Running) -> bool:
+        """Write the last progress report before the result (through outages, like every
+        write); False when the job turned out not to be ours any more."""
+        if held.progress is None or held.stop_reason is not None:
+            return held.stop_reason is None
+        leases: dict[str, tuple[str, Progress | None]] = {
+            held.job.id: (held.claim.token, held.progress)
+        }
+
+        async def renew(_: bool) -> dict[str, Renewal]:
+            return await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
+
+        answers = await self.despite_outages(renew, "job progress", [held])
+        return answers is not None and answers.get(held.job.id) is Renewal.OK
+
     async def publish(
         self,
         held: Running,
@@ -120,11 +137,10 @@ class Commits:
     ) -> None:
         """A training job that succeeded: its model recorded beside its files, then finished."""
         job = held.job
-        if held.progress is not None:  # land the last epoch's report before the result
-            leases: dict[str, tuple[str, Progress | None]] = {
-                job.id: (held.claim.token, held.progress)
-            }
-            await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
+        if not await self.land_last_progress(held):
+            self.log("job finish", job=job.id, accepted=False)
+            shutil.rmtree(model_dir, ignore_errors=True)  # stale: the job is no longer ours
+            return
         outcome = TrainingOutcome.read(attempt_dir)
         sha256 = artifacts.checksum(model_dir)
         record = ModelRecord(
