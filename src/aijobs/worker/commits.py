@@ -5,6 +5,7 @@ still be ours; the fencing token makes a retry safe."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
@@ -142,7 +143,9 @@ class Commits:
             shutil.rmtree(model_dir, ignore_errors=True)  # stale: the job is no longer ours
             return
         outcome = TrainingOutcome.read(attempt_dir)
-        sha256 = artifacts.checksum(model_dir)
+        # Hashing (and fsyncing) a model of gigabytes takes longer than a lease: off the event
+        # loop, so that renewals of this and every other held job keep going.
+        sha256 = await asyncio.to_thread(artifacts.checksum, model_dir)
         record = ModelRecord(
             model_id=model_id,
             framework=outcome.framework,
@@ -155,7 +158,8 @@ class Commits:
             metrics=outcome.metrics,
             created_at=now(),
         )
-        artifacts.write_metadata(model_dir, {**record.model_dump(), "info": outcome.info})
+        metadata = {**record.model_dump(), "info": outcome.info}
+        await asyncio.to_thread(artifacts.write_metadata, model_dir, metadata)
         result = {
             "model_id": model_id,
             "model_path": str(model_dir),
