@@ -136,16 +136,18 @@ class Commits:
         log_path: Path,
         device: str,
     ) -> None:
-        """A training job that succeeded: its model recorded beside its files, then finished."""
+        """A training job that succeeded: its model, written in model_dir's staging directory,
+        moved into place and recorded, then the job finished."""
         job = held.job
         if not await self.land_last_progress(held):
             self.log("job finish", job=job.id, accepted=False)
-            shutil.rmtree(model_dir, ignore_errors=True)  # stale: the job is no longer ours
+            shutil.rmtree(artifacts.staging_dir(model_dir), ignore_errors=True)  # not ours now
             return
         outcome = TrainingOutcome.read(attempt_dir)
         # Hashing (and fsyncing) a model of gigabytes takes longer than a lease: off the event
         # loop, so that renewals of this and every other held job keep going.
-        sha256 = await asyncio.to_thread(artifacts.checksum, model_dir)
+        staging = artifacts.staging_dir(model_dir)
+        sha256 = await asyncio.to_thread(artifacts.checksum, staging)
         record = ModelRecord(
             model_id=model_id,
             framework=outcome.framework,
@@ -159,7 +161,8 @@ class Commits:
             created_at=now(),
         )
         metadata = {**record.model_dump(), "info": outcome.info}
-        await asyncio.to_thread(artifacts.write_metadata, model_dir, metadata)
+        # Durable under its final name before the record that names it is committed.
+        await asyncio.to_thread(artifacts.publish, staging, model_dir, metadata)
         result = {
             "model_id": model_id,
             "model_path": str(model_dir),
