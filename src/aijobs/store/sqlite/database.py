@@ -4,6 +4,9 @@ Two connections per store: one writer (guarded by an asyncio lock, since a trans
 several awaits) and one reader. Every write transaction is ``BEGIN IMMEDIATE``: it takes the
 write lock up front, so it never has to upgrade a read snapshot (the one case where SQLite
 returns SQLITE_BUSY without waiting). An in-memory database has one connection for both.
+
+Errors of the file rather than of a statement (a lock held past the busy timeout, a full disk,
+an I/O error: ``OUTAGES``) leave as ``errors.StoreUnavailable``, like a Redis outage.
 """
 
 from __future__ import annotations
