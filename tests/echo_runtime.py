@@ -1,8 +1,9 @@
 """A runtime for worker tests, served with `aijobs worker --runtime tests.echo_runtime:EchoRuntime`.
 
-Training sleeps `hyperparameters.sleep` seconds. Inference echoes its input; `sleep:S` takes S
-seconds first and `exit` kills the inference process, so tests can drive the worker's batch,
-timeout and crash paths with real processes.
+Training sleeps `hyperparameters.sleep` seconds, then writes `weights_mib` MiB of weights one MiB
+at a time, `write_pause` seconds apart (a save a test can kill midway). Inference echoes its
+input; `sleep:S` takes S seconds first and `exit` kills the inference process, so tests can drive
+the worker's batch, timeout and crash paths with real processes.
 """
 
 from __future__ import annotations
@@ -30,6 +31,11 @@ class EchoRuntime:
         self, model_type: str, data_path: Path, hyperparameters: dict[str, Any], ctx: TrainContext
     ) -> TrainResult:
         time.sleep(float(hyperparameters.get("sleep", 0)))
+        with (ctx.model_dir / "weights.bin").open("wb") as weights:
+            for _ in range(int(hyperparameters.get("weights_mib", 0))):
+                weights.write(b"w" * (1 << 20))
+                weights.flush()
+                time.sleep(float(hyperparameters.get("write_pause", 0)))
         (ctx.model_dir / "echo.json").write_text("{}")
         return TrainResult(metrics={})
 

@@ -4,6 +4,10 @@ Layout: ``<models_dir>/<model_id>/attempt-<n>/`` holds the files a runtime wrote
 of a training job plus ``metadata.json`` (model_id, framework, metrics, sha256, ...). Attempt
 directories keep a rescued job's second run from writing over its first run's files.
 
+A runtime writes into a staging directory beside it (``.attempt-<n>.partial``); `publish` makes
+every file durable (fsync) and renames the directory into place before the model's record is
+committed, so a record never names a directory a crash or a power cut could have left partial.
+
 The checksum covers every file of the model except ``metadata.json`` (which records it), so a
 model whose files changed after training is refused before a runtime loads it.
 """
@@ -15,6 +19,7 @@ import hmac
 import json
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -23,6 +28,7 @@ from aijobs import errors
 
 METADATA_FILE = "metadata.json"
 _TMP_PREFIX = ".metadata."
+_STAGING_SUFFIX = ".partial"
 _MODEL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -50,6 +56,40 @@ def attempt_model_dir(models_dir: Path, model_id: str, attempt: int) -> Path:
     if not is_valid_model_id(model_id):
         raise errors.ModelNotFound(f"model {model_id!r} not found (not a valid model id)")
     return models_dir / model_id / f"attempt-{int(attempt)}"
+
+
+def staging_dir(model_dir: Path) -> Path:
+    """Where an attempt's runtime writes the model files `publish` later moves to model_dir."""
+    return model_dir.with_name(f".{model_dir.name}{_STAGING_SUFFIX}")
+
+
+def publish(staging: Path, model_dir: Path, metadata: dict[str, Any]) -> None:
+    """Move a trained model into place durably: metadata.json written, every file and directory
+    of `staging` fsynced, `staging` renamed to `model_dir`, the parents fsynced. A crash at any
+    point leaves no `model_dir`, or a complete one."""
+    write_metadata(staging, metadata)
+    sync_tree(staging)
+    if model_dir.exists():  # an earlier try of this very attempt; nothing records it
+        shutil.rmtree(model_dir)
+    os.replace(staging, model_dir)
+    _fsync_dir(model_dir.parent)
+    _fsync_dir(model_dir.parent.parent)  # <model_id> may be new in the model store
+
+
+def sync_tree(root: Path) -> None:
+    """fsync every file under `root`, then every directory, deepest first: the runtimes' own
+    writes (torch.save, joblib, Keras) only reach the page cache."""
+    for directory, _, files in os.walk(root, topdown=False):
+        for name in files:
+            path = Path(directory) / name
+            if path.is_symlink():
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(directory))
 
 
 def _excluded(relative: str) -> bool:

@@ -146,3 +146,26 @@ def test_verify(tmp_path: Path) -> None:
 
     with pytest.raises(errors.JobFailure, match="missing"):
         artifacts.verify(tmp_path / "nowhere", digest)
+
+
+def test_publish_moves_a_complete_model_into_place(tmp_path: Path) -> None:
+    final = tmp_path / "models" / "svm_model_0123456789ab" / "attempt-1"
+    staging = artifacts.staging_dir(final)
+    assert staging.parent == final.parent
+    assert staging.name.startswith(".")  # never taken for a model directory
+    written = _model(tmp_path / "w")
+    staging.parent.mkdir(parents=True)
+    written.rename(staging)
+    digest = artifacts.checksum(staging)
+    (final / "stale").mkdir(parents=True)  # left by an earlier try of this attempt
+    artifacts.publish(staging, final, {"sha256": digest})
+    assert not staging.exists()
+    assert sorted(p.name for p in final.iterdir()) == [
+        "meta.json",
+        "metadata.json",
+        "model.skops",
+        "sub",
+    ]
+    assert (final / "model.skops").read_bytes() == b"weights"
+    assert artifacts.read_metadata(final) == {"sha256": digest}
+    artifacts.verify(final, digest)

@@ -14,6 +14,7 @@ from typing import Any
 from aijobs.jobs import JobType, ModelRecord, NewJob, now
 from aijobs.settings import Settings
 from aijobs.store.sqlite import SQLiteStore
+from aijobs.store.sqlite.database import BUSY_TIMEOUT
 from aijobs.worker.loop import Worker
 from aijobs.worker.protocol import (
     EXIT_OK,
@@ -144,9 +145,13 @@ class Setup:
 
 @asynccontextmanager
 async def setup(
-    home: Path, queues: list[str], concurrency: int = 1, **settings: Any
+    home: Path,
+    queues: list[str],
+    concurrency: int = 1,
+    busy_timeout: float = BUSY_TIMEOUT,
+    **settings: Any,
 ) -> AsyncIterator[Setup]:
-    store = SQLiteStore(str(home / "aijobs.db"))
+    store = SQLiteStore(str(home / "aijobs.db"), busy_timeout=busy_timeout)
     await store.open()
     clock, children, inference = FakeClock(), TrainingChildren(), FakeInferenceChild()
     worker = Worker(

@@ -1,8 +1,11 @@
-"""A job's last write: finish or fail with the worker's own token, retried through a store
-outage while the lease could still be ours, and the publishing of a trained model."""
+"""A job's last writes: finish or fail with the worker's own token, and the publishing of a
+trained model. Every write a worker makes for a job it holds (and the model lookup its
+inference needs) goes through one policy: retried through a store outage while the lease could
+still be ours; the fencing token makes a retry safe."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import shutil
 from collections.abc import Awaitable, Callable
@@ -10,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from aijobs import artifacts, errors
-from aijobs.jobs import Finish, ModelRecord, Progress, State, now
+from aijobs.jobs import Finish, ModelRecord, Progress, Renewal, State, now
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.protocol import TrainingOutcome
@@ -109,6 +112,21 @@ class Commits:
         ours = job.owner == self.worker_id and job.attempt == held.job.attempt
         return ours and job.state is State.COMPLETED
 
+    async def land_last_progress(self, held: Running) -> bool:
+        """Write the last progress report before the result (through outages, like every
+        write); False when the job turned out not to be ours any more."""
+        if held.progress is None or held.stop_reason is not None:
+            return held.stop_reason is None
+        leases: dict[str, tuple[str, Progress | None]] = {
+            held.job.id: (held.claim.token, held.progress)
+        }
+
+        async def renew(_: bool) -> dict[str, Renewal]:
+            return await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
+
+        answers = await self.despite_outages(renew, "job progress", [held])
+        return answers is not None and answers.get(held.job.id) is Renewal.OK
+
     async def publish(
         self,
         held: Running,
@@ -118,15 +136,18 @@ class Commits:
         log_path: Path,
         device: str,
     ) -> None:
-        """A training job that succeeded: its model recorded beside its files, then finished."""
+        """A training job that succeeded: its model, written in model_dir's staging directory,
+        moved into place and recorded, then the job finished."""
         job = held.job
-        if held.progress is not None:  # land the last epoch's report before the result
-            leases: dict[str, tuple[str, Progress | None]] = {
-                job.id: (held.claim.token, held.progress)
-            }
-            await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
+        if not await self.land_last_progress(held):
+            self.log("job finish", job=job.id, accepted=False)
+            shutil.rmtree(artifacts.staging_dir(model_dir), ignore_errors=True)  # not ours now
+            return
         outcome = TrainingOutcome.read(attempt_dir)
-        sha256 = artifacts.checksum(model_dir)
+        # Hashing (and fsyncing) a model of gigabytes takes longer than a lease: off the event
+        # loop, so that renewals of this and every other held job keep going.
+        staging = artifacts.staging_dir(model_dir)
+        sha256 = await asyncio.to_thread(artifacts.checksum, staging)
         record = ModelRecord(
             model_id=model_id,
             framework=outcome.framework,
@@ -139,7 +160,9 @@ class Commits:
             metrics=outcome.metrics,
             created_at=now(),
         )
-        artifacts.write_metadata(model_dir, {**record.model_dump(), "info": outcome.info})
+        metadata = {**record.model_dump(), "info": outcome.info}
+        # Durable under its final name before the record that names it is committed.
+        await asyncio.to_thread(artifacts.publish, staging, model_dir, metadata)
         result = {
             "model_id": model_id,
             "model_path": str(model_dir),

@@ -71,11 +71,19 @@ class Inference:
         for held in batch:
             job = held.job
             self.log("job started", logging.DEBUG, job=job.id, type=job.job_type)
+            model_id = job.model_id or ""
+
+            async def lookup(_: bool, model_id: str = model_id) -> ModelRecord:
+                return await self._model(model_id)
+
             try:
-                ready.append((held, await self._model(job.model_id or "")))
+                model = await self.commits.despite_outages(lookup, "model lookup", [held])
             except Exception as exc:
                 error = f"model {job.model_id} is not available: {exc}"
                 await self.commits.write(held, "fail", error)
+                continue
+            if model is not None:  # else the store stayed down: the job is left to the rescue
+                ready.append((held, model))
         while ready:
             ready = await self._infer_round(ready)
 

@@ -91,15 +91,17 @@ class Training:
         model_dir = artifacts.attempt_model_dir(self.settings.models_dir, model_id, job.attempt)
         attempt_dir = self.settings.jobs_dir / job.id / f"attempt-{job.attempt}"
         attempt_dir.mkdir(parents=True, exist_ok=True)
-        if model_dir.exists():
-            shutil.rmtree(model_dir)
+        staging = artifacts.staging_dir(model_dir)  # published to model_dir once it succeeds
+        for leftover in (model_dir, staging):  # of a try of this attempt that never committed
+            if leftover.exists():
+                shutil.rmtree(leftover)
         self._take_gpu(held)
         spec = TrainingSpec(
             job_id=job.id,
             attempt=job.attempt,
             payload=job.payload,
             runtime=self.runtime or routing.QUEUES[job.queue].runtime,
-            model_dir=str(model_dir),
+            model_dir=str(staging),
             checkpoint_dir=str(self.settings.jobs_dir / job.id / "checkpoint"),
             data_roots=self.data_roots,
             device=device_for(held),
@@ -128,10 +130,11 @@ class Training:
                 f"job timed out after {limit:g} seconds and was stopped",
                 log=tail(log_path),
             )
+            shutil.rmtree(staging, ignore_errors=True)
             return
         if held.stop_reason is not None:
             await held.stopped.wait()
-            shutil.rmtree(model_dir, ignore_errors=True)  # not ours to publish
+            shutil.rmtree(staging, ignore_errors=True)  # not ours to publish
             return
         if code == EXIT_OK:
             await self.commits.publish(
@@ -142,4 +145,4 @@ class Training:
         # A child killed by a signal (OOM killer, SIGKILL) may succeed on another try;
         # a job that failed on its own input or code will fail the same way again.
         await self.commits.write(held, "fail", error, retry=code < 0, log=tail(log_path))
-        shutil.rmtree(model_dir, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)

@@ -4,13 +4,18 @@ Two connections per store: one writer (guarded by an asyncio lock, since a trans
 several awaits) and one reader. Every write transaction is ``BEGIN IMMEDIATE``: it takes the
 write lock up front, so it never has to upgrade a read snapshot (the one case where SQLite
 returns SQLITE_BUSY without waiting). An in-memory database has one connection for both.
+
+Errors of the file rather than of a statement (a lock held past the busy timeout, a full disk,
+an I/O error: ``OUTAGES``) leave as ``errors.StoreUnavailable``, like a Redis outage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,14 +26,48 @@ from aijobs import errors
 from aijobs.store.sqlite.schema import SCHEMA, split_sql
 
 WAKE_POLL_SECONDS = 0.005
-BUSY_TIMEOUT_MS = 10_000
+BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction to end
+
+
+# Errors of the file, not of the statement: the store cannot serve now and may later (a lock
+# another process holds past the busy timeout, a full disk, an I/O error, a file it cannot open).
+# The worker retries through them and the API answers 503.
+OUTAGES = {
+    sqlite3.SQLITE_BUSY: "the SQLite database is locked by another process",
+    sqlite3.SQLITE_LOCKED: "the SQLite database is locked",
+    sqlite3.SQLITE_NOMEM: "SQLite is out of memory",
+    sqlite3.SQLITE_IOERR: "the SQLite database had an I/O error",
+    sqlite3.SQLITE_FULL: "the SQLite database or its disk is full",
+    sqlite3.SQLITE_CANTOPEN: "the SQLite database cannot be opened",
+    sqlite3.SQLITE_PROTOCOL: "the SQLite database's locks are contended",
+    sqlite3.SQLITE_READONLY: "the SQLite database is read-only",
+}
+
+
+def store_outage(exc: sqlite3.Error) -> errors.StoreUnavailable | None:
+    """The store-unavailable error an SQLite error amounts to; None for any other error."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    what = OUTAGES.get(code & 0xFF) if isinstance(code, int) else None
+    return errors.StoreUnavailable(f"{what}: {exc}") if what else None
+
+
+@contextlib.contextmanager
+def outages_raised() -> Iterator[None]:
+    """SQLite errors that are store outages leave as errors.StoreUnavailable."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        if outage := store_outage(exc):
+            raise outage from exc
+        raise
 
 
 class Database:
     """The connections of one SQLiteStore; created on open(), creating the tables if needed."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, busy_timeout: float = BUSY_TIMEOUT) -> None:
         self.path = path
+        self.busy_timeout = busy_timeout
         self._memory = path in ("", ":memory:")
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
@@ -41,37 +80,37 @@ class Database:
         # we issue BEGIN IMMEDIATE / COMMIT ourselves.
         db = await aiosqlite.connect(
             self.path if not self._memory else ":memory:",
-            timeout=BUSY_TIMEOUT_MS / 1000,
+            timeout=self.busy_timeout,
             isolation_level=None,
         )
-        await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
         return db
 
     async def open(self) -> None:
         if self._writer is not None:
             return
-        writer = await self._connect()
-        try:
-            if not self._memory:
-                await writer.execute("PRAGMA journal_mode = WAL")
-            await writer.execute("PRAGMA synchronous = FULL")
-            await writer.execute("BEGIN IMMEDIATE")
+        with outages_raised():
+            writer = await self._connect()
             try:
-                for stmt in split_sql(SCHEMA):
-                    await writer.execute(stmt)
-                await writer.execute("COMMIT")
+                if not self._memory:
+                    await writer.execute("PRAGMA journal_mode = WAL")
+                await writer.execute("PRAGMA synchronous = FULL")
+                try:
+                    await writer.execute("BEGIN IMMEDIATE")
+                    for stmt in split_sql(SCHEMA):
+                        await writer.execute(stmt)
+                    await writer.execute("COMMIT")
+                except BaseException:
+                    await self._roll_back(writer)
+                    raise
+                if self._memory:
+                    reader = writer
+                else:
+                    reader = await self._connect()
+                    await reader.execute("PRAGMA query_only = 1")
             except BaseException:
-                if writer.in_transaction:
-                    await writer.execute("ROLLBACK")
+                await writer.close()
                 raise
-            if self._memory:
-                reader = writer
-            else:
-                reader = await self._connect()
-                await reader.execute("PRAGMA query_only = 1")
-        except BaseException:
-            await writer.close()
-            raise
         self._writer, self._reader = writer, reader
 
     async def close(self) -> None:
@@ -90,24 +129,37 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any error."""
+        """One write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any error.
+
+        BEGIN and COMMIT sit inside the rollback handling too: a caller cancelled while BEGIN
+        waits for the lock leaves a BEGIN that still takes it, and a COMMIT that fails busy
+        leaves the transaction open; either would hold the write lock, locking every other
+        process out, until this process ended."""
         async with self._lock:
             db = self._conn(self._writer)
-            await db.execute("BEGIN IMMEDIATE")
-            try:
-                yield db
-            except BaseException:
-                if db.in_transaction:
-                    await db.execute("ROLLBACK")
-                raise
-            await db.execute("COMMIT")
+            with outages_raised():
+                try:
+                    await db.execute("BEGIN IMMEDIATE")
+                    yield db
+                    await db.execute("COMMIT")
+                except BaseException:
+                    await self._roll_back(db)
+                    raise
+
+    @staticmethod
+    async def _roll_back(db: aiosqlite.Connection) -> None:
+        # Queued behind whatever the connection's thread still runs (a BEGIN whose caller
+        # gave up), so it always ends that; "no transaction is active" is fine.
+        with contextlib.suppress(sqlite3.Error, ValueError):
+            await db.execute("ROLLBACK")
 
     async def read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
         db = self._conn(self._reader)
-        if self._memory:  # one shared connection: never read inside another task's transaction
-            async with self._lock:
-                return list(await db.execute_fetchall(sql, params))
-        return list(await db.execute_fetchall(sql, params))
+        with outages_raised():
+            if self._memory:  # one shared connection: never read inside another's transaction
+                async with self._lock:
+                    return list(await db.execute_fetchall(sql, params))
+            return list(await db.execute_fetchall(sql, params))
 
     async def until_changed(self, timeout: float) -> None:
         """Return once another connection committed, or after `timeout` seconds."""

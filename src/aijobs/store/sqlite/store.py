@@ -51,7 +51,7 @@ from aijobs.store.base import (
     model_not_found,
     not_cancellable,
 )
-from aijobs.store.sqlite.database import Database
+from aijobs.store.sqlite.database import BUSY_TIMEOUT, Database
 from aijobs.store.sqlite.schema import COLUMNS, NCOLS, decode_job, now_ms
 
 
@@ -60,10 +60,12 @@ class SQLiteStore(StoreBase):
 
     kind = "sqlite"
 
-    def __init__(self, path: str, *, max_stalls: int | None = None) -> None:
+    def __init__(
+        self, path: str, *, max_stalls: int | None = None, busy_timeout: float = BUSY_TIMEOUT
+    ) -> None:
         self.path = path
         self.max_stalls = max_stalls
-        self._db = Database(path)
+        self._db = Database(path, busy_timeout)
 
     async def open(self) -> None:
         await self._db.open()
