@@ -63,7 +63,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         title = _TITLES.get(exc.status_code, "Error")
-        return envelope(exc.status_code, title, str(exc.detail))
+        # Kept: a 405's Allow names the methods the path does answer.
+        return envelope(exc.status_code, title, str(exc.detail), **(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from aijobs.jobs import Job, JobType, ModelRecord, State, WorkerInfo
 
@@ -17,13 +17,30 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MIN_TIMEOUT_SECONDS = 1.0  # a shorter limit would end a job before its worker could start it
+
+
+def _integral(value: object) -> object:
+    """7.0 is the integer 7: JSON has one number type, and JSON Schema's "integer" admits 7.0.
+    A fractional number, a string or a boolean still fails the strict integer check."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
+
+
 class _Request(BaseModel):
     # Strict: "yes" is not a boolean and 5 is not a model name; unknown fields are typos.
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first within a queue.")
+    priority: Integer = Field(0, ge=-1000, le=1000, description="Higher runs first within a queue.")
     timeout_seconds: float | None = Field(
-        None, gt=0, le=7 * 24 * 3600, description="Wall-clock limit; default from settings."
+        None,
+        ge=MIN_TIMEOUT_SECONDS,
+        le=7 * 24 * 3600,
+        description="Wall-clock limit in seconds; default from settings.",
     )
 
 
