@@ -88,6 +88,7 @@ def test_body_over_limit_is_413(client: TestClient) -> None:
     ("body", "code", "detail"),
     [
         (train(model_type="quantum_forest"), 400, "unknown model_type"),
+        (train(model_type="quantum_forest", framework_override=""), 400, "unknown model_type"),
         (train(framework_override="jax"), 400, "valid: "),
         (train(model_type="bert", framework_override="sklearn"), 400, "cannot train"),
         (train(data_path="/etc/passwd"), 400, "outside the data roots"),

@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from aijobs import routing
 from aijobs.jobs import Job, JobType, ModelRecord, State, WorkerInfo
 
 
@@ -51,6 +52,52 @@ class TrainingRequest(_Request):
     description: str | None = Field(None, max_length=10_000)
     requires_gpu: bool = False
     framework_override: str | None = Field(None, max_length=64)
+
+
+def _override_family(name: str) -> str:
+    queue = name if name in routing.QUEUES else routing.OVERRIDE_ALIASES[name][0]
+    return routing.QUEUES[queue].framework
+
+
+def _any_case(name: str) -> str:
+    """A pattern for `name` in any letter case (JSON Schema patterns take no flags)."""
+    return "".join(
+        f"[{c.lower()}{c.upper()}]" if c.isalpha() else ("\\." if c == "." else c) for c in name
+    )
+
+
+def declare_training_routes(spec: dict[str, Any], known_model_types: frozenset[str]) -> None:
+    """Say in the OpenAPI document which (model_type, framework_override) pairs are accepted.
+
+    Without an override (or with an empty one) the model type must be one that the routing table
+    or an installed runtime knows. With one, the override names a queue or a framework alias, in
+    any case and with surrounding spaces, and a model type of the routing table must belong to
+    that framework; any other model type goes to the named framework's queue.
+    """
+    by_family: dict[str, list[str]] = {}
+    for name in routing.VALID_OVERRIDES:
+        by_family.setdefault(_override_family(name), []).append(name)
+    choices: list[dict[str, Any]] = [
+        {
+            "properties": {
+                "model_type": {"enum": sorted(known_model_types)},
+                "framework_override": {"enum": [None, ""]},
+            }
+        }
+    ]
+    for family, names in sorted(by_family.items()):
+        pattern = r"^\s*(?:" + "|".join(_any_case(n) for n in names) + r")\s*$"
+        others = sorted(t for t in routing.ROUTES if routing.model_family(t) != family)
+        choices.append(
+            {
+                "required": ["framework_override"],
+                "properties": {
+                    "framework_override": {"type": "string", "pattern": pattern},
+                    "model_type": {"not": {"enum": others}},
+                },
+            }
+        )
+    spec["components"]["schemas"]["TrainingRequest"]["anyOf"] = choices
 
 
 class InferenceRequest(_Request):
@@ -220,6 +267,17 @@ class Health(_Answer):
     status: Literal["healthy"] = "healthy"
     timestamp: str
     version: str
+    store: str = Field(description="the job store in use: sqlite or redis")
+
+
+class StoreHealth(_Answer):
+    """The store's health: these fields, and the backend's own details beside them."""
+
+    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+
+    status: Literal["healthy", "unhealthy"]
+    timestamp: str
+    healthy: bool
     store: str = Field(description="the job store in use: sqlite or redis")
 
 
