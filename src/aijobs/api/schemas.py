@@ -273,7 +273,7 @@ class Health(_Answer):
 class StoreHealth(_Answer):
     """The store's health: these fields, and the backend's own details beside them."""
 
-    model_config = ConfigDict(extra="allow", json_schema_serialization_defaults_required=True)
+    model_config = ConfigDict(extra="allow")  # merged with _Answer's
 
     status: Literal["healthy", "unhealthy"]
     timestamp: str
