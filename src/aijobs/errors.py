@@ -58,6 +58,13 @@ class ModelNotFound(NotFound):
     title = "Model not found"
 
 
+class IdempotencyKeyReused(AIJobsError):
+    """This Idempotency-Key was sent with a different request"""
+
+    status_code = 422
+    title = "Idempotency key reused"
+
+
 class StoreUnavailable(AIJobsError):
     """The job store is unavailable"""
 

@@ -109,8 +109,8 @@ async def test_list_omits_log_and_get_includes_it(store: JobStore) -> None:
 
 
 async def test_idempotency_key_returns_first_job(store: JobStore) -> None:
-    a = await store.submit(new(payload={"first": 1}), idempotency_key="k1")
-    b = await store.submit(new(payload={"second": 2}, priority=9), idempotency_key="k1")
+    a = await store.submit(new(payload={"first": 1}, timeout_seconds=2.5), idempotency_key="k1")
+    b = await store.submit(new(payload={"first": 1}, timeout_seconds=2.5), idempotency_key="k1")
     assert b == a
     assert b.payload == {"first": 1}
     c = await store.submit(new(), idempotency_key="k2")
@@ -121,9 +121,30 @@ async def test_idempotency_key_returns_first_job(store: JobStore) -> None:
     assert total == 4
     # the key still answers once the first job has moved on
     await store.cancel(a.id)
-    again = await store.submit(new(), idempotency_key="k1")
+    again = await store.submit(new(payload={"first": 1}, timeout_seconds=2.5), idempotency_key="k1")
     assert again.id == a.id
     assert again.state is State.CANCELLED
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"payload": {"first": 2}},
+        {"payload": {"first": 1, "more": None}},
+        {"priority": 9},
+        {"timeout_seconds": 3.0},
+        {"job_type": JobType.INFERENCE},
+    ],
+)
+async def test_idempotency_key_sent_with_another_request_is_refused(
+    store: JobStore, other: dict[str, Any]
+) -> None:
+    asked: dict[str, Any] = {"payload": {"first": 1}, "timeout_seconds": 2.5}
+    a = await store.submit(new(**asked), idempotency_key="k1")
+    with pytest.raises(errors.IdempotencyKeyReused, match=a.id):
+        await store.submit(new(**(asked | other)), idempotency_key="k1")
+    assert (await store.list_jobs())[1] == 1
+    assert (await store.submit(new(**asked), idempotency_key="k1")).id == a.id
 
 
 async def test_idempotent_submit_under_concurrency(store_factory: Factory) -> None:
@@ -213,7 +234,7 @@ async def test_durable_across_close_and_reopen(store_factory: Factory) -> None:
         assert got.log == "log"
         assert (await s2.get(b.id)).state is State.PENDING
         assert (await s2.get_model("m")).job_id == a.id
-        assert (await s2.submit(new(), idempotency_key="k")).id == a.id
+        assert (await s2.submit(new(payload={"keep": "me"}), idempotency_key="k")).id == a.id
         assert (await s2.list_jobs())[1] == 2
         assert [cl.job.id for cl in await s2.claim(["q"], "w", LONG)] == [b.id]
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -87,6 +88,7 @@ def test_body_over_limit_is_413(client: TestClient) -> None:
     ("body", "code", "detail"),
     [
         (train(model_type="quantum_forest"), 400, "unknown model_type"),
+        (train(model_type="quantum_forest", framework_override=""), 400, "unknown model_type"),
         (train(framework_override="jax"), 400, "valid: "),
         (train(model_type="bert", framework_override="sklearn"), 400, "cannot train"),
         (train(data_path="/etc/passwd"), 400, "outside the data roots"),
@@ -201,3 +203,46 @@ def test_catalogue_answers_are_described_by_the_schema(client: TestClient) -> No
         assert ok["schema"] == {"$ref": f"#/components/schemas/{name}"}, path
     rows = spec["components"]["schemas"]["JobList"]["properties"]["jobs"]["items"]
     assert rows == {"$ref": "#/components/schemas/JobSummary"}
+
+
+def test_method_not_allowed_keeps_its_allow_header(client: TestClient) -> None:
+    r = client.put("/jobs/training", json=train())
+    assert_envelope(r, 405)
+    assert r.headers["allow"] == "POST"
+
+
+def test_chunked_body_over_limit_is_413(client: TestClient) -> None:
+    big = json.dumps(train(description="x" * 2_000_000)).encode()
+    chunks = (big[i : i + 65_536] for i in range(0, len(big), 65_536))
+    r = client.post("/jobs/training", content=chunks, headers={"content-type": "application/json"})
+    assert "content-length" not in r.request.headers
+    assert_envelope(r, 413, "exceeds 10000 bytes")
+
+
+@pytest.mark.parametrize("timeout", [1e-9, 0.5, 0])
+def test_timeout_below_one_second_is_422(client: TestClient, timeout: float) -> None:
+    r = client.post("/jobs/training", json=train(timeout_seconds=timeout))
+    assert_envelope(r, 422, "timeout_seconds")
+
+
+def test_timeout_of_one_second_is_accepted(client: TestClient) -> None:
+    job = client.post("/jobs/training", json=train(timeout_seconds=1)).json()["job_id"]
+    assert client.get("/jobs", params={"limit": 1}).json()["jobs"][0]["job_id"] == job
+
+
+def test_integral_float_priority_is_an_integer(client: TestClient) -> None:
+    assert client.post("/jobs/training", json=train(priority=7.0)).status_code == 200
+    for bad in (1.5, "1", True, 1e300):
+        assert_envelope(client.post("/jobs/training", json=train(priority=bad)), 422, "priority")
+
+
+def test_idempotency_key_reused_with_another_body_is_422(client: TestClient) -> None:
+    h = {"Idempotency-Key": "reused"}
+    first = client.post("/jobs/training", json=train(), headers=h).json()
+    r = client.post("/jobs/training", json=train(priority=5), headers=h)
+    assert_envelope(r, 422, "Idempotency-Key")
+    r = client.post("/jobs/inference", json={"model_id": "m", "input_data": "1"}, headers=h)
+    assert r.status_code in (404, 422)  # the model is looked up first
+    again = client.post("/jobs/training", json=train(), headers=h).json()
+    assert again["job_id"] == first["job_id"]
+    assert client.get("/jobs").json()["total"] == 1

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -14,6 +15,7 @@ from aijobs import __version__, errors, routing
 from aijobs.api import errors as api_errors
 from aijobs.api.limits import BodySizeLimit
 from aijobs.api.routes import catalog, health, jobs
+from aijobs.api.schemas import declare_training_routes
 from aijobs.runtimes.base import discover
 from aijobs.settings import Settings
 from aijobs.store import JobStore, open_store
@@ -63,6 +65,17 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.model_types = frozenset(routing.ROUTES) | frozenset(
         t for runtime in discover().values() for t in runtime.model_types
     )
+    document = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        # What FastAPI cannot derive: the model types a training request may name (they depend
+        # on the runtimes installed here), and the envelope every error answer is.
+        spec = document()
+        declare_training_routes(spec, app.state.model_types)
+        api_errors.declare_envelope(spec)
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]
     api_errors.install(app)
     for module in (health, jobs, catalog):
         app.include_router(module.router)

@@ -11,8 +11,53 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
 from aijobs import errors
+from aijobs.api.schemas import ErrorEnvelope
 
 log = logging.getLogger("aijobs.api")
+
+RETRY_AFTER_SECONDS = 5  # what a 503 asks a client to wait before it tries again
+
+# What each error answer means, for the OpenAPI document (every one is the envelope).
+_MEANINGS = {
+    400: "Bad request: the body is not valid JSON, or the request is valid but cannot be served "
+    "(an unknown model type or framework, a data path outside the data roots or missing, a job "
+    "that has already ended)",
+    404: "Not found: no such job or model",
+    413: "Payload too large: the body exceeds the configured limit",
+    422: "Validation error: a field is missing, of the wrong type, out of range or unknown, or an "
+    "Idempotency-Key is sent again with a different request",
+    503: "Service unavailable: the job store cannot be reached; retry after Retry-After seconds",
+}
+_RETRY_AFTER = {
+    "Retry-After": {
+        "description": "Seconds to wait before retrying",
+        "schema": {"type": "string"},
+    }
+}
+
+
+_ENVELOPE = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers an operation can give, as FastAPI's `responses`: each one the envelope,
+    as JSON even where the operation's own answer is not (declare_envelope adds its schema).
+
+    A declared 422 replaces FastAPI's default one, whose `detail` is a list: ours is a sentence.
+    """
+    declared: dict[int | str, dict[str, Any]] = {}
+    for code in codes:
+        declared[code] = {"description": _MEANINGS[code], "content": _ENVELOPE}
+        if code == 503:
+            declared[code]["headers"] = _RETRY_AFTER
+    return declared
+
+
+def declare_envelope(spec: dict[str, Any]) -> None:
+    """Put the envelope's schema among the OpenAPI document's components."""
+    schema = ErrorEnvelope.model_json_schema(mode="serialization")
+    spec.setdefault("components", {}).setdefault("schemas", {})["ErrorEnvelope"] = schema
+
 
 _TITLES = {
     400: "Bad request",
@@ -52,7 +97,7 @@ def describe_validation(errs: list[dict[str, Any]]) -> tuple[int, str, str]:
 def install(app: FastAPI) -> None:
     @app.exception_handler(errors.AIJobsError)
     async def domain_error(_: Request, exc: errors.AIJobsError) -> JSONResponse:
-        extra = {"Retry-After": "5"} if exc.status_code == 503 else {}
+        extra = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status_code == 503 else {}
         return envelope(exc.status_code, exc.title, exc.detail, **extra)
 
     @app.exception_handler(RequestValidationError)
@@ -63,7 +108,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         title = _TITLES.get(exc.status_code, "Error")
-        return envelope(exc.status_code, title, str(exc.detail))
+        # Kept: a 405's Allow names the methods the path does answer.
+        return envelope(exc.status_code, title, str(exc.detail), **(exc.headers or {}))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:

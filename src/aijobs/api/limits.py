@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import json
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised while the body streams in. An HTTPException, because FastAPI passes those through
+    its body parsing unchanged (any other error there becomes a 400), so the app's error handler
+    answers it as a 413 envelope."""
+
+    def __init__(self, max_bytes: int) -> None:
+        super().__init__(413, too_large(max_bytes))
+
+
+def too_large(max_bytes: int) -> str:
+    return f"request body exceeds {max_bytes} bytes"
 
 
 class BodySizeLimit:
@@ -33,7 +43,7 @@ class BodySizeLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(self.max_bytes)
             return message
 
         async def tracking_send(message: Message) -> None:
@@ -51,7 +61,7 @@ class BodySizeLimit:
         body = json.dumps(
             {
                 "error": "Payload too large",
-                "detail": f"request body exceeds {self.max_bytes} bytes",
+                "detail": too_large(self.max_bytes),
                 "status_code": 413,
             }
         ).encode()

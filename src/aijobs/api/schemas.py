@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from aijobs import routing
 from aijobs.jobs import Job, JobType, ModelRecord, State, WorkerInfo
 
 
@@ -17,13 +18,30 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+MIN_TIMEOUT_SECONDS = 1.0  # a shorter limit would end a job before its worker could start it
+
+
+def _integral(value: object) -> object:
+    """7.0 is the integer 7: JSON has one number type, and JSON Schema's "integer" admits 7.0.
+    A fractional number, a string or a boolean still fails the strict integer check."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integral)]
+
+
 class _Request(BaseModel):
     # Strict: "yes" is not a boolean and 5 is not a model name; unknown fields are typos.
     model_config = ConfigDict(strict=True, extra="forbid")
 
-    priority: int = Field(0, ge=-1000, le=1000, description="Higher runs first within a queue.")
+    priority: Integer = Field(0, ge=-1000, le=1000, description="Higher runs first within a queue.")
     timeout_seconds: float | None = Field(
-        None, gt=0, le=7 * 24 * 3600, description="Wall-clock limit; default from settings."
+        None,
+        ge=MIN_TIMEOUT_SECONDS,
+        le=7 * 24 * 3600,
+        description="Wall-clock limit in seconds; default from settings.",
     )
 
 
@@ -34,6 +52,52 @@ class TrainingRequest(_Request):
     description: str | None = Field(None, max_length=10_000)
     requires_gpu: bool = False
     framework_override: str | None = Field(None, max_length=64)
+
+
+def _override_family(name: str) -> str:
+    queue = name if name in routing.QUEUES else routing.OVERRIDE_ALIASES[name][0]
+    return routing.QUEUES[queue].framework
+
+
+def _any_case(name: str) -> str:
+    """A pattern for `name` in any letter case (JSON Schema patterns take no flags)."""
+    return "".join(
+        f"[{c.lower()}{c.upper()}]" if c.isalpha() else ("\\." if c == "." else c) for c in name
+    )
+
+
+def declare_training_routes(spec: dict[str, Any], known_model_types: frozenset[str]) -> None:
+    """Say in the OpenAPI document which (model_type, framework_override) pairs are accepted.
+
+    Without an override (or with an empty one) the model type must be one that the routing table
+    or an installed runtime knows. With one, the override names a queue or a framework alias, in
+    any case and with surrounding spaces, and a model type of the routing table must belong to
+    that framework; any other model type goes to the named framework's queue.
+    """
+    by_family: dict[str, list[str]] = {}
+    for name in routing.VALID_OVERRIDES:
+        by_family.setdefault(_override_family(name), []).append(name)
+    choices: list[dict[str, Any]] = [
+        {
+            "properties": {
+                "model_type": {"enum": sorted(known_model_types)},
+                "framework_override": {"enum": [None, ""]},
+            }
+        }
+    ]
+    for family, names in sorted(by_family.items()):
+        pattern = r"^\s*(?:" + "|".join(_any_case(n) for n in names) + r")\s*$"
+        others = sorted(t for t in routing.ROUTES if routing.model_family(t) != family)
+        choices.append(
+            {
+                "required": ["framework_override"],
+                "properties": {
+                    "framework_override": {"type": "string", "pattern": pattern},
+                    "model_type": {"not": {"enum": others}},
+                },
+            }
+        )
+    spec["components"]["schemas"]["TrainingRequest"]["anyOf"] = choices
 
 
 class InferenceRequest(_Request):
@@ -203,6 +267,17 @@ class Health(_Answer):
     status: Literal["healthy"] = "healthy"
     timestamp: str
     version: str
+    store: str = Field(description="the job store in use: sqlite or redis")
+
+
+class StoreHealth(_Answer):
+    """The store's health: these fields, and the backend's own details beside them."""
+
+    model_config = ConfigDict(extra="allow")  # merged with _Answer's
+
+    status: Literal["healthy", "unhealthy"]
+    timestamp: str
+    healthy: bool
     store: str = Field(description="the job store in use: sqlite or redis")
 
 

@@ -41,7 +41,8 @@ class JobStore(Protocol):
 
     # -- clients (API) -------------------------------------------------------------------------
     async def submit(self, job: NewJob, idempotency_key: str | None = None) -> Job:
-        """Store a new pending job durably; the same idempotency_key returns the first job."""
+        """Store a new pending job durably; the same idempotency_key returns the first job, or
+        raises errors.IdempotencyKeyReused when the job asked for differs (first_submission)."""
 
     async def get(self, job_id: str) -> Job:
         """Raise errors.JobNotFound when absent."""
@@ -171,6 +172,27 @@ class StoreBase:
 def compact_json(value: Any) -> str:
     """JSON as the stores keep it: no spaces."""
     return json.dumps(value, separators=(",", ":"))
+
+
+def _submission(job: Job | NewJob) -> str:
+    """What a client asked for, as comparable text: the rest of a job (its queue, model type,
+    attempts) the API derives from these or from its settings."""
+    asked = [JobType(job.job_type).value, job.payload, job.priority, job.timeout_seconds]
+    return json.dumps(asked, sort_keys=True, separators=(",", ":"))
+
+
+def first_submission(first: Job, retry: NewJob, idempotency_key: str) -> Job:
+    """The job an idempotency key already names, when `retry` asks for the same thing again.
+
+    A key sent with a different request is refused rather than answered with a job the client
+    did not ask for.
+    """
+    if _submission(first) != _submission(retry):
+        raise errors.IdempotencyKeyReused(
+            f"Idempotency-Key {idempotency_key!r} was already used for job {first.id} with a "
+            "different request; send a new key for a new job"
+        )
+    return first
 
 
 def distinct_queues(queues: Sequence[str]) -> list[str]:

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from aijobs import routing
 from aijobs.api.deps import SettingsDep, StoreDep
+from aijobs.api.errors import error_responses
 from aijobs.api.schemas import LiveWorker, ModelInfo, ModelList, QueueInfo, QueueList, WorkerList
 
 router = APIRouter(tags=["catalog"])
@@ -14,6 +15,7 @@ router = APIRouter(tags=["catalog"])
 @router.get(
     "/queues",
     response_model=QueueList,
+    responses=error_responses(503),
     summary="Queues, their depth and the live workers serving them",
 )
 async def queues(store: StoreDep, settings: SettingsDep) -> QueueList:
@@ -37,17 +39,26 @@ async def queues(store: StoreDep, settings: SettingsDep) -> QueueList:
     return QueueList(queues=rows)
 
 
-@router.get("/workers", response_model=WorkerList, summary="Live workers")
+@router.get(
+    "/workers", response_model=WorkerList, responses=error_responses(503), summary="Live workers"
+)
 async def workers(store: StoreDep, settings: SettingsDep) -> WorkerList:
     live = await store.live_workers(settings.worker_ttl_seconds)
     return WorkerList(workers=[LiveWorker.of(w) for w in live])
 
 
-@router.get("/models", response_model=ModelList, summary="Trained models")
+@router.get(
+    "/models", response_model=ModelList, responses=error_responses(503), summary="Trained models"
+)
 async def models(store: StoreDep) -> ModelList:
     return ModelList(models=[ModelInfo.of(m) for m in await store.list_models()])
 
 
-@router.get("/models/{model_id}", response_model=ModelInfo, summary="One trained model")
+@router.get(
+    "/models/{model_id}",
+    response_model=ModelInfo,
+    responses=error_responses(404, 422, 503),
+    summary="One trained model",
+)
 async def model(model_id: str, store: StoreDep) -> ModelInfo:
     return ModelInfo.of(await store.get_model(model_id))

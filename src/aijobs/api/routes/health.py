@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse
 
 from aijobs import __version__
 from aijobs.api.deps import StoreDep
-from aijobs.api.schemas import Health, iso
+from aijobs.api.schemas import Health, StoreHealth, iso
 from aijobs.jobs import now
 
 router = APIRouter(tags=["health"])
@@ -18,7 +18,12 @@ async def health(store: StoreDep) -> Health:
     return Health(timestamp=iso(now()) or "", version=__version__, store=store.kind)
 
 
-@router.get("/health/redis", summary="The job store's health (Redis, or the embedded store)")
+@router.get(
+    "/health/redis",
+    response_model=StoreHealth,
+    responses={503: {"model": StoreHealth, "description": "The store is unhealthy"}},
+    summary="The job store's health (Redis, or the embedded store)",
+)
 async def store_health(store: StoreDep) -> JSONResponse:
     report = await store.health()
     body: dict[str, object] = {

@@ -11,6 +11,7 @@ from fastapi.responses import PlainTextResponse
 
 from aijobs import datapaths, errors, estimates, routing
 from aijobs.api.deps import ModelTypesDep, SettingsDep, StoreDep, served_queues
+from aijobs.api.errors import error_responses
 from aijobs.api.schemas import (
     InferenceRequest,
     JobList,
@@ -55,14 +56,19 @@ async def _accepted(store: JobStore, settings: Settings, job: Job) -> SubmitResp
 
 
 def _check_model_type(model_type: str, known: frozenset[str], override: str | None) -> None:
-    if model_type not in known and override is None:
+    if model_type not in known and not override:  # an empty override is no override
         raise errors.BadRequest(
             f"unknown model_type {model_type!r}; known: {', '.join(sorted(known))} "
             "(a custom runtime's model type also needs framework_override)"
         )
 
 
-@router.post("/jobs/training", response_model=SubmitResponse, summary="Submit a training job")
+@router.post(
+    "/jobs/training",
+    response_model=SubmitResponse,
+    responses=error_responses(400, 413, 422, 503),
+    summary="Submit a training job",
+)
 async def submit_training(
     body: TrainingRequest,
     store: StoreDep,
@@ -91,7 +97,12 @@ async def submit_training(
     return await _accepted(store, settings, job)
 
 
-@router.post("/jobs/inference", response_model=SubmitResponse, summary="Submit an inference job")
+@router.post(
+    "/jobs/inference",
+    response_model=SubmitResponse,
+    responses=error_responses(400, 404, 413, 422, 503),
+    summary="Submit an inference job",
+)
 async def submit_inference(
     body: InferenceRequest,
     store: StoreDep,
@@ -141,7 +152,12 @@ def _server_stopping() -> bool:
     return getattr(server, "should_exit", False) is True
 
 
-@router.get("/jobs/{job_id}/status", response_model=JobStatus, summary="A job's status")
+@router.get(
+    "/jobs/{job_id}/status",
+    response_model=JobStatus,
+    responses=error_responses(404, 422, 503),
+    summary="A job's status",
+)
 async def job_status(job_id: JobId, store: StoreDep, request: Request, wait: Wait = 0) -> JobStatus:
     job = await store.get(job_id)
     if wait > 0 and not job.terminal:
@@ -154,13 +170,23 @@ async def job_status(job_id: JobId, store: StoreDep, request: Request, wait: Wai
     return JobStatus.of(job)
 
 
-@router.get("/jobs/{job_id}/logs", response_class=PlainTextResponse, summary="A job's output")
+@router.get(
+    "/jobs/{job_id}/logs",
+    response_class=PlainTextResponse,
+    responses=error_responses(404, 422, 503),
+    summary="A job's output",
+)
 async def job_logs(job_id: JobId, store: StoreDep) -> str:
     """The job's captured stdout/stderr (kept when its run ends)."""
     return (await store.get(job_id)).log or ""
 
 
-@router.delete("/jobs/{job_id}", response_model=JobStatus, summary="Cancel a job")
+@router.delete(
+    "/jobs/{job_id}",
+    response_model=JobStatus,
+    responses=error_responses(400, 404, 422, 503),
+    summary="Cancel a job",
+)
 async def cancel_job(job_id: JobId, store: StoreDep) -> JobStatus:
     return JobStatus.of(await store.cancel(job_id))
 
@@ -169,6 +195,7 @@ async def cancel_job(job_id: JobId, store: StoreDep) -> JobStatus:
     "/jobs",
     response_model=JobList,
     response_model_exclude_unset=True,  # a row leaves out the fields that do not apply to it
+    responses=error_responses(422, 503),
     summary="List jobs, newest first",
 )
 async def list_jobs(

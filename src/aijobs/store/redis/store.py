@@ -59,6 +59,7 @@ from aijobs.store.base import (
     clamp_fraction,
     compact_json,
     distinct_queues,
+    first_submission,
     job_not_found,
     model_not_found,
     not_cancellable,
@@ -245,7 +246,10 @@ class RedisStore(StoreBase):
     async def submit(self, job: NewJob, idempotency_key: str | None = None) -> Job:
         # The id is chosen here, so that a retry of a call whose reply was lost finds its job.
         reply = await self.run_script("submit", *submit_args(job, idempotency_key), retry=True)
-        return decode_job(reply)
+        stored = decode_job(reply)
+        if idempotency_key:  # the key's first job, or this very call's when the key was new
+            return first_submission(stored, job, idempotency_key)
+        return stored
 
     async def get(self, job_id: str) -> Job:
         key = self.k("job", job_id)

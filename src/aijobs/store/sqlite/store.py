@@ -47,6 +47,7 @@ from aijobs.store.base import (
     clamp_fraction,
     compact_json,
     distinct_queues,
+    first_submission,
     job_not_found,
     model_not_found,
     not_cancellable,
@@ -116,7 +117,7 @@ class SQLiteStore(StoreBase):
                     f"SELECT {COLUMNS} FROM jobs WHERE idem = ?", (idempotency_key,)
                 )
                 for row in rows:
-                    return decode_job(row)
+                    return first_submission(decode_job(row), job, idempotency_key)
             rows = await db.execute_fetchall(
                 "INSERT INTO jobs (id, job_type, queue, state, payload, model_type, model_id, "
                 "description, priority, max_attempts, timeout_seconds, created_at, updated_at, "
