@@ -259,6 +259,22 @@ async def test_no_hand_over_past_queued_work_or_to_a_worker_without_room(
     assert await check_invariants(s) == []
 
 
+async def test_a_worker_without_room_for_training_claims_the_inference_behind_it_at_once(
+    rstore: RedisStore,
+) -> None:
+    s = rstore
+    training = await s.submit(new())
+    behind = await s.submit(infer())
+    full = Waiter("w1", LONG, max_training=0)
+    t0 = time.monotonic()
+    assert await s.wait_for_work(["q"], 10, full) == []  # work it can take is ready
+    assert time.monotonic() - t0 < 2
+    (claim,) = await s.claim(["q"], "w1", LONG, max_training=0)
+    assert claim.job.id == behind.id
+    assert (await s.get(training.id)).state is State.PENDING
+    assert await check_invariants(s) == []
+
+
 async def test_nothing_is_handed_to_a_worker_that_stopped_waiting(rstore: RedisStore) -> None:
     s = rstore
     assert await s.wait_for_work(["q"], 0.3, Waiter("w1", LONG, 1)) == []  # timed out

@@ -47,8 +47,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     idem             TEXT UNIQUE,
     log              TEXT  -- last: reading the columns before it never touches its overflow pages
 );
--- claim: an index seek per queue, already in (priority desc, seq) order
-CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (queue, priority DESC, seq)
+-- claim: an index seek per queue and job type, already in (priority desc, seq) order; by type,
+-- so that a worker without a free training slot reaches the inference jobs behind training jobs
+-- without walking past them (jobs_claim was the same index without the type)
+DROP INDEX IF EXISTS jobs_claim;
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, job_type, priority DESC, seq)
     WHERE state = 'pending' AND cancel_requested = 0;
 -- rescue: only running jobs, ordered by deadline
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_until) WHERE state = 'running';

@@ -215,28 +215,31 @@ class SQLiteStore(StoreBase):
         if not queues or limit <= 0:
             return []
         now = now_ms()
-        # One seek per queue (each already in priority/FIFO order), merged, best `limit` taken:
-        # an `IN (queues)` over the index would sort every pending job of those queues instead.
-        per_queue = " UNION ALL ".join(
+        cap = limit if max_training is None else min(limit, max(0, max_training))
+        # One seek per queue and job type (each already in priority/FIFO order), merged, best
+        # `limit` taken: an `IN (queues)` over the index would sort every pending job of those
+        # queues instead. Training jobs past the cap are skipped in place (they keep their
+        # order for a worker with a free slot) and never hold back the inference jobs behind.
+        seek = (
             "SELECT * FROM (SELECT seq, priority, job_type FROM jobs WHERE state = 'pending' "
-            "AND cancel_requested = 0 AND queue = ? ORDER BY priority DESC, seq LIMIT ?)"
-            for _ in queues
+            "AND cancel_requested = 0 AND queue = ? AND job_type = ? "
+            "ORDER BY priority DESC, seq LIMIT ?)"
         )
+        per_queue = " UNION ALL ".join(f"{seek} UNION ALL {seek}" for _ in queues)
         params: list[Any] = [worker_id, now + int(lease_seconds * 1000), now, now]
         for q in queues:
-            params += [q, limit]
-        cap = -1 if max_training is None else max(0, max_training)
-        params += [limit, cap, cap]
+            params += [q, JobType.INFERENCE.value, limit, q, JobType.TRAINING.value, cap]
+        params += [cap, limit]
         async with self._db.transaction() as db:
             rows = await db.execute_fetchall(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
                 "token = lower(hex(randomblob(16))) || ':' || (attempt + 1), owner = ?, "
                 "lease_until = ?, started_at = ?, updated_at = ?, progress = 0 "
-                # The best `limit`, cut at the first training job past max_training (-1: none).
-                "WHERE seq IN (SELECT seq FROM (SELECT seq, sum(job_type = 'training') OVER "
-                "(ORDER BY priority DESC, seq) AS training FROM (SELECT * FROM "
-                f"({per_queue}) ORDER BY priority DESC, seq LIMIT ?)) "
-                "WHERE ? < 0 OR training <= ?) "
+                # The best `limit`, the training jobs among them no more than the cap.
+                "WHERE seq IN (SELECT seq FROM (SELECT seq, priority, job_type, "
+                "sum(job_type = 'training') OVER (ORDER BY priority DESC, seq) AS training "
+                f"FROM ({per_queue})) WHERE job_type != 'training' OR training <= ? "
+                "ORDER BY priority DESC, seq LIMIT ?) "
                 f"RETURNING {COLUMNS}, token, priority, seq",
                 params,
             )

@@ -138,12 +138,54 @@ local function type_of(rank)
   return redis.call('HGET', k_job(string.sub(rank, RANK_LEN + 1)), 'job_type')
 end
 
+-- How many entries of a queue a claim looks through for the jobs it can take: the inference
+-- jobs behind more training jobs than that (which a worker without a free training slot skips)
+-- wait for those to be claimed. Bounded work per script, as everywhere.
+local READY_SCAN = 1000
+
+-- The best pending jobs of `queue`, in order: up to `others` that are not training jobs and up
+-- to `trainings` training jobs, skipping the rest in place. Returns {{rank, job type}, ...} and
+-- the ranks met whose job is no longer pending (the caller removes them).
+local function ready_jobs(queue, others, trainings)
+  local found, stale = {}, {}
+  local offset, page = 0, math.max(others + trainings, 1)
+  while (others > 0 or trainings > 0) and offset < READY_SCAN do
+    local ranks = redis.call('ZRANGE', k_ready(queue), '-', '+', 'BYLEX', 'LIMIT', offset, page)
+    for _, rank in ipairs(ranks) do
+      local f = redis.call('HMGET', k_job(string.sub(rank, RANK_LEN + 1)), 'state', 'job_type')
+      if f[1] ~= 'pending' then
+        stale[#stale + 1] = rank
+      elseif f[2] == 'training' then
+        if trainings > 0 then found[#found + 1] = {rank, f[2]} end
+        trainings = trainings - 1
+      else
+        if others > 0 then found[#found + 1] = {rank, f[2]} end
+        others = others - 1
+      end
+      if others <= 0 and trainings <= 0 then break end
+    end
+    if #ranks < page then break end
+    offset = offset + page
+    page = math.min(page * 4, READY_SCAN)
+  end
+  return found, stale
+end
+
+-- Whether `queue` has a pending job a worker without a free training slot can take.
+local function inference_ready(queue)
+  return #ready_jobs(queue, 1, 0) > 0
+end
+
 -- Work may be ready on `queue`: hint one waiting worker that can take its best job to claim.
 local function wake(queue)
   if redis.call('EXISTS', k_waiters(queue)) == 0 then return end  -- nobody waits: most calls
   local best = best_rank(queue)
   if not best then return end
   local worker, _, lease = take_waiter(queue, type_of(best), false)
+  -- Nobody with a free training slot waits: one without can still take the jobs behind it.
+  if not worker and type_of(best) == 'training' and inference_ready(queue) then
+    worker, _, lease = take_waiter(queue, 'inference', false)
+  end
   if worker then deliver(worker, 'hint', lease) end
 end
 
