@@ -23,6 +23,8 @@
 --   P:waiting:<worker> STRING "<serial> <max training jobs> <lease ms>" while the worker waits
 --                           (expires by itself just before its blocking pop ends)
 --   P:inbox:<worker>  LIST  what a waiting worker is handed: a claim (JSON) or "hint"
+--   P:handed:<worker> LIST  what was handed to it since its wait began, popped or not: the
+--                           claims to hand back when that wait is cancelled (same expiry)
 --   P:finished        ZSET  terminal jobs, score finished_at: the retention index
 --   P:idem:<key>      STRING the job id an Idempotency-Key names
 --   P:dur:<durkey>    LIST  latest run times (ms) of completed jobs of one kind, newest first
@@ -58,6 +60,7 @@ local function k_ready(queue) return P .. ':ready:' .. queue end
 local function k_waiters(queue) return P .. ':waiters:' .. queue end
 local function k_waiting(worker) return P .. ':waiting:' .. worker end
 local function k_inbox(worker) return P .. ':inbox:' .. worker end
+local function k_handed(worker) return P .. ':handed:' .. worker end
 local function k_idem(key) return P .. ':idem:' .. key end
 local function k_dur(durkey) return P .. ':dur:' .. durkey end
 local function k_watch(id) return P .. ':watch:' .. id end
@@ -127,9 +130,14 @@ local function take_waiter(queue, job_type, handover)
 end
 
 local function deliver(worker, entry, lease)
+  local ttl = math.max(lease, 10000)
   redis.call('RPUSH', k_inbox(worker), entry)
   -- A dead worker's inbox goes by itself (what was handed to it is rescued when its lease ends)
-  redis.call('PEXPIRE', k_inbox(worker), math.max(lease, 10000))
+  redis.call('PEXPIRE', k_inbox(worker), ttl)
+  if entry ~= 'hint' then
+    redis.call('RPUSH', k_handed(worker), entry)
+    redis.call('PEXPIRE', k_handed(worker), ttl)
+  end
 end
 
 -- `queue`'s best pending job (its rank), or nil when none is pending.
@@ -215,11 +223,13 @@ end
 
 -- `worker` waits no more: the jobs handed to it that it never took from its inbox go back to
 -- pending in their FIFO place, with the attempt they were given undone (they never ran).
--- Returns their ids.
-local function end_wait(worker)
+-- `popped_too`: its wait was cancelled, so what it popped during that wait never reached it
+-- either (the pop's reply was lost with the cancel): those go back as well. Returns their ids.
+local function end_wait(worker, popped_too)
   redis.call('DEL', k_waiting(worker))
   local out = {}
-  for _, entry in ipairs(redis.call('LRANGE', k_inbox(worker), 0, -1)) do
+  local source = popped_too and k_handed(worker) or k_inbox(worker)  -- handed: the inbox's too
+  for _, entry in ipairs(redis.call('LRANGE', source, 0, -1)) do
     if entry ~= 'hint' then
       local handed = cjson.decode(entry)
       local id, token = handed[3][1], handed[2]
@@ -235,7 +245,7 @@ local function end_wait(worker)
       end
     end
   end
-  redis.call('DEL', k_inbox(worker))
+  redis.call('DEL', k_inbox(worker), k_handed(worker))
   return out
 end
 

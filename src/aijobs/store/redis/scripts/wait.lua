@@ -7,6 +7,10 @@
 -- is queued otherwise (a retry, a rescue, a claim that left work behind).
 -- ARGV: 3 worker id, 4 "<serial> <max training jobs> <lease ms>", 5 ttl ms, 6.. queues
 local worker = ARGV[3]
+-- What this wait may pop: what is in the inbox now, and what is delivered from now on. What
+-- earlier waits popped reached the worker (a cancelled wait hands its pops back at once).
+redis.call('DEL', k_handed(worker))
+redis.call('COPY', k_inbox(worker), k_handed(worker))
 local max_training = string.match(ARGV[4], '^%S+ (%d+) ')
 local best
 for i = 6, #ARGV do
