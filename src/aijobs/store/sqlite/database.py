@@ -1,4 +1,5 @@
-"""The SQLite store's connections to its file: one writer, one reader, transactions, change watch.
+"""The SQLite store's connections to its file: one writer, one reader, transactions (waiting
+for other connections' commits is watch.py's).
 
 Two connections per store: one writer (guarded by an asyncio lock, since a transaction spans
 several awaits) and one reader. Every write transaction is ``BEGIN IMMEDIATE``: it takes the
@@ -9,7 +10,6 @@ returns SQLITE_BUSY without waiting). An in-memory database has one connection f
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,7 +20,6 @@ import aiosqlite
 from aijobs import errors
 from aijobs.store.sqlite.schema import SCHEMA, split_sql
 
-WAKE_POLL_SECONDS = 0.005
 BUSY_TIMEOUT_MS = 10_000
 
 
@@ -108,16 +107,3 @@ class Database:
             async with self._lock:
                 return list(await db.execute_fetchall(sql, params))
         return list(await db.execute_fetchall(sql, params))
-
-    async def until_changed(self, timeout: float) -> None:
-        """Return once another connection committed, or after `timeout` seconds."""
-        # No cross-process notifications in SQLite: watch data_version, which changes whenever
-        # another connection (another process, or our own writer) commits. One cheap pragma
-        # every few milliseconds instead of a query.
-        deadline = time.monotonic() + timeout
-        (first,), *_ = await self.read("PRAGMA data_version")
-        while time.monotonic() < deadline:
-            await asyncio.sleep(WAKE_POLL_SECONDS)
-            (version,), *_ = await self.read("PRAGMA data_version")
-            if version != first:
-                return

@@ -53,6 +53,7 @@ from aijobs.store.base import (
 )
 from aijobs.store.sqlite.database import Database
 from aijobs.store.sqlite.schema import COLUMNS, NCOLS, decode_job, now_ms
+from aijobs.store.sqlite.watch import ChangeWatcher
 
 
 class SQLiteStore(StoreBase):
@@ -64,17 +65,19 @@ class SQLiteStore(StoreBase):
         self.path = path
         self.max_stalls = max_stalls
         self._db = Database(path)
+        self._watch = ChangeWatcher(self._db.read)  # every waiter of this store, one poll
 
     async def open(self) -> None:
         await self._db.open()
 
     async def close(self) -> None:
+        await self._watch.close()
         await self._db.close()
 
     async def wait_for_work(
         self, queues: list[str], timeout: float, waiter: Waiter | None = None
     ) -> list[Claim]:
-        await self._db.until_changed(timeout)
+        await self._watch.until_changed(timeout)
         return []  # a hint only: one SQLite file has one machine's few workers, claiming
 
     async def wait_terminal(self, job_id: str, timeout: float) -> Job:
@@ -87,7 +90,7 @@ class SQLiteStore(StoreBase):
             left = deadline - time.monotonic()
             if job.terminal or left <= 0:
                 return job
-            await self._db.until_changed(left)
+            await self._watch.until_ended(job_id, left)
 
     # -- clients -----------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
