@@ -2,7 +2,7 @@
 
 Run against every backend in conftest.BACKENDS, written against the protocol only: what one
 backend adds is tested in tests/integration/store. Leases are real and short (tens of ms):
-backends take time from their own clock (time.time() for SQLite, TIME for Redis).
+backends take time from their own clock (the monotonic clock for SQLite, TIME for Redis).
 """
 
 from __future__ import annotations
