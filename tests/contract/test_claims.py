@@ -2,7 +2,7 @@
 
 Run against every backend in conftest.BACKENDS, written against the protocol only: what one
 backend adds is tested in tests/integration/store. Leases are real and short (tens of ms):
-backends take time from their own clock (time.time() for SQLite, TIME for Redis).
+backends take time from their own clock (the monotonic clock for SQLite, TIME for Redis).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ async def test_concurrent_claimers_get_disjoint_jobs(store_factory: Factory) -> 
             await s.close()
 
 
-async def test_claim_max_training_stops_at_the_first_training_job_past_it(
+async def test_claim_max_training_skips_the_training_jobs_past_it_in_place(
     store: JobStore,
 ) -> None:
     infer: dict[str, Any] = {"job_type": JobType.INFERENCE}
@@ -131,11 +131,29 @@ async def test_claim_max_training_stops_at_the_first_training_job_past_it(
     i2 = await store.submit(new(**infer))
     t2 = await store.submit(new())
     i3 = await store.submit(new(**infer))
-    none = await store.claim(["q"], "w1", LONG, limit=10, max_training=1)
-    assert [c.job.id for c in none] == [i1.id, t1.id, i2.id]  # stops at t2, never skips it
+    first = await store.claim(["q"], "w1", LONG, limit=10, max_training=1)
+    assert [c.job.id for c in first] == [i1.id, t1.id, i2.id, i3.id]  # t2 waits for a slot
     assert [c.job.id for c in await store.claim(["q"], "w1", LONG, 10, max_training=0)] == []
     rest = await store.claim(["q"], "w1", LONG, limit=10, max_training=5)
-    assert [c.job.id for c in rest] == [t2.id, i3.id]
+    assert [c.job.id for c in rest] == [t2.id]
+
+
+async def test_a_training_job_at_the_head_does_not_hold_back_inference_behind_it(
+    store: JobStore,
+) -> None:
+    infer: dict[str, Any] = {"job_type": JobType.INFERENCE}
+    heads = [await store.submit(new(priority=5)) for _ in range(3)]
+    i1 = await store.submit(new(**infer))
+    i2 = await store.submit(new("other", **infer))
+    i3 = await store.submit(new(**infer))
+    busy = await store.claim(["q", "other"], "w1", LONG, limit=2, max_training=0)
+    assert [c.job.id for c in busy] == [i1.id, i2.id]
+    busy = await store.claim(["q", "other"], "w1", LONG, limit=2, max_training=0)
+    assert [c.job.id for c in busy] == [i3.id]
+    for head in heads:
+        assert (await store.get(head.id)).state is State.PENDING
+    free = await store.claim(["q"], "w2", LONG, limit=10, max_training=3)
+    assert [c.job.id for c in free] == [h.id for h in heads]  # their places were kept
 
 
 # -- fencing ---------------------------------------------------------------------------------------

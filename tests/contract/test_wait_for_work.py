@@ -131,6 +131,19 @@ async def test_no_training_job_is_handed_to_a_waiter_without_room_for_one(
     assert claim.job.id == training.id
 
 
+async def test_a_waiter_without_room_for_training_gets_the_inference_behind_a_training_job(
+    store: JobStore, submitter: JobStore
+) -> None:
+    full = Waiter("w1", LONG, max_training=0)
+    training = await submitter.submit(new())
+    task = asyncio.create_task(store.wait_for_work(["q"], 30, full))
+    await asyncio.sleep(0.2)
+    first = await submitter.submit(infer())
+    (claim,) = await taken(store, full, await asyncio.wait_for(task, PROMPT), ["q"])
+    assert claim.job.id == first.id
+    assert (await store.get(training.id)).state is State.PENDING
+
+
 async def test_each_job_submitted_to_several_waiters_is_taken_exactly_once(
     store_factory: Factory, submitter: JobStore
 ) -> None:

@@ -144,3 +144,17 @@ def test_inference_runs_while_the_training_slot_is_busy(echo: System) -> None:
     assert all(a["status"] == "completed" for a in answered), answered
     assert echo.status(training)["status"] == "running"  # they did not wait for it
     assert echo.wait(training, timeout=60)["status"] == "completed"
+
+
+def test_a_training_job_waiting_for_the_slot_does_not_hold_back_inference(echo: System) -> None:
+    payload = {"model_type": "echo", "data_path": "slow.csv", "hyperparameters": {"sleep": 8}}
+    training = NewJob(
+        job_type=JobType.TRAINING, queue="sklearn", payload=payload, model_type="echo"
+    )
+    running = _with_store(echo, "submit", training)
+    echo.wait(running, {"running"}, timeout=30)
+    queued = _with_store(echo, "submit", training)  # heads the queue until the slot is free
+    answered = [echo.wait(_infer(echo, f"behind {i}"), timeout=30) for i in range(3)]
+    assert all(a["status"] == "completed" for a in answered), answered
+    assert echo.status(queued)["status"] == "pending"  # they did not wait for it
+    assert echo.wait(queued, timeout=90)["status"] == "completed"

@@ -84,7 +84,8 @@ class JobStore(Protocol):
     ) -> list[Claim]:
         """Atomically take up to `limit` pending jobs (priority desc, then FIFO) with a lease.
 
-        With `max_training`, stop at the first training job past that many (never skip it).
+        With `max_training`, skip the training jobs past that many: they keep their place, and
+        the inference jobs behind them are taken.
         A claim after `wait_for_work` returned passes its hint on to other idle workers when
         work is left, even with `limit` 0 (a worker that took the hint but has no room).
         """

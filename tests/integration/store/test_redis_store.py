@@ -5,6 +5,7 @@ hand-overs to waiting workers."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import signal
 import time
@@ -259,6 +260,22 @@ async def test_no_hand_over_past_queued_work_or_to_a_worker_without_room(
     assert await check_invariants(s) == []
 
 
+async def test_a_worker_without_room_for_training_claims_the_inference_behind_it_at_once(
+    rstore: RedisStore,
+) -> None:
+    s = rstore
+    training = await s.submit(new())
+    behind = await s.submit(infer())
+    full = Waiter("w1", LONG, max_training=0)
+    t0 = time.monotonic()
+    assert await s.wait_for_work(["q"], 10, full) == []  # work it can take is ready
+    assert time.monotonic() - t0 < 2
+    (claim,) = await s.claim(["q"], "w1", LONG, max_training=0)
+    assert claim.job.id == behind.id
+    assert (await s.get(training.id)).state is State.PENDING
+    assert await check_invariants(s) == []
+
+
 async def test_nothing_is_handed_to_a_worker_that_stopped_waiting(rstore: RedisStore) -> None:
     s = rstore
     assert await s.wait_for_work(["q"], 0.3, Waiter("w1", LONG, 1)) == []  # timed out
@@ -284,6 +301,46 @@ async def test_a_stopping_worker_hands_back_what_it_never_took(rstore: RedisStor
     (claim,) = await s.claim(["q"], "w2", LONG)
     assert claim.job.id == job.id
     assert claim.job.attempt == 1
+
+
+async def test_a_hand_over_popped_as_the_wait_is_cancelled_is_handed_back(
+    redis_server: RedisServer, tmp_path: Path
+) -> None:
+    """A stopping worker cancels its wait just as Redis pops a hand-over from its inbox: the
+    reply is on the wire and never read. The job goes back to pending in its place, its attempt
+    undone, at once (not after its lease)."""
+    worker = RedisStore(redis_server.url, prefix=prefix_for(tmp_path))
+    await worker.open()
+    try:
+        ahead = await worker.submit(new("r"))  # so the hand-over's FIFO place can be seen
+        task = asyncio.create_task(worker.wait_for_work(["q"], 10, Waiter("w1", LONG, 1)))
+        await asyncio.sleep(0.3)  # w1 is blocked in its pop
+
+        async def submit_elsewhere() -> str:
+            api = RedisStore(redis_server.url, prefix=prefix_for(tmp_path))
+            await api.open()
+            try:
+                return (await api.submit(infer())).id
+            finally:
+                await api.close()
+
+        # Submitted while this event loop is held: Redis hands the job over and pops it for
+        # w1, and w1's task is cancelled before it can read the reply.
+        pool = concurrent.futures.ThreadPoolExecutor(1)
+        job_id = pool.submit(asyncio.run, submit_elsewhere()).result(timeout=10)
+        pool.shutdown()
+        time.sleep(0.3)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 5)
+        back = await worker.get(job_id)
+        assert (back.state, back.owner, back.attempt) == (State.PENDING, None, 0)
+        assert await check_invariants(worker) == []
+        claims = await worker.claim(["r", "q"], "w2", LONG, limit=2)
+        assert [c.job.id for c in claims] == [ahead.id, job_id]
+        assert claims[1].job.attempt == 1
+    finally:
+        await worker.close()
 
 
 async def test_a_hand_over_from_an_earlier_wait_is_taken_only_while_its_lease_holds(

@@ -6,7 +6,8 @@ script itself and handed over in that inbox: the worker starts it with no claim 
 round trip less on the latency path). Other work (a retry, a rescue, a claim that left work
 behind) sends one waiter a hint to claim, so wake-ups chain from one idle worker to the next.
 The registration expires just before the worker's pop ends, so nothing is handed to a worker
-that no longer listens; a stopping worker's untaken hand-overs go back to pending.
+that no longer listens; a stopping worker's untaken hand-overs go back to pending, and so does
+one its cancelled wait popped but never returned.
 """
 
 from __future__ import annotations
@@ -44,13 +45,22 @@ async def wait_for_work(
     waiting = f"{serial} {max_training} {lease_ms}"
     if not await store.run_script("wait", worker_id, waiting, ttl_ms, *queues, retry=True):
         return []  # work is ready: claim it
-    inbox = store.k("inbox", worker_id)
     try:
-        reply = await store.call(lambda r: r.blpop([inbox], timeout=block), retry=False)
+        return await _take(store, worker_id, serial, block, waiter)
     except asyncio.CancelledError:
-        # The worker is stopping: hand it nothing more, and back what came meanwhile.
+        # The worker is stopping: hand it nothing more, and hand back what came meanwhile,
+        # the claim it popped included (a cancel can land once Redis has popped it, its reply
+        # unread): a cancelled wait returns nothing, so nothing it was handed may stay leased.
         await asyncio.shield(store.run_script("stop_waiting", worker_id, retry=True))
         raise
+
+
+async def _take(
+    store: RedisStore, worker_id: str, serial: str, block: float, waiter: Waiter | None
+) -> list[Claim]:
+    """Pop the worker's inbox: the claim handed over to it, if any and still its own."""
+    inbox = store.k("inbox", worker_id)
+    reply = await store.call(lambda r: r.blpop([inbox], timeout=block), retry=False)
     if reply is None or reply[1] == "hint" or waiter is None:
         return []
     handed_in, token, fields = json.loads(reply[1])

@@ -1,4 +1,5 @@
-"""The SQLite store's connections to its file: one writer, one reader, transactions, change watch.
+"""The SQLite store's connections to its file: one writer, one reader, transactions (waiting
+for other connections' commits is watch.py's).
 
 Two connections per store: one writer (guarded by an asyncio lock, since a transaction spans
 several awaits) and one reader. Every write transaction is ``BEGIN IMMEDIATE``: it takes the
@@ -14,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -25,7 +25,6 @@ import aiosqlite
 from aijobs import errors
 from aijobs.store.sqlite.schema import SCHEMA, split_sql
 
-WAKE_POLL_SECONDS = 0.005
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction to end
 
 
@@ -160,16 +159,3 @@ class Database:
                 async with self._lock:
                     return list(await db.execute_fetchall(sql, params))
             return list(await db.execute_fetchall(sql, params))
-
-    async def until_changed(self, timeout: float) -> None:
-        """Return once another connection committed, or after `timeout` seconds."""
-        # No cross-process notifications in SQLite: watch data_version, which changes whenever
-        # another connection (another process, or our own writer) commits. One cheap pragma
-        # every few milliseconds instead of a query.
-        deadline = time.monotonic() + timeout
-        (first,), *_ = await self.read("PRAGMA data_version")
-        while time.monotonic() < deadline:
-            await asyncio.sleep(WAKE_POLL_SECONDS)
-            (version,), *_ = await self.read("PRAGMA data_version")
-            if version != first:
-                return

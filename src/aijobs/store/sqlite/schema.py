@@ -1,14 +1,13 @@
 """The SQLite store's tables, and how a job's row maps to a Job.
 
-Times are integer milliseconds from ``time.time()`` in the table and float seconds on ``Job``;
-dict and list fields are JSON text.
+Times are integer milliseconds from ``time.time()`` in the table and float seconds on ``Job``,
+but for ``lease_until``, on the lease clock (clock.py); dict and list fields are JSON text.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -47,8 +46,11 @@ CREATE TABLE IF NOT EXISTS jobs (
     idem             TEXT UNIQUE,
     log              TEXT  -- last: reading the columns before it never touches its overflow pages
 );
--- claim: an index seek per queue, already in (priority desc, seq) order
-CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (queue, priority DESC, seq)
+-- claim: an index seek per queue and job type, already in (priority desc, seq) order; by type,
+-- so that a worker without a free training slot reaches the inference jobs behind training jobs
+-- without walking past them (jobs_claim was the same index without the type)
+DROP INDEX IF EXISTS jobs_claim;
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, job_type, priority DESC, seq)
     WHERE state = 'pending' AND cancel_requested = 0;
 -- rescue: only running jobs, ordered by deadline
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_until) WHERE state = 'running';
@@ -91,15 +93,16 @@ CREATE TABLE IF NOT EXISTS models (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS models_created ON models (created_at);
+-- facts about the file itself: lease_boot, the boot of the machine its lease times belong to
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
 """
 
 # The columns of a Job's fields but `log`, in Job's order: what decode_job() maps.
 COLUMNS = ", ".join(JOB_FIELDS)
 NCOLS = len(JOB_FIELDS)  # a row's columns after these: `log`, or what a query adds
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def seconds(ms: int | None) -> float | None:

@@ -52,8 +52,10 @@ from aijobs.store.base import (
     model_not_found,
     not_cancellable,
 )
+from aijobs.store.sqlite.clock import StoreClock, settle_lease_clock
 from aijobs.store.sqlite.database import BUSY_TIMEOUT, Database
-from aijobs.store.sqlite.schema import COLUMNS, NCOLS, decode_job, now_ms
+from aijobs.store.sqlite.schema import COLUMNS, NCOLS, decode_job
+from aijobs.store.sqlite.watch import ChangeWatcher
 
 
 class SQLiteStore(StoreBase):
@@ -62,22 +64,32 @@ class SQLiteStore(StoreBase):
     kind = "sqlite"
 
     def __init__(
-        self, path: str, *, max_stalls: int | None = None, busy_timeout: float = BUSY_TIMEOUT
+        self,
+        path: str,
+        *,
+        max_stalls: int | None = None,
+        busy_timeout: float = BUSY_TIMEOUT,
+        clock: StoreClock | None = None,
     ) -> None:
         self.path = path
         self.max_stalls = max_stalls
+        self.clock = clock or StoreClock()
         self._db = Database(path, busy_timeout)
+        self._watch = ChangeWatcher(self._db.read)  # every waiter of this store, one poll
 
     async def open(self) -> None:
         await self._db.open()
+        async with self._db.transaction() as db:
+            await settle_lease_clock(db, self.clock)
 
     async def close(self) -> None:
+        await self._watch.close()
         await self._db.close()
 
     async def wait_for_work(
         self, queues: list[str], timeout: float, waiter: Waiter | None = None
     ) -> list[Claim]:
-        await self._db.until_changed(timeout)
+        await self._watch.until_changed(timeout)
         return []  # a hint only: one SQLite file has one machine's few workers, claiming
 
     async def wait_terminal(self, job_id: str, timeout: float) -> Job:
@@ -90,7 +102,7 @@ class SQLiteStore(StoreBase):
             left = deadline - time.monotonic()
             if job.terminal or left <= 0:
                 return job
-            await self._db.until_changed(left)
+            await self._watch.until_ended(job_id, left)
 
     # -- clients -----------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
@@ -110,7 +122,7 @@ class SQLiteStore(StoreBase):
         return info
 
     async def submit(self, job: NewJob, idempotency_key: str | None = None) -> Job:
-        now = now_ms()
+        now = self.clock.wall_ms()
         async with self._db.transaction() as db:
             if idempotency_key is not None:
                 rows = await db.execute_fetchall(
@@ -164,7 +176,7 @@ class SQLiteStore(StoreBase):
         return [decode_job(r) for r in rows], int(total)
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
-        now = now_ms()
+        now = self.clock.wall_ms()
         async with self._db.transaction() as db:
             rows = await db.execute_fetchall("SELECT state FROM jobs WHERE id = ?", (job_id,))
             if not rows:
@@ -217,29 +229,33 @@ class SQLiteStore(StoreBase):
         queues = distinct_queues(queues)
         if not queues or limit <= 0:
             return []
-        now = now_ms()
-        # One seek per queue (each already in priority/FIFO order), merged, best `limit` taken:
-        # an `IN (queues)` over the index would sort every pending job of those queues instead.
-        per_queue = " UNION ALL ".join(
+        now = self.clock.wall_ms()
+        cap = limit if max_training is None else min(limit, max(0, max_training))
+        # One seek per queue and job type (each already in priority/FIFO order), merged, best
+        # `limit` taken: an `IN (queues)` over the index would sort every pending job of those
+        # queues instead. Training jobs past the cap are skipped in place (they keep their
+        # order for a worker with a free slot) and never hold back the inference jobs behind.
+        seek = (
             "SELECT * FROM (SELECT seq, priority, job_type FROM jobs WHERE state = 'pending' "
-            "AND cancel_requested = 0 AND queue = ? ORDER BY priority DESC, seq LIMIT ?)"
-            for _ in queues
+            "AND cancel_requested = 0 AND queue = ? AND job_type = ? "
+            "ORDER BY priority DESC, seq LIMIT ?)"
         )
-        params: list[Any] = [worker_id, now + int(lease_seconds * 1000), now, now]
+        per_queue = " UNION ALL ".join(f"{seek} UNION ALL {seek}" for _ in queues)
+        until = self.clock.lease_ms() + int(lease_seconds * 1000)
+        params: list[Any] = [worker_id, until, now, now]
         for q in queues:
-            params += [q, limit]
-        cap = -1 if max_training is None else max(0, max_training)
-        params += [limit, cap, cap]
+            params += [q, JobType.INFERENCE.value, limit, q, JobType.TRAINING.value, cap]
+        params += [cap, limit]
         async with self._db.transaction() as db:
             rows = await db.execute_fetchall(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
                 "token = lower(hex(randomblob(16))) || ':' || (attempt + 1), owner = ?, "
                 "lease_until = ?, started_at = ?, updated_at = ?, progress = 0 "
-                # The best `limit`, cut at the first training job past max_training (-1: none).
-                "WHERE seq IN (SELECT seq FROM (SELECT seq, sum(job_type = 'training') OVER "
-                "(ORDER BY priority DESC, seq) AS training FROM (SELECT * FROM "
-                f"({per_queue}) ORDER BY priority DESC, seq LIMIT ?)) "
-                "WHERE ? < 0 OR training <= ?) "
+                # The best `limit`, the training jobs among them no more than the cap.
+                "WHERE seq IN (SELECT seq FROM (SELECT seq, priority, job_type, "
+                "sum(job_type = 'training') OVER (ORDER BY priority DESC, seq) AS training "
+                f"FROM ({per_queue})) WHERE job_type != 'training' OR training <= ? "
+                "ORDER BY priority DESC, seq LIMIT ?) "
                 f"RETURNING {COLUMNS}, token, priority, seq",
                 params,
             )
@@ -252,8 +268,8 @@ class SQLiteStore(StoreBase):
         leases: dict[str, tuple[str, Progress | None]],
         lease_seconds: float,
     ) -> dict[str, Renewal]:
-        now = now_ms()
-        until = now + int(lease_seconds * 1000)
+        now = self.clock.wall_ms()
+        until = self.clock.lease_ms() + int(lease_seconds * 1000)
         out: dict[str, Renewal] = {}
         async with self._db.transaction() as db:
             for job_id, (token, progress) in leases.items():
@@ -288,7 +304,7 @@ class SQLiteStore(StoreBase):
     async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
         if not finishes:
             return []
-        now = now_ms()
+        now = self.clock.wall_ms()
         out: list[bool] = []
         async with self._db.transaction() as db:  # one transaction, one fsync, for all of them
             for f in finishes:
@@ -307,7 +323,7 @@ class SQLiteStore(StoreBase):
     async def fail(
         self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None
     ) -> bool:
-        now = now_ms()
+        now = self.clock.wall_ms()
         async with self._db.transaction() as db:
             # retry with attempts left -> pending again (seq unchanged: it keeps its FIFO place);
             # otherwise -> failed. `error` is kept either way, as the last error.
@@ -325,15 +341,15 @@ class SQLiteStore(StoreBase):
             return bool(rows)
 
     async def rescue_expired(self) -> list[tuple[str, State]]:
-        now = now_ms()
+        now, due_at = self.clock.wall_ms(), self.clock.lease_ms()
         spent = (
             "(attempt >= max_attempts OR (:max_stalls IS NOT NULL AND stalls + 1 > :max_stalls))"
         )
         # Every worker and the API call this every few seconds: look before taking the write
         # lock. INDEXED BY: without ANALYZE statistics the planner prefers jobs_state
         # (state='running'), a scan of every running job, to this range seek.
-        due = "FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND lease_until < :now"
-        if not await self._db.read(f"SELECT 1 {due} LIMIT 1", {"now": now}):
+        due = "FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND lease_until < :due"
+        if not await self._db.read(f"SELECT 1 {due} LIMIT 1", {"due": due_at}):
             return []
         async with self._db.transaction() as db:
             # Clearing token and owner fences the lost worker: its renew answers LOST and its
@@ -348,13 +364,13 @@ class SQLiteStore(StoreBase):
                 f"finished_at = CASE WHEN {spent} THEN :now ELSE NULL END, "
                 f"started_at = CASE WHEN {spent} THEN started_at ELSE NULL END, "
                 f"progress = CASE WHEN {spent} THEN progress ELSE 0 END "
-                "WHERE state = 'running' AND lease_until < :now RETURNING id, state",
-                {"now": now, "max_stalls": self.max_stalls},
+                "WHERE state = 'running' AND lease_until < :due RETURNING id, state",
+                {"now": now, "due": due_at, "max_stalls": self.max_stalls},
             )
         return [(job_id, State(state)) for job_id, state in rows]
 
     async def register_worker(self, info: WorkerInfo) -> None:
-        now = now_ms()
+        now = self.clock.wall_ms()
         async with self._db.transaction() as db:
             await db.execute(
                 "INSERT INTO workers (worker_id, info, last_seen) VALUES (?, ?, ?) "
@@ -368,7 +384,7 @@ class SQLiteStore(StoreBase):
             await db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
 
     async def live_workers(self, ttl_seconds: float) -> list[WorkerInfo]:
-        since = now_ms() - int(ttl_seconds * 1000)
+        since = self.clock.wall_ms() - int(ttl_seconds * 1000)
         rows = await self._db.read(
             "SELECT info, last_seen FROM workers WHERE last_seen >= ? ORDER BY worker_id",
             (since,),

@@ -23,6 +23,8 @@
 --   P:waiting:<worker> STRING "<serial> <max training jobs> <lease ms>" while the worker waits
 --                           (expires by itself just before its blocking pop ends)
 --   P:inbox:<worker>  LIST  what a waiting worker is handed: a claim (JSON) or "hint"
+--   P:handed:<worker> LIST  what was handed to it since its wait began, popped or not: the
+--                           claims to hand back when that wait is cancelled (same expiry)
 --   P:finished        ZSET  terminal jobs, score finished_at: the retention index
 --   P:idem:<key>      STRING the job id an Idempotency-Key names
 --   P:dur:<durkey>    LIST  latest run times (ms) of completed jobs of one kind, newest first
@@ -58,6 +60,7 @@ local function k_ready(queue) return P .. ':ready:' .. queue end
 local function k_waiters(queue) return P .. ':waiters:' .. queue end
 local function k_waiting(worker) return P .. ':waiting:' .. worker end
 local function k_inbox(worker) return P .. ':inbox:' .. worker end
+local function k_handed(worker) return P .. ':handed:' .. worker end
 local function k_idem(key) return P .. ':idem:' .. key end
 local function k_dur(durkey) return P .. ':dur:' .. durkey end
 local function k_watch(id) return P .. ':watch:' .. id end
@@ -127,9 +130,14 @@ local function take_waiter(queue, job_type, handover)
 end
 
 local function deliver(worker, entry, lease)
+  local ttl = math.max(lease, 10000)
   redis.call('RPUSH', k_inbox(worker), entry)
   -- A dead worker's inbox goes by itself (what was handed to it is rescued when its lease ends)
-  redis.call('PEXPIRE', k_inbox(worker), math.max(lease, 10000))
+  redis.call('PEXPIRE', k_inbox(worker), ttl)
+  if entry ~= 'hint' then
+    redis.call('RPUSH', k_handed(worker), entry)
+    redis.call('PEXPIRE', k_handed(worker), ttl)
+  end
 end
 
 -- `queue`'s best pending job (its rank), or nil when none is pending.
@@ -138,12 +146,54 @@ local function type_of(rank)
   return redis.call('HGET', k_job(string.sub(rank, RANK_LEN + 1)), 'job_type')
 end
 
+-- How many entries of a queue a claim looks through for the jobs it can take: the inference
+-- jobs behind more training jobs than that (which a worker without a free training slot skips)
+-- wait for those to be claimed. Bounded work per script, as everywhere.
+local READY_SCAN = 1000
+
+-- The best pending jobs of `queue`, in order: up to `others` that are not training jobs and up
+-- to `trainings` training jobs, skipping the rest in place. Returns {{rank, job type}, ...} and
+-- the ranks met whose job is no longer pending (the caller removes them).
+local function ready_jobs(queue, others, trainings)
+  local found, stale = {}, {}
+  local offset, page = 0, math.max(others + trainings, 1)
+  while (others > 0 or trainings > 0) and offset < READY_SCAN do
+    local ranks = redis.call('ZRANGE', k_ready(queue), '-', '+', 'BYLEX', 'LIMIT', offset, page)
+    for _, rank in ipairs(ranks) do
+      local f = redis.call('HMGET', k_job(string.sub(rank, RANK_LEN + 1)), 'state', 'job_type')
+      if f[1] ~= 'pending' then
+        stale[#stale + 1] = rank
+      elseif f[2] == 'training' then
+        if trainings > 0 then found[#found + 1] = {rank, f[2]} end
+        trainings = trainings - 1
+      else
+        if others > 0 then found[#found + 1] = {rank, f[2]} end
+        others = others - 1
+      end
+      if others <= 0 and trainings <= 0 then break end
+    end
+    if #ranks < page then break end
+    offset = offset + page
+    page = math.min(page * 4, READY_SCAN)
+  end
+  return found, stale
+end
+
+-- Whether `queue` has a pending job a worker without a free training slot can take.
+local function inference_ready(queue)
+  return #ready_jobs(queue, 1, 0) > 0
+end
+
 -- Work may be ready on `queue`: hint one waiting worker that can take its best job to claim.
 local function wake(queue)
   if redis.call('EXISTS', k_waiters(queue)) == 0 then return end  -- nobody waits: most calls
   local best = best_rank(queue)
   if not best then return end
   local worker, _, lease = take_waiter(queue, type_of(best), false)
+  -- Nobody with a free training slot waits: one without can still take the jobs behind it.
+  if not worker and type_of(best) == 'training' and inference_ready(queue) then
+    worker, _, lease = take_waiter(queue, 'inference', false)
+  end
   if worker then deliver(worker, 'hint', lease) end
 end
 
@@ -173,11 +223,13 @@ end
 
 -- `worker` waits no more: the jobs handed to it that it never took from its inbox go back to
 -- pending in their FIFO place, with the attempt they were given undone (they never ran).
--- Returns their ids.
-local function end_wait(worker)
+-- `popped_too`: its wait was cancelled, so what it popped during that wait never reached it
+-- either (the pop's reply was lost with the cancel): those go back as well. Returns their ids.
+local function end_wait(worker, popped_too)
   redis.call('DEL', k_waiting(worker))
   local out = {}
-  for _, entry in ipairs(redis.call('LRANGE', k_inbox(worker), 0, -1)) do
+  local source = popped_too and k_handed(worker) or k_inbox(worker)  -- handed: the inbox's too
+  for _, entry in ipairs(redis.call('LRANGE', source, 0, -1)) do
     if entry ~= 'hint' then
       local handed = cjson.decode(entry)
       local id, token = handed[3][1], handed[2]
@@ -193,7 +245,7 @@ local function end_wait(worker)
       end
     end
   end
-  redis.call('DEL', k_inbox(worker))
+  redis.call('DEL', k_inbox(worker), k_handed(worker))
   return out
 end
 

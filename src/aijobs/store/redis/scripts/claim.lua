@@ -1,45 +1,44 @@
 -- claim: take up to `limit` pending jobs of the listed queues, best first (priority desc, then
 -- FIFO across all of them), each with a lease and a fencing token: claim and lease record are
 -- one atomic step, so there is no moment at which a job lives only in a worker's memory.
--- At most `max_training` of them are training jobs: the claim stops at the first training job
--- past that (it never skips ahead of it), so a worker whose training slots are full can still
--- take the inference jobs before it.
+-- At most `max_training` of them are training jobs: the claim skips the training jobs past
+-- that, which keep their place for a worker with a free slot, so a worker whose training slots
+-- are full still takes the inference jobs behind them.
 -- ARGV: 3 worker id, 4 lease ms, 5 limit (0: take nothing, only pass the wake-up on),
 --       6 token seed (random, per call), 7 max training jobs (-1: no limit), 8.. queues
 -- Returns {{token, job fields}, ...}.
 local worker, lease, limit, seed = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local training_left = tonumber(ARGV[7])
+local trainings = limit
+if training_left >= 0 then trainings = math.min(limit, training_left) end
+-- Index changes are collected and written once for the whole batch.
+local taken, ranks, running, leases = {}, {}, {}, {}
 local candidates = {}
 for i = 8, #ARGV do
   local queue = ARGV[i]
-  for _, rank in ipairs(redis.call('ZRANGE', k_ready(queue), '-', '+', 'BYLEX', 'LIMIT', 0, limit)) do
-    candidates[#candidates + 1] = {rank, queue}
-  end
+  local found, stale = ready_jobs(queue, limit, trainings)
+  for _, job in ipairs(found) do candidates[#candidates + 1] = {job[1], queue, job[2]} end
+  ranks[queue] = stale
 end
 table.sort(candidates, function(a, b) return a[1] < b[1] end)
 
 local now = now_ms()
 local deadline = num(now + lease)
 local out = {}
--- Index changes are collected and written once for the whole batch.
-local taken, ranks, running, leases = {}, {}, {}, {}
-for i = 1, math.min(limit, #candidates) do
-  local rank, queue = candidates[i][1], candidates[i][2]
+for i = 1, #candidates do
+  if #out == limit then break end
+  local rank, queue, job_type = candidates[i][1], candidates[i][2], candidates[i][3]
   local id = string.sub(rank, RANK_LEN + 1)
   local jk = k_job(id)
-  local f = redis.call('HMGET', jk, 'state', 'seq', 'job_type')
-  if f[1] == 'pending' and f[3] == 'training' then
-    if training_left == 0 then break end
-    training_left = training_left - 1
-  end
-  ranks[queue] = ranks[queue] or {}
-  table.insert(ranks[queue], rank)
-  if f[1] == 'pending' then
+  local room = job_type ~= 'training' or training_left ~= 0
+  if room and job_type == 'training' then training_left = training_left - 1 end
+  if room then
+    table.insert(ranks[queue], rank)
     local token = lease_job(jk, worker, seed .. '.' .. i, deadline, now)
     count(queue, 'pending', -1)
     count(queue, 'running', 1)
     table.insert(taken, id)
-    table.insert(running, f[2])
+    table.insert(running, redis.call('HGET', jk, 'seq'))
     table.insert(running, id)
     table.insert(leases, deadline)
     table.insert(leases, id)

@@ -3,6 +3,6 @@
 -- Returns the ids of the jobs handed back.
 redis.call('ZREM', K_WORKERS, ARGV[3])
 redis.call('HDEL', K_WORKER_INFO, ARGV[3])
-local out = end_wait(ARGV[3])
+local out = end_wait(ARGV[3], false)
 flush_counts()
 return out

@@ -1,0 +1,118 @@
+"""One watcher per SQLite store for everything in the process that waits on the file.
+
+SQLite has no cross-process notifications, so a waiter learns of a commit by polling the file's
+change counter (``PRAGMA data_version``, which moves whenever another connection commits). A
+poll per waiter would cost the store's one reader connection a query every few milliseconds for
+each long-poll (a few hundred ``?wait=60`` requests starve every other read); instead one task
+polls for all of them, the way the Redis store holds one subscription for all its waiters. On a
+change it asks once which of the watched jobs have ended (one query for all, not one each) and
+wakes only their waiters. It runs only while someone waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from aijobs.jobs import TERMINAL
+
+POLL_SECONDS = 0.005  # the change counter is read this often while anyone waits
+IDS_PER_QUERY = 500  # watched jobs asked about per query (SQLite's bound on parameters is higher)
+
+Read = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
+ENDED = ", ".join(f"'{state.value}'" for state in TERMINAL)
+
+
+class ChangeWatcher:
+    """Wakes waiters on any commit (`until_changed`) or on the end of a job (`until_ended`)."""
+
+    def __init__(self, read: Read) -> None:
+        self._read = read
+        self._changed = asyncio.Event()  # set, then replaced, at each commit seen
+        self._ended: dict[str, set[asyncio.Event]] = {}  # job id -> its waiters
+        self._recheck = False  # a job was added since the last look: look even without a change
+        self._waiting = 0  # waiters on any commit
+        self._task: asyncio.Task[None] | None = None
+
+    async def until_changed(self, timeout: float) -> None:
+        """Return once another connection committed, or after `timeout` seconds."""
+        self._waiting += 1
+        changed = self._changed
+        try:
+            self._ensure_running()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changed.wait(), max(0.0, timeout))
+        finally:
+            self._waiting -= 1
+
+    async def until_ended(self, job_id: str, timeout: float) -> None:
+        """Return soon after the job may have ended (or the watch failed), or after `timeout`
+        seconds. The caller reads the job again to learn which."""
+        ended = asyncio.Event()
+        self._ended.setdefault(job_id, set()).add(ended)
+        self._recheck = True  # it may have ended before this watch began
+        try:
+            self._ensure_running()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ended.wait(), max(0.0, timeout))
+        finally:
+            waiters = self._ended.get(job_id)
+            if waiters is not None:
+                waiters.discard(ended)
+                if not waiters:
+                    del self._ended[job_id]
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._wake_all()
+
+    def _ensure_running(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._poll())
+
+    def _anyone_waits(self) -> bool:
+        return self._waiting > 0 or bool(self._ended)
+
+    async def _poll(self) -> None:
+        try:
+            (version,), *_ = await self._read("PRAGMA data_version", ())
+            while self._anyone_waits():
+                await asyncio.sleep(POLL_SECONDS)
+                (now,), *_ = await self._read("PRAGMA data_version", ())
+                changed, version = now != version, now
+                if changed:
+                    self._changed.set()
+                    self._changed = asyncio.Event()
+                if (changed or self._recheck) and self._ended:
+                    self._recheck = False
+                    await self._wake_ended()
+        except Exception:
+            # The store is closed or unreadable: every waiter reads again and meets the error.
+            self._wake_all()
+
+    async def _wake_ended(self) -> None:
+        ids = list(self._ended)
+        for i in range(0, len(ids), IDS_PER_QUERY):
+            chunk = ids[i : i + IDS_PER_QUERY]
+            # A job that is not there any more has ended too: its waiter reads "not found".
+            rows = await self._read(
+                f"SELECT id FROM jobs WHERE id IN ({', '.join('?' * len(chunk))}) "
+                f"AND state NOT IN ({ENDED})",
+                chunk,
+            )
+            for job_id in set(chunk) - {job_id for (job_id,) in rows}:
+                for ended in self._ended.get(job_id, ()):
+                    ended.set()
+
+    def _wake_all(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+        for waiters in self._ended.values():
+            for ended in waiters:
+                ended.set()

@@ -1,0 +1,98 @@
+"""The SQLite store's long-poll (`wait_terminal`, behind GET /jobs/{id}/status?wait=...): one
+watcher per store serves every waiter, so hundreds of waiters cost the one reader connection no
+more queries than one does."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from aijobs.jobs import Job, JobType, NewJob, State
+from aijobs.store.sqlite import SQLiteStore
+
+LONG = 60.0
+MANY = 200
+WINDOW = 1.0  # how long the reader's queries are counted
+
+
+def new() -> NewJob:
+    return NewJob(job_type=JobType.TRAINING, queue="q", payload={"n": 1})
+
+
+@pytest.fixture
+async def stores(tmp_path: Path) -> AsyncIterator[tuple[SQLiteStore, SQLiteStore]]:
+    """The API's store and a worker's, two clients of one file."""
+    path = str(tmp_path / "store" / "aijobs.db")
+    api, worker = SQLiteStore(path), SQLiteStore(path)
+    await api.open()
+    await worker.open()
+    try:
+        yield api, worker
+    finally:
+        await api.close()
+        await worker.close()
+
+
+async def reader_queries_while_waiting(api: SQLiteStore, job_ids: list[str]) -> int:
+    """How many statements the API store's reader runs in WINDOW while `job_ids` are waited on
+    (and nothing changes), counted by SQLite's trace callback on that very connection."""
+    statements: list[str] = []
+    reader = api._db._reader  # the one connection every API read goes through
+    assert reader is not None
+    tasks = [asyncio.create_task(api.wait_terminal(job_id, LONG)) for job_id in job_ids]
+    await asyncio.sleep(0.3)  # every waiter is waiting
+    await reader.set_trace_callback(statements.append)
+    await asyncio.sleep(WINDOW)
+    await reader.set_trace_callback(lambda _: None)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return len(statements)
+
+
+async def test_many_waiters_cost_the_reader_no_more_queries_than_one(
+    stores: tuple[SQLiteStore, SQLiteStore],
+) -> None:
+    api, _ = stores
+    ids = [(await api.submit(new())).id for _ in range(MANY)]
+    one = await reader_queries_while_waiting(api, ids[:1])
+    many = await reader_queries_while_waiting(api, ids)
+    assert one > 0  # the watcher does poll
+    assert many <= 2 * one + 20, (one, many)  # not MANY times as many
+
+
+async def test_every_waiter_wakes_when_its_job_ends(
+    stores: tuple[SQLiteStore, SQLiteStore],
+) -> None:
+    api, worker = stores
+    ids = [(await api.submit(new())).id for _ in range(MANY)]
+    waits = [asyncio.create_task(api.wait_terminal(job_id, LONG)) for job_id in ids]
+    await asyncio.sleep(0.3)
+    claims = await worker.claim(["q"], "w1", LONG, limit=MANY)
+    assert len(claims) == MANY
+    # Ended one at a time, in several ways, while every waiter waits.
+    for i, claim in enumerate(claims):
+        if i % 3 == 0:
+            assert await worker.finish(claim.job.id, claim.token, {"i": i})
+        elif i % 3 == 1:
+            assert await worker.fail(claim.job.id, claim.token, "bad")
+        else:
+            await api.cancel(claim.job.id)
+    ended: list[Job] = await asyncio.wait_for(asyncio.gather(*waits), 30)
+    assert [job.id for job in ended] == ids
+    assert {job.state for job in ended} == {State.COMPLETED, State.FAILED, State.CANCELLED}
+    assert all(job.terminal for job in ended)
+
+
+async def test_a_wait_times_out_with_the_job_as_it_is(
+    stores: tuple[SQLiteStore, SQLiteStore],
+) -> None:
+    api, worker = stores
+    job = await api.submit(new())
+    waiting = asyncio.create_task(api.wait_terminal(job.id, 0.5))
+    await asyncio.sleep(0.1)
+    await worker.claim(["q"], "w1", LONG)  # a change, but not the end: the wait goes on
+    assert (await asyncio.wait_for(waiting, 10)).state is State.RUNNING
