@@ -77,6 +77,7 @@ SMOKES = [
         timeout=600,
         marks=(pytest.mark.tensorflow, pytest.mark.slow),
     ),
+    Smoke("scripts/settings_docs.py", "--check", "docs/settings.md is up to date"),
     Smoke(
         "scripts/gpu_check.py",
         "--dry-run-on-cpu --only gpt --out {out}",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import time
 from collections.abc import Iterator, Mapping
 from types import TracebackType
@@ -53,6 +54,12 @@ class Client:
     # -- lifecycle -----------------------------------------------------------------------------
     def close(self) -> None:
         self._http.close()
+
+    def __del__(self) -> None:
+        # Code written against the API reference never closes its client: its connections are
+        # released here, not left open for the garbage collector to find.
+        with contextlib.suppress(Exception):
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self
