@@ -1,8 +1,9 @@
 """A runtime for worker tests, served with `aijobs worker --runtime tests.echo_runtime:EchoRuntime`.
 
 Training sleeps `hyperparameters.sleep` seconds. Inference echoes its input; `sleep:S` takes S
-seconds first and `exit` kills the inference process, so tests can drive the worker's batch,
-timeout and crash paths with real processes.
+seconds first, `big:N` answers N characters, `exit` kills the inference process and a parameter
+`fail` fails the job with that text, so tests can drive the worker's batch, timeout, crash and
+error paths with real processes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aijobs import errors
 from aijobs.runtimes.base import TrainContext, TrainResult
 
 
@@ -41,6 +43,10 @@ class EchoRuntime:
     ) -> dict[str, Any]:
         if input_data.startswith("sleep:"):
             time.sleep(float(input_data.removeprefix("sleep:")))
+        elif input_data.startswith("big:"):
+            return {"echo": "x" * int(input_data.removeprefix("big:"))}
         elif input_data == "exit":
             os._exit(3)
+        if "fail" in parameters:
+            raise errors.JobFailure(f"echo failed: {parameters['fail']}")
         return {"echo": input_data, "pid": os.getpid()}

@@ -144,3 +144,13 @@ def test_inference_runs_while_the_training_slot_is_busy(echo: System) -> None:
     assert all(a["status"] == "completed" for a in answered), answered
     assert echo.status(training)["status"] == "running"  # they did not wait for it
     assert echo.wait(training, timeout=60)["status"] == "completed"
+
+
+def test_an_answer_too_big_to_pass_fails_its_job_and_spares_the_others(echo: System) -> None:
+    big = _infer(echo, f"big:{20 * 2**20}")  # a 20 MiB answer
+    failed = echo.wait(big, timeout=60)
+    assert failed["status"] == "failed", failed
+    assert "over the limit of 16 MiB" in failed["error"], failed
+    for job_id in [_infer(echo, f"after {i}") for i in range(3)]:
+        done = echo.wait(job_id, timeout=30)
+        assert done["status"] == "completed", done

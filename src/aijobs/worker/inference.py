@@ -14,7 +14,7 @@ from aijobs.store import JobStore
 from aijobs.worker.commits import Commits
 from aijobs.worker.protocol import InferenceReply, InferenceRequest
 from aijobs.worker.running import EventLog, Running, log, time_limit
-from aijobs.worker.supervisor import NotRun
+from aijobs.worker.supervisor import NotRun, UnreadableReply
 
 MODELS_REMEMBERED = 256  # model records kept by the worker (they never change once stored)
 
@@ -97,6 +97,8 @@ class Inference:
                 await self.commits.write(held, "fail", f"inference timed out after {limit:g}s")
             elif isinstance(error := reply.exception(), NotRun):
                 again.append((held, model))
+            elif isinstance(error, UnreadableReply):  # it would be the same the next time
+                await self.commits.write(held, "fail", str(error))
             elif error is not None:
                 error_text = f"inference process died: {error}"
                 await self.commits.write(held, "fail", error_text, retry=True)

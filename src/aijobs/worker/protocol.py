@@ -18,6 +18,10 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_CRASH, EXIT_JOB_FAILURE = 0, 1, 2
+# The largest inference answer the child sends: a bigger one fails its job in words instead.
+MAX_REPLY_BYTES = 16 * 2**20
+# What the worker reads of one line at most: any answer the child may send, with room to spare.
+REPLY_READ_LIMIT = 2 * MAX_REPLY_BYTES
 RESULT_FILE = "result.json"  # a TrainingOutcome, beside the spec
 ERROR_FILE = "error.json"  # a TrainingError, beside the spec
 
@@ -193,12 +197,22 @@ class InferenceReply:
     elapsed_ms: float = 0.0  # the round trip, measured by the worker (not sent)
 
     def to_line(self) -> bytes:
+        """The reply as the child sends it; an answer over MAX_REPLY_BYTES becomes an error
+        that says so (the job fails on its own, the worker's pipe stays readable)."""
         reply: dict[str, Any] = {"id": self.id, "ok": self.ok}
         if self.ok:
             reply["output"] = self.output
         else:
             reply["error"] = self.error
-        return (json.dumps(reply, default=str) + "\n").encode()
+        line = (json.dumps(reply, default=str) + "\n").encode()
+        if len(line) <= MAX_REPLY_BYTES:
+            return line
+        what = "answer" if self.ok else "error"
+        error = (
+            f"the inference {what} is {len(line) / 2**20:.1f} MiB, over the limit of"
+            f" {MAX_REPLY_BYTES / 2**20:g} MiB for one job: send fewer inputs per job"
+        )
+        return InferenceReply(self.id, ok=False, error=error).to_line()
 
     @classmethod
     def from_line(cls, line: bytes) -> InferenceReply:
