@@ -154,3 +154,28 @@ def test_an_answer_too_big_to_pass_fails_its_job_and_spares_the_others(echo: Sys
     for job_id in [_infer(echo, f"after {i}") for i in range(3)]:
         done = echo.wait(job_id, timeout=30)
         assert done["status"] == "completed", done
+
+
+def _post_raw(system: System, path: str, body: str) -> str:
+    """A JSON body as written, escapes included (a lone surrogate cannot be encoded as UTF-8)."""
+    r = system.post(path, content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 200, r.text
+    job_id: str = r.json()["job_id"]
+    return job_id
+
+
+def test_text_that_cannot_be_encoded_fails_only_its_own_job(echo: System) -> None:
+    slow = _infer(echo, "sleep:2")
+    echo.wait(slow, {"running"}, timeout=30)
+    bad = _post_raw(
+        echo,
+        "/jobs/inference",
+        f'{{"model_id": "{MODEL_ID}", "input_data": "x", "parameters": {{"fail": "\\ud800"}}}}',
+    )
+    good = [_infer(echo, f"good {i}") for i in range(3)]  # held in the same batch as the bad one
+    failed = echo.wait(bad, timeout=30)
+    assert failed["status"] == "failed", failed
+    assert failed["error"] == "echo failed: \\ud800", failed  # the lone surrogate, escaped
+    for job_id in [slow, *good]:
+        done = echo.wait(job_id, timeout=30)
+        assert done["status"] == "completed", done

@@ -94,16 +94,15 @@ class Inference:
             if held.stop_reason is not None:
                 continue  # cancelled or lost: nothing of it is ours to write
             if reply in late:
-                await self.commits.write(held, "fail", f"inference timed out after {limit:g}s")
+                await self._fail(held, f"inference timed out after {limit:g}s")
             elif isinstance(error := reply.exception(), NotRun):
                 again.append((held, model))
             elif isinstance(error, UnreadableReply):  # it would be the same the next time
-                await self.commits.write(held, "fail", str(error))
+                await self._fail(held, str(error))
             elif error is not None:
-                error_text = f"inference process died: {error}"
-                await self.commits.write(held, "fail", error_text, retry=True)
+                await self._fail(held, f"inference process died: {error}", retry=True)
             elif not (answer := reply.result()).ok:
-                await self.commits.write(held, "fail", str(answer.error))
+                await self._fail(held, str(answer.error))
             else:
                 result = {
                     "model_id": model.model_id,
@@ -112,8 +111,31 @@ class Inference:
                     "inference_time_ms": answer.elapsed_ms,
                 }
                 done.append((held, result))
-        await self.commits.finish_many(done)
+        await self._finish(done)
         return again
+
+    async def _fail(self, held: Running, error: str, retry: bool = False) -> None:
+        """Fail one job of a batch: whatever its write meets, the others' writes go on."""
+        try:
+            await self.commits.write(held, "fail", error, retry=retry)
+        except Exception:
+            log.exception("failing job %s crashed in the worker", held.job.id)
+            held.committing = False  # renewed again until its lease ends or it is rescued
+
+    async def _finish(self, done: list[tuple[Running, dict[str, Any]]]) -> None:
+        """Finish the batch's answered jobs in one round trip; should that write fail for any
+        reason but an outage, each job is written on its own, so one bad result fails alone."""
+        try:
+            await self.commits.finish_many(done)
+        except Exception:
+            log.exception("finishing %d jobs at once crashed; finishing each alone", len(done))
+            for held, result in done:
+                held.committing = False
+                try:
+                    await self.commits.write(held, "finish", result=result)
+                except Exception as exc:
+                    held.committing = False
+                    await self._fail(held, f"the result could not be stored: {exc!r}")
 
     async def _await_replies(
         self, replies: list[asyncio.Future[InferenceReply]], limits: list[float]

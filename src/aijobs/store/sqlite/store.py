@@ -47,6 +47,7 @@ from aijobs.store.base import (
     clamp_fraction,
     compact_json,
     distinct_queues,
+    error_text,
     job_not_found,
     model_not_found,
     not_cancellable,
@@ -317,7 +318,19 @@ class SQLiteStore(StoreBase):
                 " progress = CASE WHEN ? AND attempt < max_attempts THEN 0 ELSE progress END, "
                 "finished_at = CASE WHEN ? AND attempt < max_attempts THEN NULL ELSE ? END "
                 "WHERE id = ? AND token = ? AND state = 'running' RETURNING 1",
-                (error, log, now, retry, retry, retry, retry, retry, now, job_id, token),
+                (
+                    error_text(error),
+                    log,
+                    now,
+                    retry,
+                    retry,
+                    retry,
+                    retry,
+                    retry,
+                    now,
+                    job_id,
+                    token,
+                ),
             )
             return bool(rows)
 
