@@ -179,3 +179,21 @@ def test_text_that_cannot_be_encoded_fails_only_its_own_job(echo: System) -> Non
     for job_id in [slow, *good]:
         done = echo.wait(job_id, timeout=30)
         assert done["status"] == "completed", done
+
+
+def test_cancelling_a_job_the_child_has_not_started_spares_the_one_it_runs(echo: System) -> None:
+    slow = _infer(echo, "sleep:6")
+    echo.wait(slow, {"running"}, timeout=30)
+    queued = [_infer(echo, f"queued {i}") for i in range(3)]
+    time.sleep(1)  # held by the worker by now, queued behind the slow one in its child
+    for job_id in queued[:2]:
+        assert echo.delete(f"/jobs/{job_id}").status_code == 200
+    done = echo.wait(slow, timeout=60)
+    assert done["status"] == "completed", done
+    assert done["attempt"] == 1, done  # the child running it was not killed
+    for job_id in queued[:2]:
+        assert echo.status(job_id)["status"] == "cancelled"
+    after = echo.wait(queued[2], timeout=60)
+    assert after["status"] == "completed", after
+    assert after["attempt"] == 1, after
+    assert after["result"]["pid"] == done["result"]["pid"]  # the same child answered both

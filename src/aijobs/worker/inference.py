@@ -28,6 +28,8 @@ class InferenceChild(Protocol):
         self, requests: list[InferenceRequest]
     ) -> list[asyncio.Future[InferenceReply]]: ...
 
+    def skip(self, reply: asyncio.Future[InferenceReply]) -> None: ...
+
     def working_on(self) -> asyncio.Future[InferenceReply] | None: ...
 
     async def kill(self, grace: float = 1.0) -> None: ...
@@ -53,6 +55,19 @@ class Inference:
         self.runtime = runtime  # serve every queue with this plugin instead of the catalogue's
         self.data_roots = [str(r) for r in settings.roots]
         self.models: dict[str, asyncio.Future[ModelRecord]] = {}
+        self.sent: dict[str, asyncio.Future[InferenceReply]] = {}  # job id -> its reply, awaited
+
+    async def stop(self, held: Running) -> None:
+        """Stop a held job (cancelled, or its lease lost): kill the child only when it is this
+        job the child runs; one still queued in the child is skipped, one not sent is not sent.
+        Its outcome is never written (its stop_reason is set)."""
+        reply = self.sent.get(held.job.id)
+        if reply is None or reply.done():
+            return
+        if reply is self.child.working_on():
+            await self.child.kill()  # the jobs queued behind it run again on a new child
+        else:
+            self.child.skip(reply)
 
     async def run(self, batch: list[Running]) -> None:
         """Inference jobs claimed together: sent to the inference child in one write, answered
@@ -85,9 +100,15 @@ class Inference:
         """Send the batch to the child, write what it answered; return the jobs to send again:
         those queued behind a job that crashed the child or was killed for its time limit.
         They never started, so they run again on the new child, with no attempt used up."""
+        ready = [(held, model) for held, model in ready if held.stop_reason is None]
         replies = await self.child.send([self._request(h.job, m) for h, m in ready])
+        self.sent |= {held.job.id: reply for (held, _), reply in zip(ready, replies, strict=True)}
         limits = [time_limit(h.job, self.settings) for h, _ in ready]
-        late = await self._await_replies(replies, limits)
+        try:
+            late = await self._await_replies(replies, limits)
+        finally:
+            for held, _ in ready:
+                self.sent.pop(held.job.id, None)
         done: list[tuple[Running, dict[str, Any]]] = []
         again: list[tuple[Running, ModelRecord]] = []
         for (held, model), reply, limit in zip(ready, replies, limits, strict=True):

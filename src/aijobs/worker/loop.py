@@ -304,5 +304,5 @@ class Worker:
         if held.child is not None:
             await held.child.kill(self.settings.kill_grace_seconds)
         elif not held.training:
-            await self.inference_child.kill()
+            await self.inference.stop(held)
         held.stopped.set()

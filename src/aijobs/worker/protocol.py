@@ -6,6 +6,8 @@ child sends `ProgressReport` lines on its progress channel, writes a `TrainingOu
 
 Inference: the worker writes `InferenceRequest` lines to the long-lived child's stdin, each with
 a number; the child answers each with an `InferenceReply` line carrying that number, in order.
+A `skip_line` tells it to answer a request it has not started yet without running it (the job
+was cancelled or its lease lost).
 These run thousands of times a second, so they are plain dataclasses read and written by hand.
 """
 
@@ -184,6 +186,22 @@ class InferenceRequest:
         except KeyError as exc:
             raise ValueError(f"inference request without {exc}") from exc
         return data.get("id"), request
+
+
+SKIP_PREFIX = b'{"skip": '
+SKIPPED = "skipped: the job was stopped before it started"
+
+
+def skip_line(number: int) -> bytes:
+    """Tells the inference child not to run request `number` if it has not started it."""
+    return SKIP_PREFIX + str(number).encode() + b"}\n"
+
+
+def skipped_number(line: bytes) -> int | None:
+    """The request a skip line names; None for any other line."""
+    if not line.startswith(SKIP_PREFIX):
+        return None
+    return int(_object(line)["skip"])
 
 
 @dataclass(slots=True)

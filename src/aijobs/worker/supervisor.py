@@ -17,6 +17,7 @@ from aijobs.worker.protocol import (
     InferenceReply,
     InferenceRequest,
     ProgressReport,
+    skip_line,
 )
 from aijobs.worker.running import log
 
@@ -186,6 +187,14 @@ class InferenceProcess:
         if not proc.stdin.is_closing():
             proc.stdin.write("".join(lines).encode())  # a dead child: its reader fails them
         return replies
+
+    def skip(self, reply: asyncio.Future[InferenceReply]) -> None:
+        """Ask the child not to run the request `reply` waits for, if it has not started it:
+        it then answers at once that it skipped it."""
+        number = next((n for n, (r, _) in self._pending.items() if r is reply), None)
+        stdin = self.proc.stdin if self.proc is not None else None
+        if number is not None and stdin is not None and not stdin.is_closing():
+            stdin.write(skip_line(number))
 
     def working_on(self) -> asyncio.Future[InferenceReply] | None:
         """The reply to the request the child is on now: it answers in order of sending."""
