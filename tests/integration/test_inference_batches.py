@@ -94,13 +94,13 @@ def test_a_slow_inference_job_times_out_alone(echo: System) -> None:
         assert done["attempt"] == 1, done  # none used up
 
 
-def test_a_job_late_behind_a_slower_one_fails_alone(echo: System) -> None:
+def test_a_job_queued_behind_a_slower_one_is_not_timed_out_for_the_wait(echo: System) -> None:
     slow = _infer(echo, "sleep:6")
     echo.wait(slow, {"running"}, timeout=30)
-    waiting = _infer(echo, "quick", timeout_seconds=2)
-    failed = echo.wait(waiting, timeout=60)
-    assert failed["status"] == "failed", failed
-    assert "timed out after 2s" in failed["error"], failed
+    waiting = _infer(echo, "quick", timeout_seconds=2)  # its limit counts from its own start
+    done = echo.wait(waiting, timeout=60)
+    assert done["status"] == "completed", done
+    assert done["attempt"] == 1, done
     done = echo.wait(slow, timeout=60)  # the child was not killed for it
     assert done["status"] == "completed", done
     assert done["attempt"] == 1, done

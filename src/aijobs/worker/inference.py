@@ -161,24 +161,27 @@ class Inference:
     async def _await_replies(
         self, replies: list[asyncio.Future[InferenceReply]], limits: list[float]
     ) -> set[asyncio.Future[InferenceReply]]:
-        """Wait for the child's answers, each within its job's time limit from now; return the
-        late ones. When the limit runs out on the job the child is working on, the child is
-        killed (the jobs behind it then run again); a job whose limit runs out while it waits
-        behind a slower one is late, but the child goes on."""
+        """Wait for the child's answers; return the late one, if any. A job's time limit runs
+        from the moment the child starts it (it answers in order: when the answer before came),
+        so a job queued behind slower ones is never failed for a run it did not have. When the
+        limit of the job the child runs is out, the child is killed (the jobs behind it then
+        run again)."""
         loop = asyncio.get_running_loop()
-        due = {reply: loop.time() + limit for reply, limit in zip(replies, limits, strict=True)}
-        late: set[asyncio.Future[InferenceReply]] = set()
-        while waiting := [r for r in replies if not r.done() and r not in late]:
-            await asyncio.wait(
-                waiting, timeout=max(0.0, min(due[r] for r in waiting) - loop.time())
-            )
-            now = loop.time()
-            late |= {r for r in waiting if not r.done() and due[r] <= now}
-            if self.child.working_on() in late:
+        limit_of = dict(zip(replies, limits, strict=True))
+        due: dict[asyncio.Future[InferenceReply], float] = {}
+        while waiting := [r for r in replies if not r.done()]:
+            working = self.child.working_on()
+            if working in limit_of and working not in due:
+                due[working] = loop.time() + limit_of[working]
+            elif working is not None and working not in limit_of:
+                waiting.append(working)  # another batch's job: ours start when it ends
+            timeout = max(0.0, due[working] - loop.time()) if working in due else None
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if working in due and not working.done() and due[working] <= loop.time():
                 await self.child.kill()
                 await asyncio.wait(replies, timeout=10)  # failed at its end: NotRun behind it
-                break
-        return late
+                return {working}
+        return set()
 
     def _request(self, job: Job, model: ModelRecord) -> InferenceRequest:
         return InferenceRequest(
