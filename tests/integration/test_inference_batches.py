@@ -197,3 +197,28 @@ def test_cancelling_a_job_the_child_has_not_started_spares_the_one_it_runs(echo:
     assert after["status"] == "completed", after
     assert after["attempt"] == 1, after
     assert after["result"]["pid"] == done["result"]["pid"]  # the same child answered both
+
+
+def test_jobs_handed_back_at_shutdown_spend_no_attempt(system: System) -> None:
+    system.env_overrides["AIJOBS_SHUTDOWN_GRACE_SECONDS"] = "1"
+    system.start_api()
+    _with_store(system, "model")
+    payload = {"model_type": "echo", "data_path": "slow.csv", "hyperparameters": {"sleep": 60}}
+    training = _with_store(
+        system,
+        "submit",
+        NewJob(
+            job_type=JobType.TRAINING,
+            queue="sklearn",
+            payload=payload,
+            model_type="echo",
+            max_attempts=1,
+        ),
+    )
+    for _ in range(2):  # a worker restarted twice: the job's one attempt is still there
+        worker = system.start_worker("sklearn", runtime=RUNTIME)
+        system.wait(training, {"running"}, timeout=30)
+        system.stop(worker)
+        back = system.status(training)
+        assert back["status"] == "pending", back
+        assert back["attempt"] == 0, back

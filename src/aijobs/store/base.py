@@ -126,9 +126,18 @@ class JobStore(Protocol):
         """finish() for several jobs in one round trip, each on its own: one answer per job."""
 
     async def fail(
-        self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        *,
+        retry: bool = False,
+        log: str | None = None,
+        count_attempt: bool = True,
     ) -> bool:
-        """running -> failed, or -> pending again when retry and attempts are left."""
+        """running -> failed, or -> pending again when retry and attempts are left. With retry
+        and not count_attempt (a run stopped for the worker's sake, such as its shutdown), the
+        job goes back to pending with its attempt undone. `error` is stored as error_text()."""
 
     async def rescue_expired(self) -> list[tuple[str, State]]:
         """Expired leases: back to pending, or failed once attempts are spent (or cancelled)."""

@@ -382,7 +382,14 @@ class RedisStore(StoreBase):
         return [bool(ok) for ok in await self.run_script("finish", *args)]
 
     async def fail(
-        self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        *,
+        retry: bool = False,
+        log: str | None = None,
+        count_attempt: bool = True,
     ) -> bool:
         reply = await self.run_script(
             "fail",
@@ -392,6 +399,7 @@ class RedisStore(StoreBase):
             "1" if retry else "0",
             "0" if log is None else "1",
             log or "",
+            "1" if count_attempt else "0",
         )
         return bool(reply)
 
