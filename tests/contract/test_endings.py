@@ -224,3 +224,14 @@ async def test_a_job_handed_back_uncounted_keeps_its_attempts(store: JobStore) -
     c = await claim_one(store)
     assert await store.fail(job.id, c.token, "flaky", retry=True)  # a counted retry: last one
     assert (await store.get(job.id)).state is State.FAILED
+
+
+async def test_an_error_is_stored_as_text_every_store_can_encode(store: JobStore) -> None:
+    job = await store.submit(new())
+    c = await claim_one(store)
+    long_tail = "y" * 20_000
+    assert await store.fail(job.id, c.token, f"bad key '\ud800'\x00\n\tx{long_tail}")
+    error = (await store.get(job.id)).error or ""
+    assert error.startswith("bad key '\\ud800'\\x00\n\tx")  # named, escaped, lines kept
+    assert error.encode("utf-8")
+    assert len(error) < len(long_tail)  # bounded

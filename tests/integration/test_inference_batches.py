@@ -176,6 +176,8 @@ def test_text_that_cannot_be_encoded_fails_only_its_own_job(echo: System) -> Non
     failed = echo.wait(bad, timeout=30)
     assert failed["status"] == "failed", failed
     assert failed["error"] == "echo failed: \\ud800", failed  # the lone surrogate, escaped
+    for path in (f"/jobs/{bad}/logs", "/jobs"):  # its record reads back whole
+        assert echo.get(path).status_code == 200, path
     for job_id in [slow, *good]:
         done = echo.wait(job_id, timeout=30)
         assert done["status"] == "completed", done
