@@ -141,7 +141,7 @@ class Inference:
             await self.commits.write(held, "fail", error, retry=retry)
         except Exception:
             log.exception("failing job %s crashed in the worker", held.job.id)
-            held.committing = False  # renewed again until its lease ends or it is rescued
+            held.committing = False  # renewed until the batch ends, then rescued at lease expiry
 
     async def _finish(self, done: list[tuple[Running, dict[str, Any]]]) -> None:
         """Finish the batch's answered jobs in one round trip; should that write fail for any
