@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from aijobs.worker.protocol import REPLY_READ_LIMIT, InferenceRequest
+from aijobs.worker.protocol import REPLY_READ_LIMIT, SKIPPED, InferenceRequest
 from aijobs.worker.supervisor import InferenceProcess, UnreadableReply
 
 # A child that answers its first request with a line longer than the worker reads, then hangs.
@@ -40,3 +41,18 @@ async def test_an_unreadable_answer_fails_its_request_and_restarts_the_child(
     await child.kill()
     with pytest.raises(ConnectionError):
         await last
+
+
+async def test_a_request_skipped_before_it_starts_is_answered_without_running(
+    tmp_path: Path,
+) -> None:
+    child = InferenceProcess(tmp_path / "inference.log", 1)
+    echo = InferenceRequest("tests.echo_runtime:EchoRuntime", str(tmp_path), None, "", {}, [])
+    slow, skipped, after = await child.send(
+        [replace(echo, input_data="sleep:1"), replace(echo, input_data="exit"), echo]
+    )
+    child.skip(skipped)  # it would kill the child if it ran
+    assert (await slow).ok
+    assert (await skipped).error == SKIPPED
+    assert (await after).ok
+    await child.kill()
