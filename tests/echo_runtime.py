@@ -2,8 +2,9 @@
 
 Training sleeps `hyperparameters.sleep` seconds, then writes `weights_mib` MiB of weights one MiB
 at a time, `write_pause` seconds apart (a save a test can kill midway). Inference echoes its
-input; `sleep:S` takes S seconds first and `exit` kills the inference process, so tests can drive
-the worker's batch, timeout and crash paths with real processes.
+input; `sleep:S` takes S seconds first, `big:N` answers N characters, `exit` kills the inference
+process and a parameter `fail` fails the job with that text, so tests can drive the worker's
+batch, timeout, crash and error paths with real processes.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aijobs import errors
 from aijobs.runtimes.base import TrainContext, TrainResult
 
 
@@ -47,6 +49,10 @@ class EchoRuntime:
     ) -> dict[str, Any]:
         if input_data.startswith("sleep:"):
             time.sleep(float(input_data.removeprefix("sleep:")))
+        elif input_data.startswith("big:"):
+            return {"echo": "x" * int(input_data.removeprefix("big:"))}
         elif input_data == "exit":
             os._exit(3)
+        if "fail" in parameters:
+            raise errors.JobFailure(f"echo failed: {parameters['fail']}")
         return {"echo": input_data, "pid": os.getpid()}

@@ -207,3 +207,31 @@ async def test_workers_live_ttl_and_unregister(store: JobStore) -> None:
     await store.unregister_worker("w1")
     await store.unregister_worker("never-registered")
     assert [w.worker_id for w in await store.live_workers(10)] == ["w2"]
+
+
+# -- hand-back -------------------------------------------------------------------------------------
+async def test_a_job_handed_back_uncounted_keeps_its_attempts(store: JobStore) -> None:
+    job = await store.submit(new(max_attempts=1))
+    for _ in range(3):  # stopped for the worker's sake, never for its own: never spent
+        c = await claim_one(store)
+        assert c.job.attempt == 1
+        assert await store.fail(job.id, c.token, "handed back", retry=True, count_attempt=False)
+        back = await store.get(job.id)
+        assert back.state is State.PENDING
+        assert back.attempt == 0
+        assert back.owner is None
+        assert not await store.fail(job.id, c.token, "again", count_attempt=False)  # spent claim
+    c = await claim_one(store)
+    assert await store.fail(job.id, c.token, "flaky", retry=True)  # a counted retry: last one
+    assert (await store.get(job.id)).state is State.FAILED
+
+
+async def test_an_error_is_stored_as_text_every_store_can_encode(store: JobStore) -> None:
+    job = await store.submit(new())
+    c = await claim_one(store)
+    long_tail = "y" * 20_000
+    assert await store.fail(job.id, c.token, f"bad key '\ud800'\x00\n\tx{long_tail}")
+    error = (await store.get(job.id)).error or ""
+    assert error.startswith("bad key '\\ud800'\\x00\n\tx")  # named, escaped, lines kept
+    assert error.encode("utf-8")
+    assert len(error) < len(long_tail)  # bounded

@@ -103,6 +103,7 @@ class FakeInferenceChild:
         self.answering = asyncio.Event()
         self.answering.set()
         self.requests: list[InferenceRequest] = []
+        self.skipped: list[asyncio.Future[InferenceReply]] = []
         self._replies: list[asyncio.Future[InferenceReply]] = []
         self._answerers: set[asyncio.Task[None]] = set()
 
@@ -129,6 +130,9 @@ class FakeInferenceChild:
 
     def working_on(self) -> asyncio.Future[InferenceReply] | None:
         return next((r for r in self._replies if not r.done()), None)
+
+    def skip(self, reply: asyncio.Future[InferenceReply]) -> None:
+        self.skipped.append(reply)
 
     async def kill(self, grace: float = 1.0) -> None:
         pass

@@ -10,6 +10,7 @@ own storage, so that the stores agree on it by construction.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -127,9 +128,18 @@ class JobStore(Protocol):
         """finish() for several jobs in one round trip, each on its own: one answer per job."""
 
     async def fail(
-        self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        *,
+        retry: bool = False,
+        log: str | None = None,
+        count_attempt: bool = True,
     ) -> bool:
-        """running -> failed, or -> pending again when retry and attempts are left."""
+        """running -> failed, or -> pending again when retry and attempts are left. With retry
+        and not count_attempt (a run stopped for the worker's sake, such as its shutdown), the
+        job goes back to pending with its attempt undone. `error` is stored as error_text()."""
 
     async def rescue_expired(self) -> list[tuple[str, State]]:
         """Expired leases: back to pending, or failed once attempts are spent (or cancelled)."""
@@ -204,6 +214,21 @@ def distinct_queues(queues: Sequence[str]) -> list[str]:
 def clamp_fraction(fraction: float) -> float:
     """A reported progress fraction, within [0, 1]."""
     return min(1.0, max(0.0, float(fraction)))
+
+
+ERROR_TEXT_LIMIT = 8192  # characters of a job's error kept; a traceback's head says enough
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline
+
+
+def error_text(text: str) -> str:
+    """A job's error as every store records it: text that encodes as UTF-8 (a lone surrogate
+    echoed from a user's input is written as its escape, so the error still names it), no
+    control characters but tab and newline, at most ERROR_TEXT_LIMIT characters."""
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    text = _CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+    if len(text) > ERROR_TEXT_LIMIT:
+        text = f"{text[:ERROR_TEXT_LIMIT]}... ({len(text) - ERROR_TEXT_LIMIT} characters more)"
+    return text
 
 
 def job_not_found(job_id: str) -> errors.JobNotFound:

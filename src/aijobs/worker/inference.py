@@ -14,7 +14,7 @@ from aijobs.store import JobStore
 from aijobs.worker.commits import Commits
 from aijobs.worker.protocol import InferenceReply, InferenceRequest
 from aijobs.worker.running import EventLog, Running, log, time_limit
-from aijobs.worker.supervisor import NotRun
+from aijobs.worker.supervisor import NotRun, UnreadableReply
 
 MODELS_REMEMBERED = 256  # model records kept by the worker (they never change once stored)
 
@@ -27,6 +27,8 @@ class InferenceChild(Protocol):
     async def send(
         self, requests: list[InferenceRequest]
     ) -> list[asyncio.Future[InferenceReply]]: ...
+
+    def skip(self, reply: asyncio.Future[InferenceReply]) -> None: ...
 
     def working_on(self) -> asyncio.Future[InferenceReply] | None: ...
 
@@ -53,6 +55,19 @@ class Inference:
         self.runtime = runtime  # serve every queue with this plugin instead of the catalogue's
         self.data_roots = [str(r) for r in settings.roots]
         self.models: dict[str, asyncio.Future[ModelRecord]] = {}
+        self.sent: dict[str, asyncio.Future[InferenceReply]] = {}  # job id -> its reply, awaited
+
+    async def stop(self, held: Running) -> None:
+        """Stop a held job (cancelled, or its lease lost): kill the child only when it is this
+        job the child runs; one still queued in the child is skipped, one not sent is not sent.
+        Its outcome is never written (its stop_reason is set)."""
+        reply = self.sent.get(held.job.id)
+        if reply is None or reply.done():
+            return
+        if reply is self.child.working_on():
+            await self.child.kill()  # the jobs queued behind it run again on a new child
+        else:
+            self.child.skip(reply)
 
     async def run(self, batch: list[Running]) -> None:
         """Inference jobs claimed together: sent to the inference child in one write, answered
@@ -93,23 +108,30 @@ class Inference:
         """Send the batch to the child, write what it answered; return the jobs to send again:
         those queued behind a job that crashed the child or was killed for its time limit.
         They never started, so they run again on the new child, with no attempt used up."""
+        ready = [(held, model) for held, model in ready if held.stop_reason is None]
         replies = await self.child.send([self._request(h.job, m) for h, m in ready])
+        self.sent |= {held.job.id: reply for (held, _), reply in zip(ready, replies, strict=True)}
         limits = [time_limit(h.job, self.settings) for h, _ in ready]
-        late = await self._await_replies(replies, limits)
+        try:
+            late = await self._await_replies(replies, limits)
+        finally:
+            for held, _ in ready:
+                self.sent.pop(held.job.id, None)
         done: list[tuple[Running, dict[str, Any]]] = []
         again: list[tuple[Running, ModelRecord]] = []
         for (held, model), reply, limit in zip(ready, replies, limits, strict=True):
             if held.stop_reason is not None:
                 continue  # cancelled or lost: nothing of it is ours to write
             if reply in late:
-                await self.commits.write(held, "fail", f"inference timed out after {limit:g}s")
+                await self._fail(held, f"inference timed out after {limit:g}s")
             elif isinstance(error := reply.exception(), NotRun):
                 again.append((held, model))
+            elif isinstance(error, UnreadableReply):  # it would be the same the next time
+                await self._fail(held, str(error))
             elif error is not None:
-                error_text = f"inference process died: {error}"
-                await self.commits.write(held, "fail", error_text, retry=True)
+                await self._fail(held, f"inference process died: {error}", retry=True)
             elif not (answer := reply.result()).ok:
-                await self.commits.write(held, "fail", str(answer.error))
+                await self._fail(held, str(answer.error))
             else:
                 result = {
                     "model_id": model.model_id,
@@ -118,30 +140,56 @@ class Inference:
                     "inference_time_ms": answer.elapsed_ms,
                 }
                 done.append((held, result))
-        await self.commits.finish_many(done)
+        await self._finish(done)
         return again
+
+    async def _fail(self, held: Running, error: str, retry: bool = False) -> None:
+        """Fail one job of a batch: whatever its write meets, the others' writes go on."""
+        try:
+            await self.commits.write(held, "fail", error, retry=retry)
+        except Exception:
+            log.exception("failing job %s crashed in the worker", held.job.id)
+            held.committing = False  # renewed until the batch ends, then rescued at lease expiry
+
+    async def _finish(self, done: list[tuple[Running, dict[str, Any]]]) -> None:
+        """Finish the batch's answered jobs in one round trip; should that write fail for any
+        reason but an outage, each job is written on its own, so one bad result fails alone."""
+        try:
+            await self.commits.finish_many(done)
+        except Exception:
+            log.exception("finishing %d jobs at once crashed; finishing each alone", len(done))
+            for held, result in done:
+                held.committing = False
+                try:
+                    await self.commits.write(held, "finish", result=result)
+                except Exception as exc:
+                    held.committing = False
+                    await self._fail(held, f"the result could not be stored: {exc!r}")
 
     async def _await_replies(
         self, replies: list[asyncio.Future[InferenceReply]], limits: list[float]
     ) -> set[asyncio.Future[InferenceReply]]:
-        """Wait for the child's answers, each within its job's time limit from now; return the
-        late ones. When the limit runs out on the job the child is working on, the child is
-        killed (the jobs behind it then run again); a job whose limit runs out while it waits
-        behind a slower one is late, but the child goes on."""
+        """Wait for the child's answers; return the late one, if any. A job's time limit runs
+        from the moment the child starts it (it answers in order: when the answer before came),
+        so a job queued behind slower ones is never failed for a run it did not have. When the
+        limit of the job the child runs is out, the child is killed (the jobs behind it then
+        run again)."""
         loop = asyncio.get_running_loop()
-        due = {reply: loop.time() + limit for reply, limit in zip(replies, limits, strict=True)}
-        late: set[asyncio.Future[InferenceReply]] = set()
-        while waiting := [r for r in replies if not r.done() and r not in late]:
-            await asyncio.wait(
-                waiting, timeout=max(0.0, min(due[r] for r in waiting) - loop.time())
-            )
-            now = loop.time()
-            late |= {r for r in waiting if not r.done() and due[r] <= now}
-            if self.child.working_on() in late:
+        limit_of = dict(zip(replies, limits, strict=True))
+        due: dict[asyncio.Future[InferenceReply], float] = {}
+        while waiting := [r for r in replies if not r.done()]:
+            working = self.child.working_on()
+            if working in limit_of and working not in due:
+                due[working] = loop.time() + limit_of[working]
+            elif working is not None and working not in limit_of:
+                waiting.append(working)  # another batch's job: ours start when it ends
+            timeout = max(0.0, due[working] - loop.time()) if working in due else None
+            await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if working in due and not working.done() and due[working] <= loop.time():
                 await self.child.kill()
                 await asyncio.wait(replies, timeout=10)  # failed at its end: NotRun behind it
-                break
-        return late
+                return {working}
+        return set()
 
     def _request(self, job: Job, model: ModelRecord) -> InferenceRequest:
         return InferenceRequest(

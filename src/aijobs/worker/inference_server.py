@@ -8,16 +8,17 @@ print goes to stderr, so it cannot corrupt the protocol.
 from __future__ import annotations
 
 import os
+import select
 import sys
 import time
 import traceback
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from pathlib import Path
 from typing import Any
 
 from aijobs import artifacts, errors
 from aijobs.runtimes.base import Runtime, discover, load_runtime
-from aijobs.worker.protocol import InferenceReply, InferenceRequest
+from aijobs.worker.protocol import SKIPPED, InferenceReply, InferenceRequest, skipped_number
 
 READ_CHUNK = 1 << 20
 
@@ -68,8 +69,48 @@ def handle(
     }
 
 
-def answer(line: bytes, cache: ModelCache, runtimes: dict[str, Runtime]) -> bytes:
+class Requests:
+    """The requests the worker sent, in order, and the numbers of those it asked to skip.
+
+    Requests arrive pipelined, so a skip arrives after the request it names: before each
+    request runs, everything already sent is read, and the skips in it are taken into account.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.queued: deque[bytes] = deque()
+        self.skipped: set[int] = set()
+        self.partial = b""
+        self.open = True
+
+    def next(self) -> bytes | None:
+        """The next request line; None once the worker closed the pipe and all are answered."""
+        while not self.queued and self.open:
+            self._read(wait=True)
+        if self.open:
+            self._read(wait=False)
+        return self.queued.popleft() if self.queued else None
+
+    def _read(self, wait: bool) -> None:
+        if not wait and not select.select([self.fd], [], [], 0)[0]:
+            return
+        chunk = os.read(self.fd, READ_CHUNK)
+        self.open = bool(chunk)
+        *lines, self.partial = (self.partial + chunk).split(b"\n")
+        for line in lines:
+            if (number := skipped_number(line)) is not None:
+                self.skipped.add(number)
+            elif line.strip():
+                self.queued.append(line)
+
+
+def answer(
+    line: bytes, cache: ModelCache, runtimes: dict[str, Runtime], skipped: set[int]
+) -> bytes:
     number, request = InferenceRequest.from_line(line)
+    if number in skipped:
+        skipped.discard(number)
+        return InferenceReply(number, ok=False, error=SKIPPED).to_line()
     try:
         reply = InferenceReply(number, ok=True, output=handle(request, cache, runtimes))
     except errors.JobFailure as exc:
@@ -86,16 +127,12 @@ def main() -> int:
     sys.stdout = sys.stderr
     cache = ModelCache(int(os.environ.get("AIJOBS_INFERENCE_CACHE_SIZE", "8")))
     runtimes = discover()
-    pending = b""
-    # Requests arrive pipelined; each answer is written before the next request runs: when a
-    # request kills this process, the worker knows which one (the first unanswered) and that
-    # the ones behind it never ran.
-    while chunk := os.read(0, READ_CHUNK):
-        *lines, pending = (pending + chunk).split(b"\n")
-        for line in lines:
-            if line.strip():
-                protocol.write(answer(line, cache, runtimes))
-                protocol.flush()
+    requests = Requests(0)
+    # Each answer is written before the next request runs: when a request kills this process,
+    # the worker knows which one (the first unanswered) and that the ones behind it never ran.
+    while (line := requests.next()) is not None:
+        protocol.write(answer(line, cache, runtimes, requests.skipped))
+        protocol.flush()
     return 0
 
 

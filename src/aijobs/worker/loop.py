@@ -245,8 +245,13 @@ class Worker:
             if held.task in late:
                 held.stop_reason = StopReason.DRAINING  # we write the hand-back ourselves below
                 await self._stop_child(held)
+                # Stopped for the worker's sake, not the job's: the run is not counted.
                 ok = await self.store.fail(
-                    held.job.id, held.claim.token, "worker shut down; job handed back", retry=True
+                    held.job.id,
+                    held.claim.token,
+                    "worker shut down; job handed back",
+                    retry=True,
+                    count_attempt=False,
                 )
                 self._log("handed back", job=held.job.id, accepted=ok)
         if late:
@@ -304,5 +309,5 @@ class Worker:
         if held.child is not None:
             await held.child.kill(self.settings.kill_grace_seconds)
         elif not held.training:
-            await self.inference_child.kill()
+            await self.inference.stop(held)
         held.stopped.set()

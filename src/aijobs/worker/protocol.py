@@ -6,6 +6,8 @@ child sends `ProgressReport` lines on its progress channel, writes a `TrainingOu
 
 Inference: the worker writes `InferenceRequest` lines to the long-lived child's stdin, each with
 a number; the child answers each with an `InferenceReply` line carrying that number, in order.
+A `skip_line` tells it to answer a request it has not started yet without running it (the job
+was cancelled or its lease lost).
 These run thousands of times a second, so they are plain dataclasses read and written by hand.
 """
 
@@ -18,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 EXIT_OK, EXIT_CRASH, EXIT_JOB_FAILURE = 0, 1, 2
+# The largest inference answer the child sends: a bigger one fails its job in words instead.
+MAX_REPLY_BYTES = 16 * 2**20
+# What the worker reads of one line at most: any answer the child may send, with room to spare.
+REPLY_READ_LIMIT = 2 * MAX_REPLY_BYTES
 RESULT_FILE = "result.json"  # a TrainingOutcome, beside the spec
 ERROR_FILE = "error.json"  # a TrainingError, beside the spec
 
@@ -182,6 +188,22 @@ class InferenceRequest:
         return data.get("id"), request
 
 
+SKIP_PREFIX = b'{"skip": '
+SKIPPED = "skipped: the job was stopped before it started"
+
+
+def skip_line(number: int) -> bytes:
+    """Tells the inference child not to run request `number` if it has not started it."""
+    return SKIP_PREFIX + str(number).encode() + b"}\n"
+
+
+def skipped_number(line: bytes) -> int | None:
+    """The request a skip line names; None for any other line."""
+    if not line.startswith(SKIP_PREFIX):
+        return None
+    return int(_object(line)["skip"])
+
+
 @dataclass(slots=True)
 class InferenceReply:
     """The inference child's answer to one request: `output` when ok, else `error`."""
@@ -193,12 +215,22 @@ class InferenceReply:
     elapsed_ms: float = 0.0  # the round trip, measured by the worker (not sent)
 
     def to_line(self) -> bytes:
+        """The reply as the child sends it; an answer over MAX_REPLY_BYTES becomes an error
+        that says so (the job fails on its own, the worker's pipe stays readable)."""
         reply: dict[str, Any] = {"id": self.id, "ok": self.ok}
         if self.ok:
             reply["output"] = self.output
         else:
             reply["error"] = self.error
-        return (json.dumps(reply, default=str) + "\n").encode()
+        line = (json.dumps(reply, default=str) + "\n").encode()
+        if len(line) <= MAX_REPLY_BYTES:
+            return line
+        what = "answer" if self.ok else "error"
+        error = (
+            f"the inference {what} is {len(line) / 2**20:.1f} MiB, over the limit of"
+            f" {MAX_REPLY_BYTES / 2**20:g} MiB for one job: send fewer inputs per job"
+        )
+        return InferenceReply(self.id, ok=False, error=error).to_line()
 
     @classmethod
     def from_line(cls, line: bytes) -> InferenceReply:

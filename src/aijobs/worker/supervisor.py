@@ -9,12 +9,20 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from aijobs.worker.protocol import InferenceReply, InferenceRequest, ProgressReport
+from aijobs.worker.protocol import (
+    REPLY_READ_LIMIT,
+    InferenceReply,
+    InferenceRequest,
+    ProgressReport,
+    skip_line,
+)
+from aijobs.worker.running import log
 
 PR_SET_PDEATHSIG = 1
+INFERENCE_COMMAND = (sys.executable, "-m", "aijobs.worker.inference_server")
 
 # Requests sent to the inference child and not answered yet: number -> (reply, time sent).
 Pending = dict[int, tuple[asyncio.Future[InferenceReply], float]]
@@ -116,6 +124,11 @@ class NotRun(ConnectionError):
     """The inference child died (or was killed) before it reached this request."""
 
 
+class UnreadableReply(Exception):
+    """The inference child's answer to this request could not be read; the child was killed
+    (and is started again for the next request), since its pipe can no longer be trusted."""
+
+
 class InferenceProcess:
     """The long-lived inference child, restarted after a kill or crash.
 
@@ -123,9 +136,12 @@ class InferenceProcess:
     request after another, while the worker goes on claiming and finishing.
     """
 
-    def __init__(self, log_path: Path, cache_size: int) -> None:
+    def __init__(
+        self, log_path: Path, cache_size: int, command: Sequence[str] = INFERENCE_COMMAND
+    ) -> None:
         self.log_path = log_path
         self.cache_size = cache_size
+        self.command = command  # the child's command line (another one in tests)
         self.proc: asyncio.subprocess.Process | None = None
         self._starting = asyncio.Lock()
         self._pending: Pending = {}
@@ -140,16 +156,14 @@ class InferenceProcess:
             if self.proc is None or self.proc.returncode is not None:
                 with open(self.log_path, "ab") as log:
                     self.proc = await asyncio.create_subprocess_exec(
-                        sys.executable,
-                        "-m",
-                        "aijobs.worker.inference_server",
+                        *self.command,
                         stdin=asyncio.subprocess.PIPE,
                         stdout=asyncio.subprocess.PIPE,
                         stderr=log,
                         env=child_env({"AIJOBS_INFERENCE_CACHE_SIZE": str(self.cache_size)}),
                         start_new_session=True,
                         preexec_fn=_die_with_parent,
-                        limit=2**24,
+                        limit=REPLY_READ_LIMIT,
                     )
                 self._pending = {}
                 self._reader = asyncio.create_task(self._read_replies(self.proc, self._pending))
@@ -174,6 +188,14 @@ class InferenceProcess:
             proc.stdin.write("".join(lines).encode())  # a dead child: its reader fails them
         return replies
 
+    def skip(self, reply: asyncio.Future[InferenceReply]) -> None:
+        """Ask the child not to run the request `reply` waits for, if it has not started it:
+        it then answers at once that it skipped it."""
+        number = next((n for n, (r, _) in self._pending.items() if r is reply), None)
+        stdin = self.proc.stdin if self.proc is not None else None
+        if number is not None and stdin is not None and not stdin.is_closing():
+            stdin.write(skip_line(number))
+
     def working_on(self) -> asyncio.Future[InferenceReply] | None:
         """The reply to the request the child is on now: it answers in order of sending."""
         for reply, _ in self._pending.values():
@@ -183,6 +205,7 @@ class InferenceProcess:
     @staticmethod
     async def _read_replies(proc: asyncio.subprocess.Process, pending: Pending) -> None:
         assert proc.stdout is not None
+        unreadable: UnreadableReply | None = None
         try:
             while line := await proc.stdout.readline():
                 reply = InferenceReply.from_line(line)
@@ -190,12 +213,20 @@ class InferenceProcess:
                 if waiter is not None and not waiter.done():
                     reply.elapsed_ms = round((time.perf_counter() - sent_at) * 1000, 3)
                     waiter.set_result(reply)
+        except Exception as exc:  # a line over the limit, or not a reply: the pipe is lost
+            unreadable = UnreadableReply(
+                f"the inference process sent an answer the worker cannot read"
+                f" ({type(exc).__name__}: {exc}); the process was restarted"
+            )
+            log.error("inference process pid=%s killed: %s", proc.pid, unreadable)
+            await kill_group(proc, grace=1.0)
         finally:
             exited = f"inference process exited with code {await proc.wait()}"
             # It answers in order: it died on the first unanswered request, never ran the rest.
             for n, (waiter, _) in enumerate(pending.values()):
                 if not waiter.done():
-                    waiter.set_exception(NotRun(exited) if n else ConnectionError(exited))
+                    first = unreadable or ConnectionError(exited)
+                    waiter.set_exception(NotRun(exited) if n else first)
 
     async def kill(self, grace: float = 1.0) -> None:
         if self.proc is not None:

@@ -59,6 +59,7 @@ from aijobs.store.base import (
     clamp_fraction,
     compact_json,
     distinct_queues,
+    error_text,
     first_submission,
     job_not_found,
     model_not_found,
@@ -385,16 +386,24 @@ class RedisStore(StoreBase):
         return [bool(ok) for ok in await self.run_script("finish", *args)]
 
     async def fail(
-        self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        *,
+        retry: bool = False,
+        log: str | None = None,
+        count_attempt: bool = True,
     ) -> bool:
         reply = await self.run_script(
             "fail",
             job_id,
             token,
-            error,
+            error_text(error),
             "1" if retry else "0",
             "0" if log is None else "1",
             log or "",
+            "1" if count_attempt else "0",
         )
         return bool(reply)
 

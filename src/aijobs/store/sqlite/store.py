@@ -47,6 +47,7 @@ from aijobs.store.base import (
     clamp_fraction,
     compact_json,
     distinct_queues,
+    error_text,
     first_submission,
     job_not_found,
     model_not_found,
@@ -321,22 +322,40 @@ class SQLiteStore(StoreBase):
         return out
 
     async def fail(
-        self, job_id: str, token: str, error: str, *, retry: bool = False, log: str | None = None
+        self,
+        job_id: str,
+        token: str,
+        error: str,
+        *,
+        retry: bool = False,
+        log: str | None = None,
+        count_attempt: bool = True,
     ) -> bool:
         now = self.clock.wall_ms()
+        # Back to pending (seq unchanged: it keeps its FIFO place) on a retry with attempts
+        # left, or on one not counted (its attempt undone); otherwise failed. `error` is kept
+        # either way, as the last error. SET reads the row as it was before the update.
+        back = "(:retry AND (NOT :counted OR attempt < max_attempts))"
         async with self._db.transaction() as db:
-            # retry with attempts left -> pending again (seq unchanged: it keeps its FIFO place);
-            # otherwise -> failed. `error` is kept either way, as the last error.
             rows = await db.execute_fetchall(
-                "UPDATE jobs SET error = ?, log = coalesce(?, log), updated_at = ?, "
+                "UPDATE jobs SET error = :error, log = coalesce(:log, log), updated_at = :now, "
                 "token = NULL, lease_until = NULL, "
-                "state = CASE WHEN ? AND attempt < max_attempts THEN 'pending' ELSE 'failed' END, "
-                "owner = CASE WHEN ? AND attempt < max_attempts THEN NULL ELSE owner END, "
-                "started_at = CASE WHEN ? AND attempt < max_attempts THEN NULL ELSE started_at END,"
-                " progress = CASE WHEN ? AND attempt < max_attempts THEN 0 ELSE progress END, "
-                "finished_at = CASE WHEN ? AND attempt < max_attempts THEN NULL ELSE ? END "
-                "WHERE id = ? AND token = ? AND state = 'running' RETURNING 1",
-                (error, log, now, retry, retry, retry, retry, retry, now, job_id, token),
+                f"state = CASE WHEN {back} THEN 'pending' ELSE 'failed' END, "
+                f"owner = CASE WHEN {back} THEN NULL ELSE owner END, "
+                f"started_at = CASE WHEN {back} THEN NULL ELSE started_at END, "
+                f"progress = CASE WHEN {back} THEN 0 ELSE progress END, "
+                f"finished_at = CASE WHEN {back} THEN NULL ELSE :now END, "
+                f"attempt = CASE WHEN {back} AND NOT :counted THEN attempt - 1 ELSE attempt END "
+                "WHERE id = :id AND token = :token AND state = 'running' RETURNING 1",
+                {
+                    "error": error_text(error),
+                    "log": log,
+                    "now": now,
+                    "retry": retry,
+                    "counted": count_attempt,
+                    "id": job_id,
+                    "token": token,
+                },
             )
             return bool(rows)
 

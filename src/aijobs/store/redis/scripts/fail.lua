@@ -1,6 +1,8 @@
 -- fail: running -> failed, or -> pending again (its FIFO place kept) when retry is asked for
--- and attempts are left. The error is kept either way, as the last error.
--- ARGV: 3 id, 4 token, 5 error, 6 retry '1'/'0', 7 '1' when a log follows, 8 log
+-- and attempts are left, or when the attempt is not to be counted (it is undone). The error is
+-- kept either way, as the last error.
+-- ARGV: 3 id, 4 token, 5 error, 6 retry '1'/'0', 7 '1' when a log follows, 8 log,
+--       9 count the attempt '1'/'0'
 -- Returns 1, or 0 (and no change at all) for a stale token.
 local id, token = ARGV[3], ARGV[4]
 local jk = k_job(id)
@@ -12,7 +14,9 @@ redis.call('HSET', jk, 'error', ARGV[5], 'updated_at', num(now))
 redis.call('HDEL', jk, 'token', 'lease_until')
 if ARGV[7] == '1' then redis.call('HSET', jk, 'log', ARGV[8]) end
 redis.call('ZREM', K_LEASES, id)
-if ARGV[6] == '1' and tonumber(f[5]) < tonumber(f[6]) then
+local counted = ARGV[9] ~= '0'
+if ARGV[6] == '1' and (not counted or tonumber(f[5]) < tonumber(f[6])) then
+  if not counted then redis.call('HINCRBY', jk, 'attempt', -1) end
   back_to_pending(id, f[3], f[4], f[7])
 else
   redis.call('HSET', jk, 'finished_at', num(now))
