@@ -4,8 +4,22 @@ names, and no index is orphaned (Redis: aijobs.store.redis.check; SQLite: the sa
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
+from collections import Counter
 from pathlib import Path
+
+FINISHED_ONE = re.compile(r"job finish worker=\S+ job=(\S+) accepted=True")
+FINISHED_BATCH = re.compile(r"jobs finish worker=\S+ jobs=(\S+) accepted=True")
+
+
+def accepted_commits(worker_log: str) -> Counter[str]:
+    """Accepted result commits per job in a worker's log (finish accepted=True): one line per
+    training job, one per batch of inference jobs. A job whose result landed twice counts 2."""
+    found = Counter(FINISHED_ONE.findall(worker_log))
+    for batch in FINISHED_BATCH.findall(worker_log):
+        found.update(batch.split(","))
+    return found
 
 
 def redis_problems(url: str, prefix: str) -> list[str]:
