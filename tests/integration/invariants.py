@@ -7,7 +7,11 @@ import asyncio
 import re
 import sqlite3
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
+
+from tests.integration.harness import TERMINAL, System
 
 FINISHED_ONE = re.compile(r"job finish worker=\S+ job=(\S+) accepted=True")
 FINISHED_BATCH = re.compile(r"jobs finish worker=\S+ jobs=(\S+) accepted=True")
@@ -62,3 +66,24 @@ def sqlite_problems(path: Path) -> list[str]:
         return problems
     finally:
         db.close()
+
+
+def assert_each_ended_once(
+    system: System, jobs: Iterable[str], *, all_jobs: bool = True
+) -> dict[str, dict[str, Any]]:
+    """Every job in `jobs` ended exactly once: a terminal state, its result committed once if
+    it completed and never if it did not; with `all_jobs`, the store holds these jobs and no
+    other. Returns each job's final status."""
+    jobs = set(jobs)
+    log = system.home / "worker.log"
+    commits = accepted_commits(log.read_text(errors="replace") if log.exists() else "")
+    finals = {job: system.status(job) for job in jobs}
+    for job, final in finals.items():
+        assert final["status"] in TERMINAL, final
+        assert commits[job] == (final["status"] == "completed"), (job, commits[job], final)
+    if all_jobs:
+        body = system.get("/jobs", params={"limit": 1000}).json()
+        listed = [j["job_id"] for j in body["jobs"]]
+        assert len(listed) == body["total"] == len(set(listed))
+        assert set(listed) == jobs
+    return finals
