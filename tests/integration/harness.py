@@ -235,8 +235,8 @@ class Partition:
                 threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        src.settimeout(0.05)
-        try:
+        try:  # the pump of the other direction may close both sockets at any moment
+            src.settimeout(0.05)
             while not self.closed.is_set():
                 if not self.flowing.wait(0.05):
                     continue  # cut: leave the bytes where they are
