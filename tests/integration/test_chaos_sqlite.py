@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from aijobs.jobs import JobType, NewJob, State
 from aijobs.store.sqlite import SQLiteStore
 from tests.integration.harness import QUICK, System, wait_until
@@ -40,6 +42,7 @@ def write_lock_holders(db: Path) -> set[int]:
     return holders
 
 
+@pytest.mark.slow
 def test_a_worker_killed_inside_a_write_transaction(system: System) -> None:
     system.start_api()
     worker = system.start_worker("sklearn", concurrency=2)
@@ -167,6 +170,7 @@ def fully_checkpointed(db: Path) -> bool:
     return frames == done
 
 
+@pytest.mark.slow
 def test_a_long_reader_starves_the_checkpoint_and_the_wal_recovers(system: System) -> None:
     system.start_api()
     system.start_worker("sklearn", concurrency=2)
