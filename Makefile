@@ -41,7 +41,8 @@ bench: install
 	$(BIN)/python bench/bench_torch.py
 	$(BIN)/python bench/bench_keras.py
 	$(BIN)/python bench/bench_redis.py
-	$(BIN)/python bench/soak_redis.py
+	$(BIN)/python bench/soak.py --store sqlite
+	$(BIN)/python bench/soak.py --store redis
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -8,8 +8,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -60,12 +61,18 @@ class System:
             **self.env_overrides,
         }
 
-    def _spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self,
+        *args: str,
+        log: str,
+        wrapper: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+    ) -> subprocess.Popen[bytes]:
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.home / log, "ab") as out:  # the child keeps its own copy of the fd
             return subprocess.Popen(
-                [sys.executable, "-m", "aijobs", *args],
-                env=self.env,
+                [*wrapper, sys.executable, "-m", "aijobs", *args],
+                env={**self.env, **(env or {})},
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -83,19 +90,40 @@ class System:
             time.sleep(0.1)
         raise RuntimeError("API did not start")
 
+    def worker_ids(self) -> set[str]:
+        return {w["worker_id"] for w in self.get("/workers").json()["workers"]}
+
     def start_worker(
-        self, *queues: str, concurrency: int = 1, runtime: str | None = None
+        self,
+        *queues: str,
+        concurrency: int = 1,
+        runtime: str | None = None,
+        wrapper: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        registered: bool = True,
     ) -> subprocess.Popen[bytes]:
+        """A worker, once it registered its heartbeat (or, with `registered` False, once it
+        says it started). `wrapper` runs it inside another command (a PID namespace, say: then
+        its pid is not ours to see); `env` adds to its environment."""
         args = [a for q in queues for a in ("--queue", q)]
         args += ["--concurrency", str(concurrency)] + (["--runtime", runtime] if runtime else [])
-        proc = self._spawn("worker", *args, log="worker.log")
+        before = self.worker_ids()
+        log = self.home / "worker.log"
+        starts = log.read_text(errors="replace").count("worker started") if log.exists() else 0
+        proc = self._spawn("worker", *args, log="worker.log", wrapper=wrapper, env=env)
         self.workers.append(proc)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:  # ready when it registered its heartbeat
+        deadline = time.monotonic() + 90  # preflight imports the runtime: slow on a busy host
+        while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return proc
+            if not registered:
+                if log.read_text(errors="replace").count("worker started") > starts:
+                    return proc
+                time.sleep(0.1)
+                continue
             live = self.get("/workers").json()["workers"]
-            if any(w["pid"] == proc.pid for w in live):
+            new = [w for w in live if w["worker_id"] not in before]
+            if any(w["pid"] == proc.pid or wrapper for w in new):
                 return proc
             time.sleep(0.1)
         raise RuntimeError("worker did not register")
@@ -174,3 +202,80 @@ def wait_until(predicate: Any, timeout: float, what: str) -> None:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+class Partition:
+    """A TCP proxy in front of a server that can be cut: while cut, it accepts and holds
+    connections but forwards no byte either way (a black hole, as a network partition looks to
+    both ends: no reset, only silence); healed, it forwards again what was held."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target = ("127.0.0.1", target_port)
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.closed = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def cut(self) -> None:
+        self.flowing.clear()
+
+    def heal(self) -> None:
+        self.flowing.set()
+
+    def close(self) -> None:
+        self.closed.set()
+        self.flowing.set()
+        self.listener.close()
+
+    def _accept(self) -> None:
+        while not self.closed.is_set():
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:  # the pump of the other direction may close both sockets at any moment
+            src.settimeout(0.05)
+            while not self.closed.is_set():
+                if not self.flowing.wait(0.05):
+                    continue  # cut: leave the bytes where they are
+                try:
+                    data = src.recv(65536)
+                except TimeoutError:
+                    continue
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for end in (src, dst):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+                end.close()
+
+
+def skewed_clock_env(tmp: Path, seconds: float) -> dict[str, str]:
+    """The environment for a Python process whose wall clock (time.time) is `seconds` off,
+    as on a host whose clock is wrong; its monotonic clock is left alone, as it would be."""
+    folder = tmp / f"clock{seconds:+.0f}"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(
+        "import time\n"
+        f"_SKEW = {seconds!r}\n"
+        "_time, _time_ns = time.time, time.time_ns\n"
+        "time.time = lambda: _time() + _SKEW\n"
+        "time.time_ns = lambda: _time_ns() + int(_SKEW * 1e9)\n"
+    )
+    path = os.environ.get("PYTHONPATH")
+    return {"PYTHONPATH": str(folder) + (os.pathsep + path if path else "")}

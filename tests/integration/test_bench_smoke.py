@@ -31,6 +31,11 @@ class Smoke:
     prints: str  # a line of the script's result table or summary
     timeout: float = 120
     marks: tuple[pytest.MarkDecorator, ...] = field(default_factory=tuple)
+    name: str = ""  # the test id, where one script runs more than once; else its stem
+
+    @property
+    def id(self) -> str:
+        return self.name or Path(self.script).stem
 
 
 # {out}, {port} and {redis_url} are filled in per run.
@@ -56,12 +61,16 @@ SMOKES = [
         "--only aijobs --runs 1 --jobs 20 --round-trips 10 --out {out}",
         "Round-trip floor, p50",
     ),
-    Smoke(
-        "bench/soak_redis.py",
-        "--jobs 60 --workers 2 --clients 2 --kill-every 8",
-        "  lost         0\n",
-        timeout=300,
-        marks=(pytest.mark.slow,),
+    *(
+        Smoke(
+            "bench/soak.py",
+            f"--store {store} --jobs 60 --workers 2 --clients 2 --kill-every 8",
+            "  lost         0\n",
+            timeout=300,
+            marks=(pytest.mark.slow,),
+            name=f"soak-{store}",
+        )
+        for store in ("sqlite", "redis")
     ),
     Smoke(
         "bench/bench_torch.py",
@@ -104,10 +113,7 @@ FRAMEWORKS = ("torch", "tensorflow")  # markers named after the module they need
 
 @pytest.mark.parametrize(
     "smoke",
-    [
-        pytest.param(s, id=Path(s.script).stem, marks=(*s.marks, pytest.mark.timeout(s.timeout)))
-        for s in SMOKES
-    ],
+    [pytest.param(s, id=s.id, marks=(*s.marks, pytest.mark.timeout(s.timeout))) for s in SMOKES],
 )
 def test_script_runs_at_its_smallest_sizes(
     smoke: Smoke, tmp_path: Path, request: pytest.FixtureRequest

@@ -38,6 +38,7 @@ from tests.integration.harness import (
     child_pids,
     wait_until,
 )
+from tests.integration.invariants import accepted_commits
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.stores("sqlite", "redis")  # redis_system tests: Redis only
@@ -62,11 +63,7 @@ def redis_system(tmp_path: Path, demo_root: Path, own_redis: RedisServer) -> Ite
 def commits(system: System) -> Counter[str]:
     """Accepted terminal commits per job, from the workers' log (finish accepted=True): one line
     per training job, one per batch of inference jobs."""
-    text = (system.home / "worker.log").read_text(errors="replace")
-    found = Counter(re.findall(r"job finish worker=\S+ job=(\S+) accepted=True", text))
-    for batch in re.findall(r"jobs finish worker=\S+ jobs=(\S+) accepted=True", text):
-        found.update(batch.split(","))
-    return found
+    return accepted_commits((system.home / "worker.log").read_text(errors="replace"))
 
 
 def submit_retrying(system: System, path: str, body: dict[str, Any], timeout: float = 60) -> str:

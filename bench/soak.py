@@ -1,15 +1,17 @@
-"""A bounded soak of the whole system on Redis, with faults: nothing accepted may be lost.
+"""A bounded soak of the whole system on SQLite or Redis, with faults: nothing accepted may be lost.
 
-    .venv/bin/python bench/soak_redis.py                      # about 3 minutes
-    .venv/bin/python bench/soak_redis.py --jobs 5000 --workers 6 --kill-every 3
+    .venv/bin/python bench/soak.py --store sqlite             # about 3 minutes
+    .venv/bin/python bench/soak.py --store redis
+    .venv/bin/python bench/soak.py --store redis --jobs 5000 --workers 6 --kill-every 3
 
-Starts its own redis-server (AOF, appendfsync always) in a temporary directory, the API
-(`aijobs serve`) and several workers (`aijobs worker --queue sklearn`) as real processes, trains
-one small model, then submits thousands of short inference jobs over HTTP from a few client
-threads (each submission retried through outages with one Idempotency-Key, as the SDK does).
-Meanwhile it SIGKILLs a random worker every few seconds (and starts a replacement), and once,
-half-way, SIGKILLs Redis and restarts it from its AOF. Then it waits for every accepted job to
-end and prints:
+Starts the API (`aijobs serve`) and several workers (`aijobs worker --queue sklearn`) as real
+processes on a store of its own (SQLite: a file in a temporary home; Redis: its own redis-server
+with AOF, appendfsync always), trains one small model, then submits thousands of short inference
+jobs over HTTP from a few client threads (each submission retried through outages with one
+Idempotency-Key, as the SDK does). Meanwhile it SIGKILLs a random worker every few seconds (and
+starts a replacement), SIGKILLs the API at a third and at two thirds of the burst (and restarts
+it on the same port), and on Redis SIGKILLs redis-server half-way and restarts it from its AOF.
+Then it waits for every accepted job to end and prints:
 
     accepted    jobs the API acknowledged (distinct ids)
     completed   accepted jobs that ended completed
@@ -19,8 +21,9 @@ end and prints:
     extra       jobs in the store that no client was told about (must be 0)
     lost        accepted jobs missing, or not finished by the deadline (must be 0)
 
-and the store's invariant audit (aijobs.store.redis.check). Exit status 1 if duplicated, extra
-or lost is not 0 or the audit finds a problem. Not part of `make test`.
+and the store's invariant audit (each unfinished job in exactly the index its state names, the
+counts exact). Exit status 1 if duplicated, extra or lost is not 0 or the audit finds a problem.
+Not part of `make test`.
 """
 
 from __future__ import annotations
@@ -30,10 +33,8 @@ import asyncio
 import contextlib
 import os
 import random
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -41,38 +42,38 @@ import threading
 import time
 import uuid
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.integration.harness import free_port
+from tests.integration.invariants import accepted_commits, redis_problems, sqlite_problems
+from tests.redis_server import RedisServer
+
 from aijobs.demo import write_demo_data
 from aijobs.jobs import TERMINAL, State
-from aijobs.store.redis import RedisStore
-from aijobs.store.redis.check import check_invariants
+from aijobs.store import JobStore, open_store
 
 PREFIX = "soak"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+API_KILLS_AT = (1 / 3, 2 / 3)  # fractions of the burst accepted when the API is SIGKILLed
+REDIS_KILL_AT = 1 / 2
 
 
 class Soak:
     def __init__(self, args: argparse.Namespace, root: Path) -> None:
         self.args = args
         self.root = root
-        self.redis_port = free_port()
         self.api_port = free_port()
-        self.redis: subprocess.Popen[bytes] | None = None
+        self.redis = RedisServer(root / "redis") if args.store == "redis" else None
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: list[subprocess.Popen[bytes]] = []
         self.accepted: list[str] = []
         self.lock = threading.Lock()
         self.stop = threading.Event()
-        self.kills = 0
+        self.kills = Counter[str]()
         self.retries = 0
         self.rng = random.Random(args.seed)
         self.home = root / "home"
@@ -81,47 +82,22 @@ class Soak:
         write_demo_data(self.data)
 
     @property
-    def redis_url(self) -> str:
-        return f"redis://127.0.0.1:{self.redis_port}/0"
+    def store_url(self) -> str:
+        if self.redis is not None:
+            return self.redis.url
+        return f"sqlite:///{self.home / 'aijobs.db'}"
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
     # -- processes -----------------------------------------------------------------------------
-    def start_redis(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            sys.exit("redis-server is not installed (apt-get install redis-server)")
-        log = open(self.root / "redis.log", "ab")  # noqa: SIM115 - the server owns it
-        self.redis = subprocess.Popen(
-            [
-                binary,
-                *("--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", str(self.root)),
-                *("--appendonly", "yes", "--appendfsync", "always", "--save", "", "--daemonize"),
-                "no",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as s,
-            ):
-                s.sendall(b"PING\r\n")
-                if s.recv(16).startswith(b"+PONG"):
-                    return
-            time.sleep(0.05)
-        sys.exit("redis-server did not start")
-
     def env(self) -> dict[str, str]:
         return {
             **os.environ,
             "AIJOBS_HOME": str(self.home),
             "AIJOBS_DATA_ROOTS": str(self.data),
-            "AIJOBS_STORE_URL": self.redis_url,
+            "AIJOBS_STORE_URL": self.store_url,
             "AIJOBS_REDIS_PREFIX": PREFIX,
             "AIJOBS_LEASE_SECONDS": str(self.args.lease),
             "AIJOBS_WORKER_TTL_SECONDS": "5",
@@ -131,13 +107,13 @@ class Soak:
 
     def spawn(self, *args: str, log: str) -> subprocess.Popen[bytes]:
         self.home.mkdir(parents=True, exist_ok=True)
-        out = open(self.home / log, "ab")  # noqa: SIM115 - the child owns it
-        return subprocess.Popen(
-            [sys.executable, "-m", "aijobs", *args],
-            env=self.env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        with open(self.home / log, "ab") as out:  # the child keeps its own copy of the fd
+            return subprocess.Popen(
+                [sys.executable, "-m", "aijobs", *args],
+                env=self.env(),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
 
     def start_api(self) -> None:
         self.api = self.spawn("serve", "--port", str(self.api_port), log="api.log")
@@ -154,21 +130,21 @@ class Soak:
         self.workers.append(self.spawn("worker", "--queue", "sklearn", log=f"worker-{n}.log"))
 
     def shutdown(self) -> None:
-        # Redis last: workers and the API shut down cleanly while their store still answers.
-        for group in ([*self.workers, self.api], [self.redis]):
-            for proc in group:
-                if proc is not None and proc.poll() is None:
-                    proc.send_signal(signal.SIGTERM if proc is not self.redis else signal.SIGKILL)
-            for proc in group:
-                if proc is not None:
-                    try:
-                        proc.wait(30)
-                    except subprocess.TimeoutExpired:
-                        proc.kill()
+        # The store last: workers and the API shut down cleanly while it still answers.
+        procs = [p for p in [*self.workers, self.api] if p is not None and p.poll() is None]
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if self.redis is not None:
+            self.redis.stop(signal.SIGKILL)
 
     # -- load and faults -----------------------------------------------------------------------
     def post(self, path: str, body: dict[str, Any]) -> str:
-        """Submit, retrying through outages with one Idempotency-Key."""
+        """Submit, retrying through outages (503, or no API listening) with one Idempotency-Key."""
         key = str(uuid.uuid4())
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -212,35 +188,56 @@ class Soak:
                 time.sleep(self.rng.random() * 0.2)  # bursts, not a flat rate
 
     def chaos(self) -> None:
-        restarted = False
+        api_kills = list(API_KILLS_AT)
+        redis_kills = [REDIS_KILL_AT] if self.redis is not None else []
         next_kill = time.monotonic() + self.args.kill_every
         while not self.stop.wait(0.2):
             with self.lock:
                 progress = len(self.accepted) / self.args.jobs
-            if not restarted and progress >= 0.5:
-                restarted = True
-                print(f"  [{self.elapsed():6.1f}s] SIGKILL redis-server, restart from its AOF")
-                assert self.redis is not None
-                self.redis.send_signal(signal.SIGKILL)
-                self.redis.wait()
-                time.sleep(1.0)
-                self.start_redis()
+            if api_kills and progress >= api_kills[0]:
+                api_kills.pop(0)
+                self.kill_api()
+            if redis_kills and progress >= redis_kills[0]:
+                redis_kills.pop(0)
+                self.kill_redis()
             if time.monotonic() >= next_kill:
                 next_kill = time.monotonic() + self.args.kill_every * (0.5 + self.rng.random())
-                alive = [w for w in self.workers if w.poll() is None]
-                if alive:
-                    victim = self.rng.choice(alive)
-                    victim.send_signal(signal.SIGKILL)
-                    self.kills += 1
-                    self.start_worker()
+                self.kill_a_worker()
+
+    def kill_api(self) -> None:
+        print(f"  [{self.elapsed():6.1f}s] SIGKILL the API, restart it on the same port")
+        assert self.api is not None
+        self.api.send_signal(signal.SIGKILL)
+        self.api.wait()
+        self.kills["API"] += 1
+        time.sleep(0.5)
+        self.start_api()
+
+    def kill_redis(self) -> None:
+        print(f"  [{self.elapsed():6.1f}s] SIGKILL redis-server, restart it from its AOF")
+        assert self.redis is not None
+        self.redis.restart(signal.SIGKILL, down_for=1.0)
+        self.kills["Redis"] += 1
+
+    def kill_a_worker(self) -> None:
+        alive = [w for w in self.workers if w.poll() is None]
+        if alive:
+            self.rng.choice(alive).send_signal(signal.SIGKILL)
+            self.kills["worker"] += 1
+            self.start_worker()
 
     def elapsed(self) -> float:
         return time.monotonic() - self.t0
 
+    def open_store(self) -> JobStore:
+        options = {"prefix": PREFIX} if self.redis else {}
+        return open_store(self.store_url, **options)
+
     # -- the run -------------------------------------------------------------------------------
     def run(self) -> int:
         self.t0 = time.monotonic()
-        self.start_redis()
+        if self.redis is not None:
+            self.redis.start()
         self.start_api()
         for _ in range(self.args.workers):
             self.start_worker()
@@ -258,32 +255,33 @@ class Soak:
         for t in clients:
             t.join()
         print(f"  [{self.elapsed():6.1f}s] all {len(self.accepted)} submissions accepted")
-        asyncio.run(self.wait_all(deadline=self.args.drain_seconds))
         self.stop.set()
         chaos.join()
+        asyncio.run(self.wait_all(deadline=self.args.drain_seconds))
         print(f"  [{self.elapsed():6.1f}s] drained")
-        return asyncio.run(self.report())
+        return self.report()
 
     async def wait_all(self, deadline: float) -> None:
         """Until no job is pending or running (or the deadline)."""
-        store = RedisStore(self.redis_url, prefix=PREFIX)
+        store = self.open_store()
+        await store.open()
         end = time.monotonic() + deadline
-        while True:
-            with contextlib.suppress(Exception):
-                if not store._client:
-                    await store.open()
-                _, pending = await store.list_jobs(State.PENDING, limit=1)
-                _, running = await store.list_jobs(State.RUNNING, limit=1)
-                if pending == running == 0 or time.monotonic() > end:
-                    break
-            await asyncio.sleep(0.5)
-        await store.close()
+        try:
+            while time.monotonic() < end:
+                with contextlib.suppress(Exception):  # the store may be restarting
+                    _, pending = await store.list_jobs(State.PENDING, limit=1)
+                    _, running = await store.list_jobs(State.RUNNING, limit=1)
+                    if pending == running == 0:
+                        return
+                await asyncio.sleep(0.5)
+        finally:
+            await store.close()
 
-    async def report(self) -> int:
-        store = RedisStore(self.redis_url, prefix=PREFIX)
+    async def tally(self, accepted: set[str]) -> tuple[Counter[str], int, int, int]:
+        """(final states, re-run, lost, extra) of the accepted jobs, read from the store."""
+        store = self.open_store()
         await store.open()
         try:
-            accepted = set(self.accepted)
             states: Counter[str] = Counter()
             rerun = lost = 0
             for job_id in accepted:
@@ -302,17 +300,27 @@ class Soak:
                 stored |= {j.id for j in page}
                 offset += len(page)
             extra = len(stored - accepted) - 1  # the model's training job
-            problems = await check_invariants(store)
         finally:
             await store.close()
+        return states, rerun, lost, extra
+
+    def report(self) -> int:
+        accepted = set(self.accepted)
+        states, rerun, lost, extra = asyncio.run(self.tally(accepted))
+        if self.redis is not None:
+            problems = redis_problems(self.redis.url, PREFIX)
+        else:
+            problems = sqlite_problems(self.home / "aijobs.db")
         commits: Counter[str] = Counter()
         for path in self.home.glob("worker-*.log"):
-            text = path.read_text(errors="replace")
-            commits.update(re.findall(r"job finish worker=\S+ job=(\S+) accepted=True", text))
+            commits.update(accepted_commits(path.read_text(errors="replace")))
         duplicated = sum(1 for job_id in accepted if commits[job_id] > 1)
+        faults = ", ".join(f"{n} {what} SIGKILL(s)" for what, n in self.kills.items())
         print()
+        print(f"  store        {self.args.store}")
+        print(f"  date         {datetime.now(UTC):%Y-%m-%d %H:%M} UTC")
         print(f"  elapsed      {self.elapsed():.1f} s")
-        print(f"  faults       {self.kills} worker SIGKILLs, 1 Redis SIGKILL + restart")
+        print(f"  faults       {faults} (each restarted)")
         print(f"  retries      {self.retries} client retries (503 or connection refused)")
         print(f"  accepted     {len(accepted)}")
         print(f"  completed    {states['completed']}")
@@ -329,6 +337,7 @@ class Soak:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--store", choices=("sqlite", "redis"), default="sqlite")
     parser.add_argument("--jobs", type=int, default=3000)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--clients", type=int, default=4)
@@ -337,11 +346,11 @@ def main() -> None:
     parser.add_argument("--max-attempts", type=int, default=5)
     parser.add_argument("--drain-seconds", type=float, default=180.0)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--keep", action="store_true", help="keep the logs and AOF")
+    parser.add_argument("--keep", action="store_true", help="keep the logs and the store")
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="aijobs-soak-"))
+    root = Path(tempfile.mkdtemp(prefix=f"aijobs-soak-{args.store}-"))
     soak = Soak(args, root)
-    print(f"soak: {root}")
+    print(f"soak ({args.store}): {root}")
     try:
         code = soak.run()
     finally:
