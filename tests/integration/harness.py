@@ -100,27 +100,18 @@ class System:
         runtime: str | None = None,
         wrapper: Sequence[str] = (),
         env: dict[str, str] | None = None,
-        registered: bool = True,
     ) -> subprocess.Popen[bytes]:
-        """A worker, once it registered its heartbeat (or, with `registered` False, once it
-        says it started). `wrapper` runs it inside another command (a PID namespace, say: then
-        its pid is not ours to see); `env` adds to its environment."""
+        """A worker, once it registered its heartbeat. `wrapper` runs it inside another command
+        (a PID namespace, say: then its pid is not ours to see); `env` adds to its environment."""
         args = [a for q in queues for a in ("--queue", q)]
         args += ["--concurrency", str(concurrency)] + (["--runtime", runtime] if runtime else [])
         before = self.worker_ids()
-        log = self.home / "worker.log"
-        starts = log.read_text(errors="replace").count("worker started") if log.exists() else 0
         proc = self._spawn("worker", *args, log="worker.log", wrapper=wrapper, env=env)
         self.workers.append(proc)
         deadline = time.monotonic() + 90  # preflight imports the runtime: slow on a busy host
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 return proc
-            if not registered:
-                if log.read_text(errors="replace").count("worker started") > starts:
-                    return proc
-                time.sleep(0.1)
-                continue
             live = self.get("/workers").json()["workers"]
             new = [w for w in live if w["worker_id"] not in before]
             if any(w["pid"] == proc.pid or wrapper for w in new):

@@ -197,23 +197,11 @@ def test_a_lost_aof_tail_converges(tmp_path: Path, demo_root: Path) -> None:
 
 # -- 14: clocks an hour apart ------------------------------------------------------------------
 @pytest.mark.slow
-def test_worker_clocks_an_hour_off_change_nothing(
-    system: System, tmp_path: Path, store_kind: str, request: pytest.FixtureRequest
-) -> None:
-    if store_kind == "sqlite":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="SQLite stamps a lease with the claiming worker's wall clock: the job "
-                "of a worker an hour behind looks expired at once, is rescued while it runs, "
-                "and fails 'worker lost: lease expired after 3 attempt(s)' instead of timing "
-                "out once",
-            )
-        )
+def test_worker_clocks_an_hour_off_change_nothing(system: System, tmp_path: Path) -> None:
     system.start_api()
     for skew in (3600.0, -3600.0):
         env = skewed_clock_env(tmp_path, skew)
-        system.start_worker("sklearn", env=env, registered=False)
+        system.start_worker("sklearn", env=env)
     # each worker takes one of two jobs that outlive four leases, then times them out
     jobs = [system.submit("/jobs/training", {**VERY_SLOW, "timeout_seconds": 12}) for _ in "ab"]
     finals = [system.wait(job, timeout=120) for job in jobs]

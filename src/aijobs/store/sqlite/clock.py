@@ -28,11 +28,12 @@ class StoreClock:
     """The store's clocks, in integer milliseconds."""
 
     def wall_ms(self) -> int:
-        """Wall-clock time: created, started, finished, updated; last seen."""
+        """Wall-clock time: created, started, finished, updated."""
         return int(time.time() * 1000)
 
     def lease_ms(self) -> int:
-        """Monotonic time since boot, shared by every process of the machine: leases."""
+        """Monotonic time since boot, shared by every process of the machine: leases and
+        heartbeats."""
         return time.monotonic_ns() // 1_000_000
 
     def boot_id(self) -> str:
@@ -55,11 +56,13 @@ async def settle_lease_clock(db: aiosqlite.Connection, clock: StoreClock) -> Non
         return
     if rows:
         await db.execute("UPDATE jobs SET lease_until = 0 WHERE state = 'running'")
+        await db.execute("UPDATE workers SET last_seen = 0")  # they went with their boot
     else:
+        shift = (clock.wall_ms(), clock.lease_ms())
         await db.execute(
-            "UPDATE jobs SET lease_until = lease_until - ? + ? WHERE state = 'running'",
-            (clock.wall_ms(), clock.lease_ms()),
+            "UPDATE jobs SET lease_until = lease_until - ? + ? WHERE state = 'running'", shift
         )
+        await db.execute("UPDATE workers SET last_seen = last_seen - ? + ?", shift)
     await db.execute(
         "INSERT INTO meta (key, value) VALUES ('lease_boot', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -389,7 +389,9 @@ class SQLiteStore(StoreBase):
         return [(job_id, State(state)) for job_id, state in rows]
 
     async def register_worker(self, info: WorkerInfo) -> None:
-        now = self.clock.wall_ms()
+        # A heartbeat is a liveness deadline, like a lease: on the clock that cannot jump, so a
+        # worker whose wall clock is off is alive all the same.
+        now = self.clock.lease_ms()
         async with self._db.transaction() as db:
             await db.execute(
                 "INSERT INTO workers (worker_id, info, last_seen) VALUES (?, ?, ?) "
@@ -403,13 +405,16 @@ class SQLiteStore(StoreBase):
             await db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
 
     async def live_workers(self, ttl_seconds: float) -> list[WorkerInfo]:
-        since = self.clock.wall_ms() - int(ttl_seconds * 1000)
+        now = self.clock.lease_ms()
         rows = await self._db.read(
             "SELECT info, last_seen FROM workers WHERE last_seen >= ? ORDER BY worker_id",
-            (since,),
+            (now - int(ttl_seconds * 1000),),
         )
+        wall_minus_lease = self.clock.wall_ms() - now  # last seen, told on the wall clock
         return [
-            WorkerInfo.model_validate_json(info).model_copy(update={"last_seen": seen / 1000.0})
+            WorkerInfo.model_validate_json(info).model_copy(
+                update={"last_seen": (seen + wall_minus_lease) / 1000.0}
+            )
             for info, seen in rows
         ]
 
