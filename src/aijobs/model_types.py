@@ -1,13 +1,14 @@
 """The model types aijobs trains out of the box, written once: the runtime that trains each, the
 queues it goes to, and how long its training is expected to take before any has run.
 
-Routing (`aijobs.routing`), the duration estimates (`aijobs.estimates`) and each runtime's
+Routing (`aijobs.routing`), the duration estimates (`estimate`, below) and each runtime's
 `model_types` read this table. A model type not in it still trains: it goes to the default queue
 (or the one its framework_override names) and any runtime there may accept it.
 """
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 
@@ -47,3 +48,23 @@ MODEL_TYPES: dict[str, ModelType] = {
 def served_by(runtime: str) -> frozenset[str]:
     """The model types the runtime plugin called `runtime` trains."""
     return frozenset(m.name for m in MODEL_TYPES.values() if m.runtime == runtime)
+
+
+# -- duration estimates: the median of recent real runs, else the catalogue's default ----------
+DEFAULT_TRAINING_SECONDS = 900.0
+DEFAULT_INFERENCE_SECONDS = 60.0
+
+
+def hhmmss(seconds: float) -> str:
+    total = max(0, round(seconds))
+    hours, rest = divmod(total, 3600)
+    return f"{hours:02d}:{rest // 60:02d}:{rest % 60:02d}"
+
+
+def estimate(history: list[float], model_type: str | None, inference: bool) -> str:
+    if history:
+        return hhmmss(statistics.median(history))
+    if inference:
+        return hhmmss(DEFAULT_INFERENCE_SECONDS)
+    known = MODEL_TYPES.get(model_type or "")
+    return hhmmss(known.default_seconds if known else DEFAULT_TRAINING_SECONDS)

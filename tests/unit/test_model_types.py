@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from aijobs import estimates, routing
+from aijobs import model_types, routing
 from aijobs.model_types import MODEL_TYPES, served_by
 from aijobs.runtimes.base import discover
 from aijobs.runtimes.tensorflow import params as tf_params
@@ -37,6 +37,6 @@ def test_the_runtimes_per_type_tables_match() -> None:
 
 
 def test_default_durations_come_from_the_table() -> None:
-    assert estimates.estimate([], "inception", inference=False) == "00:10:00"
-    assert estimates.estimate([], "random_forest", inference=False) == "00:00:30"
-    assert estimates.estimate([], "my_custom_model", inference=False) == "00:15:00"
+    assert model_types.estimate([], "inception", inference=False) == "00:10:00"
+    assert model_types.estimate([], "random_forest", inference=False) == "00:00:30"
+    assert model_types.estimate([], "my_custom_model", inference=False) == "00:15:00"

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
-from aijobs import datapaths, errors, estimates, routing
+from aijobs import datapaths, errors, model_types, routing
 from aijobs.api.deps import ModelTypesDep, SettingsDep, StoreDep, served_queues
 from aijobs.api.errors import error_responses
 from aijobs.api.schemas import (
@@ -44,7 +44,7 @@ async def _accepted(store: JobStore, settings: Settings, job: Job) -> SubmitResp
     return SubmitResponse(
         job_id=job.id,
         created_at=iso(job.created_at) or "",
-        estimated_duration=estimates.estimate(
+        estimated_duration=model_types.estimate(
             history, job.model_type, job.job_type is JobType.INFERENCE
         ),
         queue=job.queue,
