@@ -130,11 +130,21 @@ def parked(c: Client) -> str:
     return accepted.job_id
 
 
-class Lossy(httpx.BaseTransport):
+class Relay(httpx.BaseTransport):
+    """Delivers requests for real, through a transport of its own that it closes with itself."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+class Lossy(Relay):
     """Delivers requests for real; loses the answer of the first one whose method matches."""
 
     def __init__(self, method: str = "*", lose: int = 1) -> None:
-        self.inner = httpx.HTTPTransport()
+        super().__init__()
         self.method = method
         self.lose = lose
         self.requests: list[httpx.Request] = []
@@ -150,9 +160,9 @@ class Lossy(httpx.BaseTransport):
         return response
 
 
-class Counting(httpx.BaseTransport):
+class Counting(Relay):
     def __init__(self) -> None:
-        self.inner = httpx.HTTPTransport()
+        super().__init__()
         self.calls = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
