@@ -45,4 +45,4 @@ bench: install
 	$(BIN)/python bench/soak.py --store redis
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .hypothesis .coverage .coverage.* htmlcov
