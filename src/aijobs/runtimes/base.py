@@ -7,6 +7,7 @@ child process, never in the API.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -67,6 +68,20 @@ class Runtime(Protocol):
 
 ENTRY_POINT_GROUP = "aijobs.runtimes"
 log = logging.getLogger("aijobs.runtimes")
+
+
+def missing_packages(required: dict[str, str], framework: str, extra: str) -> str | None:
+    """What to install when any module of `required` ({module: distribution}) is absent.
+
+    Found without importing them: the API asks every runtime and must stay light.
+    """
+    absent = [dist for mod, dist in required.items() if importlib.util.find_spec(mod) is None]
+    if absent:
+        return (
+            f"{framework} runtime not installed (missing {', '.join(absent)}): "
+            f"pip install 'aijobs[{extra}]'"
+        )
+    return None
 
 
 def discover() -> dict[str, Runtime]:

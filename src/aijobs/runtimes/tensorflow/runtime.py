@@ -14,7 +14,6 @@ is set.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from typing import Any
 
 from aijobs import errors
 from aijobs.model_types import served_by
-from aijobs.runtimes.base import TrainContext, TrainResult
+from aijobs.runtimes.base import TrainContext, TrainResult, missing_packages
 from aijobs.runtimes.tensorflow import params as tf_params
 
 MODEL_TYPES = served_by("tensorflow")
@@ -80,13 +79,7 @@ class TensorFlowRuntime:
     model_types = MODEL_TYPES
 
     def missing(self) -> str | None:
-        absent = [dist for mod, dist in REQUIRED.items() if importlib.util.find_spec(mod) is None]
-        if absent:
-            return (
-                f"TensorFlow runtime not installed (missing {', '.join(absent)}): "
-                "pip install 'aijobs[tensorflow]'"
-            )
-        return None
+        return missing_packages(REQUIRED, "TensorFlow", "tensorflow")
 
     def framework_version(self) -> str:
         for dist in DISTRIBUTIONS:

@@ -12,7 +12,7 @@ imported by the family modules, which are imported inside the methods only.
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 from importlib import metadata
 from pathlib import Path
@@ -21,7 +21,7 @@ from typing import Any
 from aijobs import errors
 from aijobs.model_types import served_by
 from aijobs.runtimes import params
-from aijobs.runtimes.base import TrainContext, TrainResult
+from aijobs.runtimes.base import TrainContext, TrainResult, missing_packages
 from aijobs.runtimes.torch import params as torch_params
 
 META_FILE = "aijobs.json"
@@ -57,13 +57,7 @@ class TorchRuntime:
     model_types = served_by("pytorch")
 
     def missing(self) -> str | None:
-        absent = [dist for mod, dist in REQUIRED.items() if importlib.util.find_spec(mod) is None]
-        if absent:
-            return (
-                f"PyTorch runtime not installed (missing {', '.join(absent)}): "
-                "pip install 'aijobs[pytorch]'"
-            )
-        return None
+        return missing_packages(REQUIRED, "PyTorch", "pytorch")
 
     def framework_version(self) -> str:
         return metadata.version("torch")
