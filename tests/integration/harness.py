@@ -119,6 +119,10 @@ class System:
             time.sleep(0.1)
         raise RuntimeError("worker did not register")
 
+    def worker_log(self) -> str:
+        """Everything the workers of this system logged so far."""
+        return (self.home / "worker.log").read_text(errors="replace")
+
     def stop(self, proc: subprocess.Popen[bytes] | None, sig: int = signal.SIGTERM) -> None:
         if proc is None or proc.poll() is not None:
             return
@@ -170,6 +174,15 @@ class System:
             time.sleep(0.05)
 
 
+def alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by its frozen parent, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 def child_pids(job_id: str) -> list[int]:
     """PIDs of live processes whose command line names this job (its training child)."""
     found = []
@@ -178,11 +191,9 @@ def child_pids(job_id: str) -> list[int]:
             continue
         try:
             cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
-            stat = (entry / "stat").read_text()
         except OSError:
             continue
-        zombie = stat.rsplit(")", 1)[-1].split()[0] == "Z"
-        if job_id in cmdline and "aijobs.worker.child" in cmdline and not zombie:
+        if job_id in cmdline and "aijobs.worker.child" in cmdline and alive(int(entry.name)):
             found.append(int(entry.name))
     return found
 

@@ -35,6 +35,7 @@ from tests.integration.harness import (
     TERMINAL,
     VERY_SLOW,
     System,
+    alive,
     child_pids,
     wait_until,
 )
@@ -63,7 +64,7 @@ def redis_system(tmp_path: Path, demo_root: Path, own_redis: RedisServer) -> Ite
 def commits(system: System) -> Counter[str]:
     """Accepted terminal commits per job, from the workers' log (finish accepted=True): one line
     per training job, one per batch of inference jobs."""
-    return accepted_commits((system.home / "worker.log").read_text(errors="replace"))
+    return accepted_commits(system.worker_log())
 
 
 def submit_retrying(system: System, path: str, body: dict[str, Any], timeout: float = 60) -> str:
@@ -113,19 +114,6 @@ def all_job_ids(system: System) -> list[str]:
     return ids
 
 
-def read(system: System) -> str:
-    return (system.home / "worker.log").read_text(errors="replace")
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie, exited but not yet reaped by its frozen parent, is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
 # -- worker faults -------------------------------------------------------------------------------
 def test_sigstop_past_the_lease_then_sigcont_late_finish_refused(system: System) -> None:
     system.start_api()
@@ -154,8 +142,8 @@ def test_sigstop_past_the_lease_then_sigcont_late_finish_refused(system: System)
     # the thawed worker learned it had lost the job: fenced on renew, or its finish refused
     tag = f"worker=\\S+:{stopped.pid}:\\S+ job={job}"
     fenced = f"(stopping job {tag} reason=lost|job finish {tag} accepted=False)"
-    wait_until(lambda: re.search(fenced, read(system)), 30, "the stale worker to be fenced")
-    assert not re.search(f"job finish {tag} accepted=True", read(system))
+    wait_until(lambda: re.search(fenced, system.worker_log()), 30, "the stale worker to be fenced")
+    assert not re.search(f"job finish {tag} accepted=True", system.worker_log())
     assert stopped.poll() is None  # and it lives on, serving the queue
 
 
@@ -173,10 +161,10 @@ def test_sigkill_the_child_only_retries_without_a_stall(system: System) -> None:
     assert done["attempt"] == 2, done
     assert commits(system)[job] == 1
     killed = "accepted=True error=training process was killed by signal SIGKILL"
-    assert re.search(f"job fail worker=\\S+ job={job} {killed}", read(system))
+    assert re.search(f"job fail worker=\\S+ job={job} {killed}", system.worker_log())
     # the worker itself handed the job back at once: no lease ran out, nothing was rescued
     assert "rescued expired lease" not in (system.home / "api.log").read_text()
-    assert "rescued expired lease" not in read(system)
+    assert "rescued expired lease" not in system.worker_log()
 
 
 def test_a_job_longer_than_many_leases_is_never_run_twice(system: System) -> None:
@@ -188,7 +176,7 @@ def test_a_job_longer_than_many_leases_is_never_run_twice(system: System) -> Non
     assert done["status"] == "failed"
     assert "timed out after 12 seconds" in done["error"]
     assert done["attempt"] == 1
-    assert len(re.findall(f"job started worker=\\S+ job={job} ", read(system))) == 1
+    assert len(re.findall(f"job started worker=\\S+ job={job} ", system.worker_log())) == 1
     assert "rescued expired lease" not in (system.home / "api.log").read_text()
 
 

@@ -25,6 +25,7 @@ from tests.integration.harness import (
     VERY_SLOW,
     Partition,
     System,
+    alive,
     child_pids,
     skewed_clock_env,
     wait_until,
@@ -37,21 +38,8 @@ pytestmark = pytest.mark.stores("sqlite", "redis")
 LONGER = {**SLOW, "hyperparameters": {"n_estimators": 1500, "random_state": 0}}
 
 
-def alive(pid: int) -> bool:
-    """Running (a zombie, exited but not yet reaped by its frozen parent, is not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def worker_log(system: System) -> str:
-    return (system.home / "worker.log").read_text(errors="replace")
-
-
 def started(system: System, job: str) -> int:
-    return len(re.findall(f"job started worker=\\S+ job={job} ", worker_log(system)))
+    return len(re.findall(f"job started worker=\\S+ job={job} ", system.worker_log()))
 
 
 def models_of(system: System, job: str) -> list[dict[str, Any]]:
@@ -97,12 +85,12 @@ def test_a_worker_that_cannot_renew_stops_its_job_before_another_can_take_it(
         assert status["status"] == "completed", status
         assert status["attempt"] == 2, status
         tag = f"worker=\\S+:{cut_off.pid}:\\S+ job={job}"
-        assert re.search(f"stopping job {tag} reason=lost", worker_log(system))
+        assert re.search(f"stopping job {tag} reason=lost", system.worker_log())
         models = models_of(system, job)
         assert len(models) == 1, models
         assert "attempt-2" in models[0]["path"], models
         time.sleep(2)  # after the heal, the cut-off worker must not commit anything late
-        assert not re.search(f"job finish {tag} accepted=True", worker_log(system))
+        assert not re.search(f"job finish {tag} accepted=True", system.worker_log())
         assert cut_off.poll() is None
         assert_each_ended_once(system, [job])
     finally:
@@ -212,7 +200,7 @@ def test_worker_clocks_an_hour_off_change_nothing(system: System, tmp_path: Path
         assert "timed out after 12 seconds" in final["error"], final
         assert final["attempt"] == 1, final
         assert started(system, job) == 1
-    assert "rescued expired lease" not in worker_log(system)
+    assert "rescued expired lease" not in system.worker_log()
     assert len(system.get("/workers").json()["workers"]) == 2  # both alive to the API
     assert_each_ended_once(system, [*jobs, quick])
 
@@ -279,5 +267,5 @@ def test_a_job_that_exhausts_its_childs_memory_fails_alone(system: System, demo_
     for job in (before, after):
         assert system.wait(job, timeout=120)["status"] == "completed"
     assert worker.poll() is None  # the worker lives on
-    assert accepted_commits(worker_log(system))[poison] == 0
+    assert accepted_commits(system.worker_log())[poison] == 0
     assert_each_ended_once(system, [before, poison, after])
