@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +11,7 @@ from tests.integration.invariants import redis_problems, sqlite_problems
 from tests.redis_server import own_redis, prefix_for, redis_server  # noqa: F401 - fixtures
 
 STORES = ("sqlite", "redis")
+FAILED = pytest.StashKey[bool]()  # set on a test item once one of its phases failed
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -19,6 +20,16 @@ def pytest_configure(config: pytest.Config) -> None:
         "stores(*kinds): run the module's `system` tests once per store kind "
         "(sqlite, redis); unmarked tests run on sqlite only",
     )
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed:
+        item.stash[FAILED] = True
+    return report
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -66,6 +77,10 @@ def system(
         s.env_overrides["AIJOBS_REDIS_PREFIX"] = prefix_for(tmp_path)
     yield s
     s.stop_all()
+    if request.node.stash.get(FAILED, False):
+        # A failure under CI is often a process that did something unexpected: say what it said.
+        for log in sorted(s.home.glob("*.log")):
+            print(f"----- {log.name} -----\n{log.read_text(errors='replace')[-20_000:]}")
     check_store(s)
 
 
