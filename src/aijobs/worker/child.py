@@ -26,6 +26,7 @@ from aijobs.worker.protocol import (
     TrainingError,
     TrainingOutcome,
     TrainingSpec,
+    die_with_parent,
 )
 
 
@@ -99,6 +100,7 @@ def train(spec: TrainingSpec, channel: IO[str] | None) -> TrainingOutcome:
 
 
 def main(argv: list[str]) -> int:
+    die_with_parent()
     spec_path = Path(argv[1])
     spec = TrainingSpec.read(spec_path)
     fd = os.environ.get("AIJOBS_PROGRESS_FD")

@@ -18,7 +18,13 @@ from typing import Any
 
 from aijobs import artifacts, errors
 from aijobs.runtimes.base import Runtime, discover, load_runtime
-from aijobs.worker.protocol import SKIPPED, InferenceReply, InferenceRequest, skipped_number
+from aijobs.worker.protocol import (
+    SKIPPED,
+    InferenceReply,
+    InferenceRequest,
+    die_with_parent,
+    skipped_number,
+)
 
 READ_CHUNK = 1 << 20
 
@@ -122,6 +128,7 @@ def answer(
 
 
 def main() -> int:
+    die_with_parent()
     protocol = open(os.dup(1), "wb")  # noqa: SIM115 - open for the life of the process
     os.dup2(2, 1)  # stray prints from libraries go to the log, not the protocol
     sys.stdout = sys.stderr

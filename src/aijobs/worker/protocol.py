@@ -9,12 +9,17 @@ a number; the child answers each with an `InferenceReply` line carrying that num
 A `skip_line` tells it to answer a request it has not started yet without running it (the job
 was cancelled or its lease lost).
 These run thousands of times a second, so they are plain dataclasses read and written by hand.
+
+Both children call `die_with_parent` first: a worker killed with SIGKILL takes them along.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import json
 import os
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +31,22 @@ MAX_REPLY_BYTES = 16 * 2**20
 REPLY_READ_LIMIT = 2 * MAX_REPLY_BYTES
 RESULT_FILE = "result.json"  # a TrainingOutcome, beside the spec
 ERROR_FILE = "error.json"  # a TrainingError, beside the spec
+PARENT_PID_ENV = "AIJOBS_WORKER_PID"  # set by the worker for its children
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """In a worker's child, first thing: be killed when the worker dies, so no job runs on
+    without it. Asked here, not between fork and exec (preexec_fn): running Python there, in a
+    copy of a process with threads, can deadlock on a lock another thread held at the fork,
+    and the worker, waiting in the event loop for the exec, would freeze with it."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if parent is None:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):  # the worker died before we asked: nobody would stop us
+        os._exit(EXIT_CRASH)
 
 
 def _write_json(path: Path, data: dict[str, Any]) -> None:

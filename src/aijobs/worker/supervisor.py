@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import signal
 import sys
@@ -13,6 +12,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from aijobs.worker.protocol import (
+    PARENT_PID_ENV,
     REPLY_READ_LIMIT,
     InferenceReply,
     InferenceRequest,
@@ -21,21 +21,15 @@ from aijobs.worker.protocol import (
 )
 from aijobs.worker.running import log
 
-PR_SET_PDEATHSIG = 1
 INFERENCE_COMMAND = (sys.executable, "-m", "aijobs.worker.inference_server")
 
 # Requests sent to the inference child and not answered yet: number -> (reply, time sent).
 Pending = dict[int, tuple[asyncio.Future[InferenceReply], float]]
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: a SIGKILLed worker must not leave its job running (pdeathsig)."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env[PARENT_PID_ENV] = str(os.getpid())  # the child dies with us: die_with_parent
     return env | (extra or {})
 
 
@@ -89,7 +83,6 @@ class TrainingProcess:
                     | ({"CUDA_VISIBLE_DEVICES": self.gpu} if self.gpu is not None else {})
                 ),
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
             )
         os.close(write_fd)
         self._reader = asyncio.create_task(self._read_progress(read_fd))
@@ -162,7 +155,6 @@ class InferenceProcess:
                         stderr=log,
                         env=child_env({"AIJOBS_INFERENCE_CACHE_SIZE": str(self.cache_size)}),
                         start_new_session=True,
-                        preexec_fn=_die_with_parent,
                         limit=REPLY_READ_LIMIT,
                     )
                 self._pending = {}
