@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import sys
 from collections.abc import Generator, Iterator
 from pathlib import Path
 
@@ -80,7 +81,8 @@ def system(
     if request.node.stash.get(FAILED, False):
         # A failure under CI is often a process that did something unexpected: say what it said.
         for log in sorted(s.home.glob("*.log")):
-            print(f"----- {log.name} -----\n{log.read_text(errors='replace')[-20_000:]}")
+            text = log.read_text(errors="replace")[-20_000:]
+            sys.stdout.write(f"----- {log.name} -----\n{text}\n")
     check_store(s)
 
 
