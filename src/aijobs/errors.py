@@ -86,6 +86,13 @@ class Forbidden(AIJobsError):
     title = "Forbidden"
 
 
+class IssuerUnavailable(AIJobsError):
+    """The token issuer's signing keys cannot be fetched"""
+
+    status_code = 503
+    title = "Service unavailable"
+
+
 class StoreUnavailable(AIJobsError):
     """The job store is unavailable"""
 

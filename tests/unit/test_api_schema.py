@@ -32,6 +32,8 @@ from schemathesis.specs.openapi.checks import (
 from aijobs.api.app import create_app
 from aijobs.settings import Settings
 
+LOCAL = "http://localhost"  # a Host the API answers while it listens on loopback
+
 EXAMPLES_PER_OPERATION = 40
 
 CHECKS = [
@@ -51,7 +53,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     data.mkdir()
     (data / "tabular_data.csv").write_text("a,b,label\n1,2,x\n")
     config = Settings(home=home / "var", data_roots=str(data), max_body_bytes=100_000)
-    with TestClient(create_app(config), raise_server_exceptions=False) as client:
+    with TestClient(create_app(config), base_url=LOCAL, raise_server_exceptions=False) as client:
         yield client
 
 
@@ -75,17 +77,19 @@ def test_error_answers_are_declared_as_the_envelope(spec: dict[str, Any]) -> Non
     assert declared == {
         "GET /health": [],
         "GET /health/redis": ["503"],
-        "POST /jobs/training": ["400", "413", "422", "503"],
-        "POST /jobs/inference": ["400", "404", "413", "422", "503"],
-        "GET /jobs/{job_id}/status": ["404", "422", "503"],
-        "GET /jobs/{job_id}/logs": ["404", "422", "503"],
-        "DELETE /jobs/{job_id}": ["400", "404", "422", "503"],
-        "GET /jobs": ["422", "503"],
-        "GET /queues": ["503"],
-        "GET /workers": ["503"],
-        "GET /models": ["503"],
-        "GET /models/{model_id}": ["404", "422", "503"],
+        "POST /jobs/training": ["400", "401", "413", "422", "503"],
+        "POST /jobs/inference": ["400", "401", "403", "404", "413", "422", "503"],
+        "GET /jobs/{job_id}/status": ["401", "403", "404", "422", "503"],
+        "GET /jobs/{job_id}/logs": ["401", "403", "404", "422", "503"],
+        "DELETE /jobs/{job_id}": ["400", "401", "403", "404", "422", "503"],
+        "GET /jobs": ["401", "422", "503"],
+        "GET /queues": ["401", "503"],
+        "GET /workers": ["401", "503"],
+        "GET /models": ["401", "503"],
+        "GET /models/{model_id}": ["401", "403", "404", "422", "503"],
     }
+    challenge = spec["paths"]["/jobs"]["get"]["responses"]["401"]
+    assert "WWW-Authenticate" in challenge["headers"]
     unavailable = spec["paths"]["/jobs"]["get"]["responses"]["503"]
     assert "Retry-After" in unavailable["headers"]
 
