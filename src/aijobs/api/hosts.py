@@ -19,7 +19,7 @@ def host_name(header: str) -> str:
 class AllowedHosts:
     def __init__(self, app: ASGIApp, names: list[str]) -> None:
         self.app = app
-        self.names = frozenset(host_name(n) for n in names)
+        self.names = frozenset(n.strip().strip("[]").lower() for n in names)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
