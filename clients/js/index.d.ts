@@ -138,6 +138,8 @@ export interface ClientOptions {
   /** Per-request timeout in ms (default 30000); a long-poll gets its wait on top. */
   timeoutMs?: number;
   headers?: Record<string, string>;
+  /** API key or JWT, sent as `Authorization: Bearer` (default: $AIJOBS_API_KEY under Node). */
+  apiKey?: string;
   fetch?: typeof fetch;
 }
 
