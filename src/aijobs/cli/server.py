@@ -130,7 +130,11 @@ def up(
 
     _logging()
     log = logging.getLogger("aijobs.up")
+    if host:
+        os.environ["AIJOBS_HOST"] = host
     settings = Settings()
+    with store_errors():  # an API that would refuse to start is refused here, once
+        asyncio.run(_check_store(settings))
     try:
         pythons = settings.queue_pythons
     except ValueError as exc:
@@ -152,7 +156,7 @@ def up(
     here = set(servable(settings.allow_missing_gpu))
     queues = [q for q in routing.QUEUES if q in here or q in pythons]
     me = [sys.executable, "-m", "aijobs"]
-    commands = {"api": [*me, "serve", "--host", host or settings.host]}
+    commands = {"api": [*me, "serve", "--host", settings.host]}
     commands["api"] += ["--port", str(port or settings.port)]
     for q in queues:
         python = str(pythons.get(q, sys.executable))
