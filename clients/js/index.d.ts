@@ -92,7 +92,8 @@ export interface ModelInfo {
   framework_version: string | null;
   queue: string;
   model_type: string;
-  path: string;
+  /** Where the model lies on the API's host; null for a caller who is not an admin. */
+  path: string | null;
   job_id: string;
   sha256: string | null;
   metrics: Record<string, unknown>;
