@@ -92,7 +92,8 @@ export interface ModelInfo {
   framework_version: string | null;
   queue: string;
   model_type: string;
-  path: string;
+  /** Where the model lies on the API's host; null for a caller who is not an admin. */
+  path: string | null;
   job_id: string;
   sha256: string | null;
   metrics: Record<string, unknown>;
@@ -138,6 +139,8 @@ export interface ClientOptions {
   /** Per-request timeout in ms (default 30000); a long-poll gets its wait on top. */
   timeoutMs?: number;
   headers?: Record<string, string>;
+  /** API key or JWT, sent as `Authorization: Bearer` (default: $AIJOBS_API_KEY under Node). */
+  apiKey?: string;
   fetch?: typeof fetch;
 }
 

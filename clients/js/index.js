@@ -129,6 +129,11 @@ export class AIJobClient {
     this.maxBackoffMs = options.maxBackoffMs ?? 5000;
     this.timeoutMs = options.timeoutMs ?? 30000;
     this.headers = { ...(options.headers ?? {}) };
+    // An API key (or a JWT) for an API that requires credentials; explicit headers win.
+    const apiKey = options.apiKey ?? globalThis.process?.env?.AIJOBS_API_KEY;
+    if (apiKey && !Object.keys(this.headers).some((h) => h.toLowerCase() === 'authorization')) {
+      this.headers.Authorization = `Bearer ${apiKey}`;
+    }
     this.fetch = options.fetch ?? globalThis.fetch.bind(globalThis);
   }
 

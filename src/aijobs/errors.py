@@ -65,6 +65,34 @@ class IdempotencyKeyReused(AIJobsError):
     title = "Idempotency key reused"
 
 
+class KeyNameTaken(AIJobsError):
+    """An API key with this name exists already"""
+
+    status_code = 409
+    title = "Key name taken"
+
+
+class Unauthorized(AIJobsError):
+    """Missing or invalid credentials"""
+
+    status_code = 401
+    title = "Unauthorized"
+
+
+class Forbidden(AIJobsError):
+    """This job or model belongs to someone else"""
+
+    status_code = 403
+    title = "Forbidden"
+
+
+class IssuerUnavailable(AIJobsError):
+    """The token issuer's signing keys cannot be fetched"""
+
+    status_code = 503
+    title = "Service unavailable"
+
+
 class StoreUnavailable(AIJobsError):
     """The job store is unavailable"""
 

@@ -55,6 +55,7 @@ class NewJob(BaseModel):
     priority: int = 0
     max_attempts: int = 3
     timeout_seconds: float | None = None
+    principal: str | None = None  # who submitted it; None when the API runs without auth
 
 
 class Job(BaseModel):
@@ -75,7 +76,8 @@ class Job(BaseModel):
     history: list[dict[str, Any]] = Field(default_factory=list)
     result: dict[str, Any] | None = None
     error: str | None = None
-    owner: str | None = None
+    principal: str | None = None  # who submitted it (None: anonymous, auth off)
+    owner: str | None = None  # the worker holding its claim
     cancel_requested: bool = False
     created_at: float
     updated_at: float
@@ -130,6 +132,7 @@ class ModelRecord(BaseModel):
     sha256: str | None = None
     metrics: dict[str, Any] = Field(default_factory=dict)
     created_at: float
+    principal: str | None = None  # its training job's principal
 
 
 class Waiter(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
@@ -59,6 +60,40 @@ class Settings(BaseSettings):
         description="Interpreter per queue for `aijobs up`, 'queue=/path/to/python,...': a "
         "queue whose framework lives in another environment (CUDA builds of torch and TF).",
     )
+    # Who may call the API (docs/security.md)
+    auth: str = Field(
+        "",
+        pattern=r"^(|required|off)$",
+        description="`required` or `off`; empty: off while AIJOBS_HOST is a loopback address, "
+        "required otherwise.",
+    )
+    allowed_hosts: str = Field(
+        "",
+        description="Host headers the API answers, separated by ','; `*` for any. Empty: the "
+        "loopback names while AIJOBS_HOST is a loopback address, any otherwise.",
+    )
+    jwt_secret: str = Field("", description="Accept JWTs signed with this HS256 secret.")
+    oidc_issuer: str = Field(
+        "",
+        description="Accept JWTs of this OpenID Connect issuer (its `iss`; signing keys from its "
+        "discovered jwks_uri unless AIJOBS_JWT_JWKS_URL is set).",
+    )
+    jwt_jwks_url: str = Field(
+        "", description="Accept RS256/ES256 JWTs signed by a key of this JWKS."
+    )
+    jwt_jwks_refresh_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="Least time between two JWKS fetches forced by an unknown `kid` (the set is "
+        "also fetched again every 5 minutes).",
+    )
+    jwt_audience: str = Field("", description="A JWT's `aud` must name this (empty: not checked).")
+    jwt_admin_claim: str = Field(
+        "scope=aijobs:admin",
+        pattern=r"^[^=]+=.+$",
+        description="CLAIM=VALUE: a JWT whose CLAIM (a space-separated string or a list) holds "
+        "VALUE is an admin's, e.g. `roles=admin`.",
+    )
     # Redis store (AIJOBS_STORE_URL=redis://, rediss:// or unix://)
     redis_prefix: str = Field(
         "aijobs",
@@ -81,6 +116,28 @@ class Settings(BaseSettings):
         return [Path(p).resolve() for p in self.data_roots.split(os.pathsep) if p]
 
     @property
+    def on_loopback(self) -> bool:
+        """Whether the API listens on a loopback address only."""
+        return is_loopback(self.host)
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "required" or (not self.auth and not self.on_loopback)
+
+    @property
+    def accepts_tokens(self) -> bool:
+        """Whether a JWT issuer or secret is configured."""
+        return bool(self.jwt_secret or self.oidc_issuer or self.jwt_jwks_url)
+
+    @property
+    def host_names(self) -> list[str] | None:
+        """The Host header names answered (lowercase, no port); None for any."""
+        names = [n.strip().lower() for n in self.allowed_hosts.split(",") if n.strip()]
+        if "*" in names or (not names and not self.on_loopback):
+            return None
+        return names or list(LOOPBACK_NAMES)
+
+    @property
     def queue_pythons(self) -> dict[str, Path]:
         """AIJOBS_QUEUE_PYTHON parsed and checked; ValueError saying what is wrong."""
         return parse_queue_python(self.queue_python)
@@ -96,6 +153,19 @@ class Settings(BaseSettings):
     @property
     def jobs_dir(self) -> Path:
         return (self.home / "jobs").resolve()
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def is_loopback(host: str) -> bool:
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_queue_python(value: str) -> dict[str, Path]:

@@ -12,6 +12,8 @@ from fastapi.testclient import TestClient
 from aijobs.api.app import create_app
 from aijobs.settings import Settings
 
+LOCAL = "http://localhost"  # a Host the API answers while it listens on loopback
+
 
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
@@ -21,7 +23,7 @@ def client(tmp_path: Path) -> Iterator[TestClient]:
     (tmp_path / "secret.csv").write_text("x\n")
     (data / "escape.csv").symlink_to(tmp_path / "secret.csv")
     settings = Settings(home=tmp_path / "var", data_roots=str(data), max_body_bytes=10_000)
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url=LOCAL) as c:
         yield c
 
 

@@ -18,13 +18,15 @@ from aijobs.settings import Settings
 from aijobs.store.sqlite import SQLiteStore
 from tests.unit.test_api import assert_envelope, train
 
+LOCAL = "http://localhost"  # a Host the API answers while it listens on loopback
+
 
 def client_on(home: Path, db_path: Path) -> TestClient:
     (home / "data").mkdir(parents=True, exist_ok=True)
     (home / "data" / "tabular_data.csv").write_text("a,b,label\n1,2,x\n")
     settings = Settings(home=home / "var", data_roots=str(home / "data"))
     store = SQLiteStore(str(db_path), busy_timeout=0.2)
-    return TestClient(create_app(settings, store=store))
+    return TestClient(create_app(settings, store=store), base_url=LOCAL)
 
 
 def wrote_from_another_connection(db_path: Path) -> None:

@@ -215,3 +215,19 @@ test('a server that is down: connection error after the retries', async () => {
   });
   assert.equal(calls, 3);
 });
+
+test('an API key is sent as a bearer credential, unless headers bring their own', async () => {
+  const seen = [];
+  const recording = async (url, init) => {
+    seen.push(init.headers);
+    return new Response(JSON.stringify({ status: 'healthy' }), {
+      headers: { 'Content-Type': 'application/json' },
+    });
+  };
+  await new AIJobClient('http://127.0.0.1:9', { apiKey: 'aij_k', fetch: recording }).health();
+  const own = { headers: { authorization: 'Bearer other' }, apiKey: 'aij_k', fetch: recording };
+  await new AIJobClient('http://127.0.0.1:9', own).health();
+  assert.equal(seen[0].Authorization, 'Bearer aij_k');
+  assert.equal(seen[1].Authorization, undefined);
+  assert.equal(seen[1].authorization, 'Bearer other');
+});

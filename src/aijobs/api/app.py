@@ -9,10 +9,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from aijobs import __version__, errors, routing
+from aijobs.api import auth
 from aijobs.api import errors as api_errors
+from aijobs.api.hosts import AllowedHosts
 from aijobs.api.limits import BodySizeLimit
 from aijobs.api.routes import catalog, health, jobs
 from aijobs.api.schemas import declare_training_routes
@@ -43,7 +45,12 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await store.open()
-        log.info("api ready: store=%s data_roots=%s", store.kind, settings.data_roots)
+        log.info(
+            "api ready: store=%s data_roots=%s %s",
+            store.kind,
+            settings.data_roots,
+            " ".join(f"{k}={v}" for k, v in auth.describe(settings).items()),
+        )
         reaper = asyncio.create_task(rescue_forever(store, settings.lease_seconds / 3))
         try:
             yield
@@ -62,6 +69,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     )
     app.state.settings = settings
     app.state.store = store
+    app.state.auth = auth.Authenticator(settings, store)
     app.state.model_types = frozenset(routing.ROUTES) | frozenset(
         t for runtime in discover().values() for t in runtime.model_types
     )
@@ -77,7 +85,14 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
 
     app.openapi = openapi  # type: ignore[method-assign]
     api_errors.install(app)
-    for module in (health, jobs, catalog):
-        app.include_router(module.router)
+    app.include_router(health.router)
+    for module in (jobs, catalog):  # everything but /health needs credentials when auth applies
+        app.include_router(
+            module.router,
+            dependencies=[Depends(auth.caller)],
+            responses=api_errors.error_responses(401),
+        )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if (names := settings.host_names) is not None:
+        app.add_middleware(AllowedHosts, names=names)  # outermost: before anything else runs
     return app

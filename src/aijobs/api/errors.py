@@ -22,6 +22,8 @@ _MEANINGS = {
     400: "Bad request: the body is not valid JSON, or the request is valid but cannot be served "
     "(an unknown model type or framework, a data path outside the data roots or missing, a job "
     "that has already ended)",
+    401: "Unauthorized: credentials are required and were missing or invalid (auth applies)",
+    403: "Forbidden: the job or model belongs to another principal",
     404: "Not found: no such job or model",
     413: "Payload too large: the body exceeds the configured limit",
     422: "Validation error: a field is missing, of the wrong type, out of range or unknown, or an "
@@ -35,6 +37,13 @@ _RETRY_AFTER = {
     }
 }
 
+
+_CHALLENGE = {
+    "WWW-Authenticate": {
+        "description": "How to authenticate: Bearer (an API key or a JWT)",
+        "schema": {"type": "string"},
+    }
+}
 
 _ENVELOPE = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
 
@@ -50,6 +59,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         declared[code] = {"description": _MEANINGS[code], "content": _ENVELOPE}
         if code == 503:
             declared[code]["headers"] = _RETRY_AFTER
+        if code == 401:
+            declared[code]["headers"] = _CHALLENGE
     return declared
 
 
@@ -98,6 +109,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.AIJobsError)
     async def domain_error(_: Request, exc: errors.AIJobsError) -> JSONResponse:
         extra = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status_code == 503 else {}
+        if exc.status_code == 401:  # RFC 6750: a 401 says how to authenticate
+            extra["WWW-Authenticate"] = 'Bearer realm="aijobs"'
         return envelope(exc.status_code, exc.title, exc.detail, **extra)
 
     @app.exception_handler(RequestValidationError)

@@ -248,15 +248,16 @@ class ModelInfo(_Answer):
     framework_version: str | None
     queue: str
     model_type: str
-    path: str
+    path: str | None = Field(description="where the model lies on the API's host (admins only)")
     job_id: str = Field(description="the training job that made the model")
     sha256: str | None
     metrics: dict[str, Any]
     created_at: str
 
     @classmethod
-    def of(cls, model: ModelRecord) -> ModelInfo:
-        return cls.model_validate(model.model_dump() | {"created_at": iso(model.created_at)})
+    def of(cls, model: ModelRecord, with_path: bool = True) -> ModelInfo:
+        shown = model.model_dump(exclude={"principal"}) | {"created_at": iso(model.created_at)}
+        return cls.model_validate(shown | ({} if with_path else {"path": None}))
 
 
 class ModelList(_Answer):

@@ -49,7 +49,7 @@ def api_client(opts: Opts) -> Iterator[Client]:
     from aijobs.client import APIConnectionError, APIError, Client
 
     try:
-        with Client(opts.url) as client:
+        with Client(opts.url, api_key=opts.api_key) as client:
             yield client
     except APIError as exc:
         code = USAGE if exc.status_code is not None and exc.status_code < 500 else UNAVAILABLE

@@ -33,12 +33,22 @@ UrlOpt = Annotated[
     str | None, typer.Option("--url", help="API address (default: $AIJOBS_URL, localhost:8000)")
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout")]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--api-key",
+        envvar="AIJOBS_API_KEY",
+        show_envvar=False,
+        help="API key or token, for an API that requires credentials \\[env: AIJOBS_API_KEY]",
+    ),
+]
 
 
 @dataclass
 class Opts:
     url: str
     as_json: bool
+    api_key: str | None = None
 
 
 def opts_for(ctx: typer.Context, url: str | None, as_json: bool) -> Opts:
@@ -46,12 +56,18 @@ def opts_for(ctx: typer.Context, url: str | None, as_json: bool) -> Opts:
     return Opts(
         url=url or (parent.url if parent else default_url()),
         as_json=as_json or bool(parent and parent.as_json),
+        api_key=parent.api_key if parent else None,
     )
 
 
-def global_options(ctx: typer.Context, url: GlobalUrlOpt = None, as_json: JsonOpt = False) -> None:
+def global_options(
+    ctx: typer.Context,
+    url: GlobalUrlOpt = None,
+    as_json: JsonOpt = False,
+    api_key: ApiKeyOpt = None,
+) -> None:
     """aijobs: an HTTP job queue for machine-learning work."""
-    ctx.obj = Opts(url=url or default_url(), as_json=as_json)
+    ctx.obj = Opts(url=url or default_url(), as_json=as_json, api_key=api_key)
 
 
 def default_url() -> str:

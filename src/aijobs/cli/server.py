@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,13 +32,15 @@ def serve(
     import uvicorn
 
     _logging()
+    if host:  # what the app (in this process or uvicorn's workers) decides auth defaults by
+        os.environ["AIJOBS_HOST"] = host
     settings = Settings()
-    with _store_errors():  # refuse a bad store before binding the port, with a clear message
+    with store_errors():  # refuse a bad store before binding the port, with a clear message
         asyncio.run(_check_store(settings))
     uvicorn.run(
         "aijobs.api.app:create_app",
         factory=True,
-        host=host or settings.host,
+        host=settings.host,
         port=port or settings.port,
         workers=workers,
         log_level="info",
@@ -72,12 +75,12 @@ def worker(
         finally:
             await store.close()
 
-    with _store_errors():
+    with store_errors():
         asyncio.run(main())
 
 
 @contextlib.contextmanager
-def _store_errors() -> Iterator[None]:
+def store_errors() -> Iterator[None]:
     """A store that cannot be used (down, or configured so it could lose jobs): say so, exit 2."""
     from aijobs.errors import StoreUnavailable
 
@@ -89,11 +92,19 @@ def _store_errors() -> Iterator[None]:
 
 
 async def _check_store(settings: Settings) -> None:
+    """The store opens, and the API could be used as configured (auth: docs/security.md)."""
+    from aijobs.api.auth import startup_problem
     from aijobs.store import open_store
 
     store = open_store(settings.resolved_store_url, settings=settings)
     await store.open()
-    await store.close()
+    try:
+        problem = await startup_problem(settings, store)
+    finally:
+        await store.close()
+    if problem:
+        typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(2)
 
 
 def demo_data(directory: Annotated[Path, typer.Argument(help="Where to write")]) -> None:
@@ -119,7 +130,11 @@ def up(
 
     _logging()
     log = logging.getLogger("aijobs.up")
+    if host:
+        os.environ["AIJOBS_HOST"] = host
     settings = Settings()
+    with store_errors():  # an API that would refuse to start is refused here, once
+        asyncio.run(_check_store(settings))
     try:
         pythons = settings.queue_pythons
     except ValueError as exc:
@@ -141,7 +156,7 @@ def up(
     here = set(servable(settings.allow_missing_gpu))
     queues = [q for q in routing.QUEUES if q in here or q in pythons]
     me = [sys.executable, "-m", "aijobs"]
-    commands = {"api": [*me, "serve", "--host", host or settings.host]}
+    commands = {"api": [*me, "serve", "--host", settings.host]}
     commands["api"] += ["--port", str(port or settings.port)]
     for q in queues:
         python = str(pythons.get(q, sys.executable))

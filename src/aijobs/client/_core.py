@@ -284,8 +284,12 @@ def timeout_for(call: Call[Any], timeout: httpx.Timeout) -> httpx.Timeout:
     return httpx.Timeout(connect=timeout.connect, read=read, write=timeout.write, pool=timeout.pool)
 
 
-def client_headers(headers: Mapping[str, str] | None) -> dict[str, str]:
-    return {"User-Agent": USER_AGENT, **(headers or {})}
+def client_headers(headers: Mapping[str, str] | None, api_key: str | None) -> dict[str, str]:
+    """The headers of every request: the API key (or token) as a bearer credential, unless
+    `headers` carry their own Authorization."""
+    key = api_key or os.environ.get("AIJOBS_API_KEY")
+    credentials = {"Authorization": f"Bearer {key}"} if key else {}
+    return {"User-Agent": USER_AGENT, **credentials, **(headers or {})}
 
 
 # -- waiting -----------------------------------------------------------------------------------

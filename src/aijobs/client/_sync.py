@@ -28,7 +28,8 @@ class Client:
     Connection errors, 429 and 502/503/504 are retried with exponential backoff (`retries`,
     `backoff`); submissions carry an Idempotency-Key, so a retry never creates a second job.
     Errors are raised as `APIError` (`NotFoundError` for 404, `APIConnectionError` when the
-    server cannot be reached).
+    server cannot be reached). `api_key` (else $AIJOBS_API_KEY), an API key or a JWT, is sent
+    as `Authorization: Bearer` to an API that requires credentials.
     """
 
     def __init__(
@@ -39,6 +40,7 @@ class Client:
         retries: int = 3,
         backoff: float = 0.25,
         headers: Mapping[str, str] | None = None,
+        api_key: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = (base_url or core.default_url()).rstrip("/")
@@ -47,7 +49,7 @@ class Client:
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=self._timeout,
-            headers=core.client_headers(headers),
+            headers=core.client_headers(headers, api_key),
             transport=transport,
         )
 

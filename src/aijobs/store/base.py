@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from aijobs import errors
+from aijobs.apikeys import ApiKey
 from aijobs.jobs import (
     Claim,
     Finish,
@@ -49,9 +50,14 @@ class JobStore(Protocol):
         """Raise errors.JobNotFound when absent."""
 
     async def list_jobs(
-        self, state: State | None = None, limit: int = 100, offset: int = 0
+        self,
+        state: State | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        principal: str | None = None,
     ) -> tuple[list[Job], int]:
-        """Newest first; returns (page, total matching)."""
+        """Newest first; returns (page, total matching). With `principal`, only the jobs it
+        submitted (filtered by an index, before paging)."""
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
         """Pending or running -> cancelled at once (a running job's worker learns on renew).
@@ -158,7 +164,21 @@ class JobStore(Protocol):
     async def get_model(self, model_id: str) -> ModelRecord:
         """Raise errors.ModelNotFound when absent."""
 
-    async def list_models(self) -> list[ModelRecord]: ...
+    async def list_models(self, principal: str | None = None) -> list[ModelRecord]:
+        """Newest first; with `principal`, only the models of its training jobs."""
+
+    # -- API keys (shared by every API process; a revoke holds at the next request) ------------
+    async def create_key(self, key: ApiKey) -> None:
+        """Record a key; raise errors.KeyNameTaken when another key has its name."""
+
+    async def list_keys(self) -> list[ApiKey]:
+        """Every key, by name."""
+
+    async def revoke_key(self, name: str) -> bool:
+        """Forget the key of that name; False when there is none."""
+
+    async def key_by_hash(self, key_hash: str) -> ApiKey | None:
+        """The key whose SHA-256 digest this is, or None."""
 
 
 class StoreBase:
@@ -237,6 +257,10 @@ def job_not_found(job_id: str) -> errors.JobNotFound:
 
 def not_cancellable(job_id: str, state: State | str) -> errors.NotCancellable:
     return errors.NotCancellable(f"job {job_id} is already {State(state).value}")
+
+
+def key_name_taken(name: str) -> errors.KeyNameTaken:
+    return errors.KeyNameTaken(f"an API key named {name!r} exists already; revoke it first")
 
 
 def model_not_found(model_id: str) -> errors.ModelNotFound:

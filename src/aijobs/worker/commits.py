@@ -159,6 +159,7 @@ class Commits:
             sha256=sha256,
             metrics=outcome.metrics,
             created_at=now(),
+            principal=job.principal,
         )
         metadata = {**record.model_dump(), "info": outcome.info}
         # Durable under its final name before the record that names it is committed.

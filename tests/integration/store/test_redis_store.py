@@ -44,7 +44,11 @@ async def rstore(redis_server: RedisServer, tmp_path: Path) -> AsyncIterator[Red
 async def test_indexes_stay_consistent_through_every_transition(rstore: RedisStore) -> None:
     s = rstore
     ids = [
-        (await s.submit(new(q, priority=i % 3), idempotency_key=f"k{i}")).id
+        (
+            await s.submit(
+                new(q, priority=i % 3, principal=f"user{i % 2}"), idempotency_key=f"k{i}"
+            )
+        ).id
         for i, q in enumerate(["a", "b", "a", "b", "a", "b", "a"])
     ]
     assert await check_invariants(s) == []
@@ -82,6 +86,17 @@ async def test_invariant_checker_catches_an_orphan(rstore: RedisStore) -> None:
     assert "ready" in problems[0]
 
 
+async def test_invariant_checker_catches_a_job_missing_from_its_owners_index(
+    rstore: RedisStore,
+) -> None:
+    job = await rstore.submit(new(principal="alice"))
+    assert await check_invariants(rstore) == []
+    await rstore.client().zrem(rstore.k("owned", "pending", "alice"), job.id)
+    assert await check_invariants(rstore) == [
+        f"owned index 'pending:alice' holds [], not ['{job.id}']"
+    ]
+
+
 async def test_every_key_carries_the_deployment_hash_tag(rstore: RedisStore) -> None:
     job = await rstore.submit(new(), idempotency_key="idem")
     claim = (await rstore.claim(["q"], "w", LONG))[0]
@@ -100,7 +115,7 @@ async def test_retention_by_count_trims_oldest_finished_jobs(
         waiting = await s.submit(new("other"))
         done = []
         for i in range(8):
-            job = await s.submit(new(), idempotency_key=f"key{i}")
+            job = await s.submit(new(principal="user"), idempotency_key=f"key{i}")
             claim = (await s.claim(["q"], "w", LONG))[0]
             assert await s.finish(job.id, claim.token, {"i": i})
             done.append(job.id)
@@ -109,6 +124,7 @@ async def test_retention_by_count_trims_oldest_finished_jobs(
         assert total == 3
         assert (await s.list_jobs())[1] == 4  # 3 finished + the pending one, never trimmed
         assert (await s.get(waiting.id)).state is State.PENDING
+        assert (await s.list_jobs(principal="user"))[1] == 3  # trimmed from its owner's too
         with pytest.raises(errors.JobNotFound):
             await s.get(done[0])
         # a trimmed job's idempotency key is forgotten with it

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from aijobs import routing
+from aijobs.api.auth import CallerDep, own_model
 from aijobs.api.deps import SettingsDep, StoreDep
 from aijobs.api.errors import error_responses
 from aijobs.api.schemas import LiveWorker, ModelInfo, ModelList, QueueInfo, QueueList, WorkerList
@@ -50,15 +51,16 @@ async def workers(store: StoreDep, settings: SettingsDep) -> WorkerList:
 @router.get(
     "/models", response_model=ModelList, responses=error_responses(503), summary="Trained models"
 )
-async def models(store: StoreDep) -> ModelList:
-    return ModelList(models=[ModelInfo.of(m) for m in await store.list_models()])
+async def models(store: StoreDep, who: CallerDep) -> ModelList:
+    mine = await store.list_models(principal=who.scope)
+    return ModelList(models=[ModelInfo.of(m, with_path=who.admin) for m in mine])
 
 
 @router.get(
     "/models/{model_id}",
     response_model=ModelInfo,
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(403, 404, 422, 503),
     summary="One trained model",
 )
-async def model(model_id: str, store: StoreDep) -> ModelInfo:
-    return ModelInfo.of(await store.get_model(model_id))
+async def model(model_id: str, store: StoreDep, who: CallerDep) -> ModelInfo:
+    return ModelInfo.of(await own_model(store, who, model_id), with_path=who.admin)

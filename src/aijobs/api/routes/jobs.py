@@ -10,6 +10,7 @@ from fastapi import APIRouter, Header, Path, Query, Request
 from fastapi.responses import PlainTextResponse
 
 from aijobs import datapaths, errors, model_types, routing
+from aijobs.api.auth import CallerDep, own_model
 from aijobs.api.deps import ModelTypesDep, SettingsDep, StoreDep, served_queues
 from aijobs.api.errors import error_responses
 from aijobs.api.schemas import (
@@ -74,6 +75,7 @@ async def submit_training(
     store: StoreDep,
     settings: SettingsDep,
     model_types: ModelTypesDep,
+    who: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
     _check_model_type(body.model_type, model_types, body.framework_override)
@@ -91,8 +93,9 @@ async def submit_training(
             priority=body.priority,
             max_attempts=settings.max_attempts,
             timeout_seconds=body.timeout_seconds,
+            principal=who.principal,
         ),
-        idempotency_key=idempotency_key,
+        idempotency_key=who.idempotency_key(idempotency_key),
     )
     return await _accepted(store, settings, job)
 
@@ -100,16 +103,17 @@ async def submit_training(
 @router.post(
     "/jobs/inference",
     response_model=SubmitResponse,
-    responses=error_responses(400, 404, 413, 422, 503),
+    responses=error_responses(400, 403, 404, 413, 422, 503),
     summary="Submit an inference job",
 )
 async def submit_inference(
     body: InferenceRequest,
     store: StoreDep,
     settings: SettingsDep,
+    who: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
-    model = await store.get_model(body.model_id)
+    model = await own_model(store, who, body.model_id)
     job = await store.submit(
         NewJob(
             job_type=JobType.INFERENCE,
@@ -120,8 +124,9 @@ async def submit_inference(
             priority=body.priority,
             max_attempts=settings.max_attempts,
             timeout_seconds=body.timeout_seconds,
+            principal=who.principal,
         ),
-        idempotency_key=idempotency_key,
+        idempotency_key=who.idempotency_key(idempotency_key),
     )
     return await _accepted(store, settings, job)
 
@@ -155,11 +160,13 @@ def _server_stopping() -> bool:
 @router.get(
     "/jobs/{job_id}/status",
     response_model=JobStatus,
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(403, 404, 422, 503),
     summary="A job's status",
 )
-async def job_status(job_id: JobId, store: StoreDep, request: Request, wait: Wait = 0) -> JobStatus:
-    job = await store.get(job_id)
+async def job_status(
+    job_id: JobId, store: StoreDep, request: Request, who: CallerDep, wait: Wait = 0
+) -> JobStatus:
+    job = who.job(await store.get(job_id))
     if wait > 0 and not job.terminal:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
@@ -167,28 +174,30 @@ async def job_status(job_id: JobId, store: StoreDep, request: Request, wait: Wai
             job = await store.wait_terminal(job_id, min(WAIT_SLICE_SECONDS, left))
             if _server_stopping() or await request.is_disconnected():
                 break  # shutting down, or nobody is listening any more: stop holding
-    return JobStatus.of(job)
+    return JobStatus.of(who.job(job))
 
 
 @router.get(
     "/jobs/{job_id}/logs",
     response_class=PlainTextResponse,
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(403, 404, 422, 503),
     summary="A job's output",
 )
-async def job_logs(job_id: JobId, store: StoreDep) -> str:
+async def job_logs(job_id: JobId, store: StoreDep, who: CallerDep) -> str:
     """The job's captured stdout/stderr (kept when its run ends)."""
-    return (await store.get(job_id)).log or ""
+    return who.job(await store.get(job_id)).log or ""
 
 
 @router.delete(
     "/jobs/{job_id}",
     response_model=JobStatus,
-    responses=error_responses(400, 404, 422, 503),
+    responses=error_responses(400, 403, 404, 422, 503),
     summary="Cancel a job",
 )
-async def cancel_job(job_id: JobId, store: StoreDep) -> JobStatus:
-    return JobStatus.of(await store.cancel(job_id))
+async def cancel_job(job_id: JobId, store: StoreDep, who: CallerDep) -> JobStatus:
+    if not who.admin:  # a job's principal never changes: checked before the cancel, once
+        who.job(await store.get(job_id))
+    return JobStatus.of(who.job(await store.cancel(job_id)))
 
 
 @router.get(
@@ -200,9 +209,10 @@ async def cancel_job(job_id: JobId, store: StoreDep) -> JobStatus:
 )
 async def list_jobs(
     store: StoreDep,
+    who: CallerDep,
     status: Annotated[State | None, Query(description="Filter by job status")] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> JobList:
-    jobs, total = await store.list_jobs(status, limit, offset)
+    jobs, total = await store.list_jobs(status, limit, offset, principal=who.scope)
     return JobList(jobs=[JobSummary.of(j) for j in jobs], total=total, limit=limit, offset=offset)

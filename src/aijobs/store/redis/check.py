@@ -7,8 +7,9 @@ the ``state:<s>`` index of its state; a pending job is in exactly ``ready:<its q
 rank) and no lease; a running job has a token, an owner and exactly one lease entry whose score is
 its deadline; a terminal job is in no claim index and in ``finished``; no index names a job that
 does not exist; counts equal the state indexes per queue; an idempotency key names a job that
-carries it. Unlike everything on the request path, it SCANs the keyspace (and so costs
-O(stored jobs)): run it on demand, not from a hot loop.
+carries it; a job with a principal is in exactly that principal's ``owned:all`` and
+``owned:<its state>`` indexes. Unlike everything on the request path, it SCANs the keyspace
+(and so costs O(stored jobs)): run it on demand, not from a hot loop.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ async def check_invariants(store: RedisStore) -> list[str]:
     problems += _dangling_problems(snap)
     problems += _count_problems(snap.counts, actual)
     problems += await _idempotency_problems(store, snap.jobs)
+    problems += await _owned_problems(store, snap.jobs)
     return problems
 
 
@@ -187,6 +189,26 @@ async def _idempotency_problems(store: RedisStore, jobs: dict[str, dict[str, str
         if named is None or named not in jobs or jobs[named].get("idem") != key[idem_head:]:
             problems.append(f"idempotency key {key[idem_head:]!r} names {named}, not its job")
     return problems
+
+
+async def _owned_problems(store: RedisStore, jobs: dict[str, dict[str, str]]) -> list[str]:
+    """Each principal's listing indexes hold exactly its jobs: all of them, and by state."""
+    expected: dict[str, dict[str, float]] = {}
+    for job_id, row in jobs.items():
+        if (principal := row.get("principal")) is not None:
+            for which in ("all", row.get("state", "?")):
+                expected.setdefault(f"{which}:{principal}", {})[job_id] = float(row["seq"])
+    head = len(store.k("owned", ""))
+    found = {
+        key[head:]: await _zset(store, key)
+        for key in await _scan(store, _glob(store.k("owned", "")) + "*")
+    }
+    return [
+        f"owned index {name!r} holds {sorted(found.get(name, {}))}, "
+        f"not {sorted(expected.get(name, {}))}"
+        for name in sorted(set(expected) | set(found))
+        if found.get(name, {}) != expected.get(name, {})
+    ]
 
 
 def _glob(text: str) -> str:

@@ -66,6 +66,7 @@ def decode_job(values: Sequence[str | None], log_text: str | None = None) -> Job
         history=json.loads(need("history")),
         result=None if f["result"] is None else json.loads(f["result"]),
         error=f["error"],
+        principal=f["principal"],
         owner=f["owner"],
         cancel_requested=need("cancel_requested") == "1",
         created_at=created,
@@ -101,7 +102,7 @@ def submit_args(job: NewJob, idempotency_key: str | None = None) -> list[Any]:
         "durkey",
         durations_key(job.job_type, job.model_type, job.queue),
     ]
-    for name in ("model_type", "model_id", "description"):
+    for name in ("model_type", "model_id", "description", "principal"):
         if (value := getattr(job, name)) is not None:
             fields += [name, value]
     if job.timeout_seconds is not None:
@@ -124,6 +125,8 @@ WRITE_SCRIPTS = (
     "stop_waiting",
     "watch",
     "wait",
+    "create_key",
+    "revoke_key",
 )
 READ_SCRIPTS = ("list", "live_workers", "list_models")
 ALL_SCRIPTS = (*WRITE_SCRIPTS, *READ_SCRIPTS)

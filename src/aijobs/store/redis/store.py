@@ -74,6 +74,7 @@ from aijobs.store.redis.codec import (
     script_source,
     submit_args,
 )
+from aijobs.store.redis.keys import RedisKeys
 from aijobs.store.redis.server import check_server, health_report
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def _honour_cancel() -> None:
         raise asyncio.CancelledError
 
 
-class RedisStore(StoreBase):
+class RedisStore(RedisKeys, StoreBase):
     """JobStore over Redis ≥ 7.0 (see the module docstring for the design)."""
 
     kind = "redis"
@@ -234,6 +235,13 @@ class RedisStore(StoreBase):
     def k(self, *parts: str) -> str:
         return ":".join((self.key, *parts))
 
+    async def read_hash(self, name: str, field: str | None = None) -> Any:
+        """HGETALL of hash P:`name`, or HGET of one `field` of it."""
+        key = self.k(name)
+        if field is None:
+            return await self.call(lambda r: r.hgetall(key), retry=True)
+        return await self.call(lambda r: r.hget(key, field), retry=True)
+
     # -- clients -------------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:
         return await health_report(
@@ -285,11 +293,16 @@ class RedisStore(StoreBase):
                 announcements.forget(job_id, ended)
 
     async def list_jobs(
-        self, state: State | None = None, limit: int = 100, offset: int = 0
+        self,
+        state: State | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        principal: str | None = None,
     ) -> tuple[list[Job], int]:
         limit, offset = max(0, limit), max(0, offset)
         which = "" if state is None else State(state).value
-        total, *rows = await self.run_script("list", which, offset, limit, retry=True)
+        mine = "" if principal is None else principal
+        total, *rows = await self.run_script("list", which, offset, limit, mine, retry=True)
         return [decode_job(r) for r in rows], int(total)
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
@@ -457,12 +470,12 @@ class RedisStore(StoreBase):
         await self.call(add, retry=True)
 
     async def get_model(self, model_id: str) -> ModelRecord:
-        key = self.k("models")
-        record: str | None = await self.call(lambda r: r.hget(key, model_id), retry=True)
+        record: str | None = await self.read_hash("models", model_id)
         if record is None:
             raise model_not_found(model_id)
         return ModelRecord.model_validate_json(record)
 
-    async def list_models(self) -> list[ModelRecord]:
-        rows = await self.run_script("list_models", retry=True)
+    async def list_models(self, principal: str | None = None) -> list[ModelRecord]:
+        mine = "" if principal is None else principal
+        rows = await self.run_script("list_models", mine, retry=True)
         return [ModelRecord.model_validate_json(r) for r in rows]

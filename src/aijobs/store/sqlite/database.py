@@ -23,7 +23,7 @@ from typing import Any
 import aiosqlite
 
 from aijobs import errors
-from aijobs.store.sqlite.schema import SCHEMA, split_sql
+from aijobs.store.sqlite.schema import ADDED_COLUMNS, AFTER_ADDED_COLUMNS, SCHEMA, split_sql
 
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction to end
 
@@ -59,6 +59,16 @@ def outages_raised() -> Iterator[None]:
         if outage := store_outage(exc):
             raise outage from exc
         raise
+
+
+async def _add_columns(db: aiosqlite.Connection) -> None:
+    """Bring a file made by an older release up to the schema (inside the open transaction)."""
+    for table, column, sql_type in ADDED_COLUMNS:
+        rows = await db.execute_fetchall(f"SELECT name FROM pragma_table_info('{table}')")
+        if column not in {name for (name,) in rows}:
+            await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
+    for stmt in split_sql(AFTER_ADDED_COLUMNS):
+        await db.execute(stmt)
 
 
 class Database:
@@ -98,6 +108,7 @@ class Database:
                     await writer.execute("BEGIN IMMEDIATE")
                     for stmt in split_sql(SCHEMA):
                         await writer.execute(stmt)
+                    await _add_columns(writer)
                     await writer.execute("COMMIT")
                 except BaseException:
                     await self._roll_back(writer)

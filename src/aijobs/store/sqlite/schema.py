@@ -34,6 +34,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     history          TEXT    NOT NULL DEFAULT '[]',
     result           TEXT,
     error            TEXT,
+    principal        TEXT,
     owner            TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     created_at       INTEGER NOT NULL,
@@ -93,11 +94,29 @@ CREATE TABLE IF NOT EXISTS models (
     created_at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS models_created ON models (created_at);
+CREATE TABLE IF NOT EXISTS api_keys (
+    name       TEXT PRIMARY KEY,
+    key_hash   TEXT    NOT NULL UNIQUE,
+    admin      INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL
+);
 -- facts about the file itself: lease_boot, the boot of the machine its lease times belong to
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+"""
+
+# Columns added since the first release, (table, column, type): added to an older file on open.
+# (Such a column lands after `log` there, which costs those reads of `log`'s overflow pages.)
+ADDED_COLUMNS = (("jobs", "principal", "TEXT"),)
+
+# What needs the added columns, created after them.
+AFTER_ADDED_COLUMNS = """
+-- GET /jobs for a non-admin: its own jobs, newest first, in all states or in one
+CREATE INDEX IF NOT EXISTS jobs_principal ON jobs (principal, seq) WHERE principal IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_principal_state ON jobs (principal, state, seq)
+    WHERE principal IS NOT NULL;
 """
 
 # The columns of a Job's fields but `log`, in Job's order: what decode_job() maps.

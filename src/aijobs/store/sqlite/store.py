@@ -55,11 +55,12 @@ from aijobs.store.base import (
 )
 from aijobs.store.sqlite.clock import StoreClock, settle_lease_clock
 from aijobs.store.sqlite.database import BUSY_TIMEOUT, Database
+from aijobs.store.sqlite.keys import SQLiteKeys
 from aijobs.store.sqlite.schema import COLUMNS, NCOLS, decode_job
 from aijobs.store.sqlite.watch import ChangeWatcher
 
 
-class SQLiteStore(StoreBase):
+class SQLiteStore(SQLiteKeys, StoreBase):
     """JobStore over one SQLite file (see the module docstring for the design)."""
 
     kind = "sqlite"
@@ -134,8 +135,8 @@ class SQLiteStore(StoreBase):
             rows = await db.execute_fetchall(
                 "INSERT INTO jobs (id, job_type, queue, state, payload, model_type, model_id, "
                 "description, priority, max_attempts, timeout_seconds, created_at, updated_at, "
-                "idem) "
-                f"VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}",
+                "idem, principal) "
+                f"VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}",
                 (
                     new_job_id(),
                     job.job_type.value,
@@ -150,6 +151,7 @@ class SQLiteStore(StoreBase):
                     now,
                     now,
                     idempotency_key,
+                    job.principal,
                 ),
             )
             (row,) = rows
@@ -162,18 +164,28 @@ class SQLiteStore(StoreBase):
         return decode_job(rows[0], log=rows[0][NCOLS])
 
     async def list_jobs(
-        self, state: State | None = None, limit: int = 100, offset: int = 0
+        self,
+        state: State | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        principal: str | None = None,
     ) -> tuple[list[Job], int]:
         limit, offset = max(0, limit), max(0, offset)
+        terms = [("state = ?", State(state).value)] if state is not None else []
+        if principal is not None:
+            terms.insert(0, ("principal = ?", principal))
+        where = ("WHERE " + " AND ".join(t for t, _ in terms)) if terms else ""
+        filt = tuple(value for _, value in terms)
         # Page the tiny covering index first, then fetch only the page's rows (a "deferred
         # join"): a deep OFFSET walks index entries, never table rows, and never `log`.
-        where, filt = ("", ()) if state is None else ("WHERE state = ?", (State(state).value,))
         rows = await self._db.read(
             f"SELECT {COLUMNS} FROM jobs WHERE seq IN (SELECT seq FROM jobs {where} "
             "ORDER BY seq DESC LIMIT ? OFFSET ?) ORDER BY seq DESC",
             (*filt, limit, offset),
         )
-        (total,), *_ = await self._db.read(f"SELECT coalesce(sum(n), 0) FROM counts {where}", filt)
+        # A principal's total is counted over its index; everyone's is kept in `counts`.
+        count = "count(*) FROM jobs" if principal is not None else "coalesce(sum(n), 0) FROM counts"
+        (total,), *_ = await self._db.read(f"SELECT {count} {where}", filt)
         return [decode_job(r) for r in rows], int(total)
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
@@ -438,6 +450,10 @@ class SQLiteStore(StoreBase):
             raise model_not_found(model_id)
         return ModelRecord.model_validate_json(rows[0][0])
 
-    async def list_models(self) -> list[ModelRecord]:
-        rows = await self._db.read("SELECT record FROM models ORDER BY created_at DESC, rowid DESC")
+    async def list_models(self, principal: str | None = None) -> list[ModelRecord]:
+        mine = "" if principal is None else "WHERE json_extract(record, '$.principal') = ?"
+        rows = await self._db.read(
+            f"SELECT record FROM models {mine} ORDER BY created_at DESC, rowid DESC",
+            () if principal is None else (principal,),
+        )
         return [ModelRecord.model_validate_json(r) for (r,) in rows]

@@ -30,6 +30,11 @@
 --   P:dur:<durkey>    LIST  latest run times (ms) of completed jobs of one kind, newest first
 --   P:workers         ZSET  worker id -> last seen (ms);  P:worker_info HASH worker id -> JSON
 --   P:models          HASH  model id -> JSON;            P:models_by_time ZSET model id -> ms
+--   P:owned:all:<principal>     ZSET  the jobs a principal submitted, score seq (GET /jobs for a
+--   P:owned:<state>:<principal> ZSET  non-admin: its own jobs, filtered in the index, not after
+--                               paging); jobs without a principal (auth off) are in neither
+--   P:keys            HASH  API key name -> SHA-256 of the key (hex)
+--   P:key_hashes      HASH  SHA-256 of a key -> its record (JSON): the lookup on every request
 --   P:watch:<id>      STRING set (with a TTL) while a client waits for the job to end
 --   P:done            CHANNEL a watched job's fields (JSON array) are published here when it ends
 --
@@ -64,6 +69,8 @@ local function k_handed(worker) return P .. ':handed:' .. worker end
 local function k_idem(key) return P .. ':idem:' .. key end
 local function k_dur(durkey) return P .. ':dur:' .. durkey end
 local function k_watch(id) return P .. ':watch:' .. id end
+-- The principal comes last: it may hold any character, the state before it cannot.
+local function k_owned(state, principal) return P .. ':owned:' .. state .. ':' .. principal end
 
 -- Integers as exact decimal strings (Lua's tostring keeps only 14 significant digits).
 local function num(x) return string.format('%.0f', x) end
@@ -98,10 +105,22 @@ local function flush_counts()
   count_deltas = {}
 end
 
+-- A job's principal's own listing indexes: the job enters them in state `to` (nil: leaves
+-- them), leaving state `from` (nil: enters them). Nothing for a job without a principal.
+local function move_owned(id, seq, from, to)
+  local principal = redis.call('HGET', k_job(id), 'principal')
+  if not principal then return end
+  if from then redis.call('ZREM', k_owned(from, principal), id) end
+  if to then redis.call('ZADD', k_owned(to, principal), seq, id) end
+  if not from then redis.call('ZADD', k_owned('all', principal), seq, id) end
+  if not to then redis.call('ZREM', k_owned('all', principal), id) end
+end
+
 -- Set a job's state, moving it between the listing indexes and the counts.
 local function set_state(id, queue, seq, from, to)
   redis.call('ZREM', k_state(from), id)
   redis.call('ZADD', k_state(to), seq, id)
+  move_owned(id, seq, from, to)
   count(queue, from, -1)
   count(queue, to, 1)
   redis.call('HSET', k_job(id), 'state', to)
@@ -257,6 +276,7 @@ local function delete_job(id)
   if not f[1] then return end
   redis.call('ZREM', K_ALL, id)
   redis.call('ZREM', k_state(f[2]), id)
+  move_owned(id, 0, f[2], nil)
   count(f[1], f[2], -1)
   if f[3] and redis.call('GET', k_idem(f[3])) == id then redis.call('DEL', k_idem(f[3])) end
   redis.call('DEL', jk)

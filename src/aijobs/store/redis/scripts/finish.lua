@@ -21,6 +21,7 @@ for i = 3, #ARGV, 8 do
     if ARGV[i + 3] == '1' then redis.call('HSET', jk, 'log', ARGV[i + 4]) end
     count(f[3], 'running', -1)
     count(f[3], 'completed', 1)
+    move_owned(id, f[4], 'running', 'completed')
     table.insert(ended, id)
     table.insert(completed, f[4])
     table.insert(completed, id)

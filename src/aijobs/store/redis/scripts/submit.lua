@@ -35,6 +35,7 @@ if worker then
   local deadline = num(now_n + lease)
   local token = lease_job(jk, worker, seed, deadline, now_n)
   redis.call('ZADD', k_state('running'), seq, id)
+  move_owned(id, seq, nil, 'running')
   redis.call('ZADD', K_LEASES, deadline, id)
   count(queue, 'running', 1)
   deliver(worker, cjson.encode({serial, token, read_job(id)}), lease)
@@ -42,6 +43,7 @@ if worker then
   return job
 end
 redis.call('ZADD', k_state('pending'), seq, id)
+move_owned(id, seq, nil, 'pending')
 count(queue, 'pending', 1)
 requeue(id, queue, rank)
 flush_counts()
