@@ -24,6 +24,7 @@ _MEANINGS = {
     "that has already ended)",
     404: "Not found: no such job or model",
     413: "Payload too large: the body exceeds the configured limit",
+    429: "Too many requests: the caller's rate limit, or a queue's pending-job limit, is reached",
     422: "Validation error: a field is missing, of the wrong type, out of range or unknown, or an "
     "Idempotency-Key is sent again with a different request",
     503: "Service unavailable: the job store cannot be reached; retry after Retry-After seconds",
@@ -35,6 +36,15 @@ _RETRY_AFTER = {
     }
 }
 
+
+_RATE_LIMIT = {
+    name: {"description": meaning, "schema": {"type": "string"}}
+    for name, meaning in (
+        ("RateLimit-Limit", "Requests allowed in the caller's window"),
+        ("RateLimit-Remaining", "Requests left in the window"),
+        ("RateLimit-Reset", "Seconds until the window ends"),
+    )
+}
 
 _ENVELOPE = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
 
@@ -50,6 +60,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
         declared[code] = {"description": _MEANINGS[code], "content": _ENVELOPE}
         if code == 503:
             declared[code]["headers"] = _RETRY_AFTER
+        if code == 429:
+            declared[code]["headers"] = {**_RETRY_AFTER, **_RATE_LIMIT}
     return declared
 
 
@@ -64,6 +76,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     413: "Payload too large",
+    429: "Too many requests",
 }
 
 
@@ -98,6 +111,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.AIJobsError)
     async def domain_error(_: Request, exc: errors.AIJobsError) -> JSONResponse:
         extra = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status_code == 503 else {}
+        if isinstance(exc, errors.TooManyRequests):
+            extra = exc.headers
         return envelope(exc.status_code, exc.title, exc.detail, **extra)
 
     @app.exception_handler(RequestValidationError)

@@ -22,7 +22,9 @@ from aijobs.jobs import (
     JobType,
     ModelRecord,
     NewJob,
+    PendingLimits,
     Progress,
+    RateDecision,
     Renewal,
     State,
     Waiter,
@@ -41,9 +43,20 @@ class JobStore(Protocol):
         """{"healthy": bool, "store": kind, ...backend details}. Never raises."""
 
     # -- clients (API) -------------------------------------------------------------------------
-    async def submit(self, job: NewJob, idempotency_key: str | None = None) -> Job:
+    async def submit(
+        self, job: NewJob, idempotency_key: str | None = None, limits: PendingLimits | None = None
+    ) -> Job:
         """Store a new pending job durably; the same idempotency_key returns the first job, or
-        raises errors.IdempotencyKeyReused when the job asked for differs (first_submission)."""
+        raises errors.IdempotencyKeyReused when the job asked for differs (first_submission).
+
+        With `limits`, a new job past one of them is refused in the same atomic step
+        (errors.QueueFull, naming the limit); an idempotent retry still gets its first job.
+        """
+
+    async def take_tokens(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Count one request against `key` in its fixed window of `window_seconds`, unless
+        `limit` requests were already counted there: one atomic step, shared by every client
+        of the store, so that no two API processes let a request over the limit together."""
 
     async def get(self, job_id: str) -> Job:
         """Raise errors.JobNotFound when absent."""
@@ -51,7 +64,8 @@ class JobStore(Protocol):
     async def list_jobs(
         self, state: State | None = None, limit: int = 100, offset: int = 0
     ) -> tuple[list[Job], int]:
-        """Newest first; returns (page, total matching)."""
+        """Newest first; returns (page, total matching). Rows only: each job's ROW_FIELDS,
+        never its payload, description, metrics, history, result or log (left empty)."""
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
         """Pending or running -> cancelled at once (a running job's worker learns on renew).
@@ -158,7 +172,11 @@ class JobStore(Protocol):
     async def get_model(self, model_id: str) -> ModelRecord:
         """Raise errors.ModelNotFound when absent."""
 
-    async def list_models(self) -> list[ModelRecord]: ...
+    async def list_models(self, limit: int = 100, offset: int = 0) -> tuple[list[ModelRecord], int]:
+        """Newest first; returns (page, total)."""
+
+    async def delete_model(self, model_id: str) -> ModelRecord:
+        """Forget a model and return its record; raise errors.ModelNotFound when absent."""
 
 
 class StoreBase:
@@ -237,6 +255,13 @@ def job_not_found(job_id: str) -> errors.JobNotFound:
 
 def not_cancellable(job_id: str, state: State | str) -> errors.NotCancellable:
     return errors.NotCancellable(f"job {job_id} is already {State(state).value}")
+
+
+def queue_full(queue: str, limit: int) -> errors.QueueFull:
+    return errors.QueueFull(
+        f"queue {queue!r} already holds {limit} pending jobs, the limit "
+        f"(AIJOBS_MAX_PENDING_PER_QUEUE={limit}); retry once some have started"
+    )
 
 
 def model_not_found(model_id: str) -> errors.ModelNotFound:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from aijobs import routing
+from fastapi import APIRouter, Path, Query
+
+from aijobs import artifacts, routing
 from aijobs.api.deps import SettingsDep, StoreDep
 from aijobs.api.errors import error_responses
+from aijobs.api.ratelimit import ReadLimit, SubmitLimit
 from aijobs.api.schemas import LiveWorker, ModelInfo, ModelList, QueueInfo, QueueList, WorkerList
 
 router = APIRouter(tags=["catalog"])
@@ -15,7 +18,8 @@ router = APIRouter(tags=["catalog"])
 @router.get(
     "/queues",
     response_model=QueueList,
-    responses=error_responses(503),
+    responses=error_responses(429, 503),
+    dependencies=[ReadLimit],
     summary="Queues, their depth and the live workers serving them",
 )
 async def queues(store: StoreDep, settings: SettingsDep) -> QueueList:
@@ -40,7 +44,11 @@ async def queues(store: StoreDep, settings: SettingsDep) -> QueueList:
 
 
 @router.get(
-    "/workers", response_model=WorkerList, responses=error_responses(503), summary="Live workers"
+    "/workers",
+    response_model=WorkerList,
+    responses=error_responses(429, 503),
+    summary="Live workers",
+    dependencies=[ReadLimit],
 )
 async def workers(store: StoreDep, settings: SettingsDep) -> WorkerList:
     live = await store.live_workers(settings.worker_ttl_seconds)
@@ -48,17 +56,47 @@ async def workers(store: StoreDep, settings: SettingsDep) -> WorkerList:
 
 
 @router.get(
-    "/models", response_model=ModelList, responses=error_responses(503), summary="Trained models"
+    "/models",
+    response_model=ModelList,
+    responses=error_responses(422, 429, 503),
+    summary="Trained models, newest first",
+    dependencies=[ReadLimit],
 )
-async def models(store: StoreDep) -> ModelList:
-    return ModelList(models=[ModelInfo.of(m) for m in await store.list_models()])
+async def models(
+    store: StoreDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> ModelList:
+    page, total = await store.list_models(limit, offset)
+    return ModelList(
+        models=[ModelInfo.of(m) for m in page], total=total, limit=limit, offset=offset
+    )
+
+
+ModelId = Annotated[str, Path(max_length=128)]
 
 
 @router.get(
     "/models/{model_id}",
     response_model=ModelInfo,
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(404, 422, 429, 503),
     summary="One trained model",
+    dependencies=[ReadLimit],
 )
-async def model(model_id: str, store: StoreDep) -> ModelInfo:
+async def model(model_id: ModelId, store: StoreDep) -> ModelInfo:
     return ModelInfo.of(await store.get_model(model_id))
+
+
+@router.delete(
+    "/models/{model_id}",
+    response_model=ModelInfo,
+    responses=error_responses(404, 422, 429, 503),
+    summary="Delete a trained model",
+    dependencies=[SubmitLimit],
+)
+async def delete_model(model_id: ModelId, store: StoreDep, settings: SettingsDep) -> ModelInfo:
+    """Forget the model, and delete its files where this API process can reach them (the
+    model store under AIJOBS_HOME); inference jobs for it are refused from now on."""
+    record = await store.delete_model(model_id)
+    artifacts.remove_model_files(settings.models_dir, model_id)
+    return ModelInfo.of(record)

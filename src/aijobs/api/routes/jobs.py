@@ -6,12 +6,14 @@ import asyncio
 import signal
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from aijobs import datapaths, errors, model_types, routing
-from aijobs.api.deps import ModelTypesDep, SettingsDep, StoreDep, served_queues
+from aijobs.api import bounds
+from aijobs.api.deps import ModelTypesDep, RuntimesDep, SettingsDep, StoreDep, served_queues
 from aijobs.api.errors import error_responses
+from aijobs.api.ratelimit import ReadLimit, SubmitLimit
 from aijobs.api.schemas import (
     InferenceRequest,
     JobList,
@@ -21,7 +23,7 @@ from aijobs.api.schemas import (
     TrainingRequest,
     iso,
 )
-from aijobs.jobs import Job, JobType, NewJob, State
+from aijobs.jobs import Job, JobType, NewJob, PendingLimits, State
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 
@@ -55,6 +57,11 @@ async def _accepted(store: JobStore, settings: Settings, job: Job) -> SubmitResp
     )
 
 
+def pending_limits(settings: Settings) -> PendingLimits:
+    """The pending-job limits a submission is checked against in the store's submit step."""
+    return PendingLimits(per_queue=settings.max_pending_per_queue or None)
+
+
 def _check_model_type(model_type: str, known: frozenset[str], override: str | None) -> None:
     if model_type not in known and not override:  # an empty override is no override
         raise errors.BadRequest(
@@ -66,17 +73,20 @@ def _check_model_type(model_type: str, known: frozenset[str], override: str | No
 @router.post(
     "/jobs/training",
     response_model=SubmitResponse,
-    responses=error_responses(400, 413, 422, 503),
+    responses=error_responses(400, 413, 422, 429, 503),
     summary="Submit a training job",
+    dependencies=[SubmitLimit],
 )
 async def submit_training(
     body: TrainingRequest,
     store: StoreDep,
     settings: SettingsDep,
     model_types: ModelTypesDep,
+    runtimes: RuntimesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
     _check_model_type(body.model_type, model_types, body.framework_override)
+    bounds.check_training(body, settings, runtimes)
     queue = routing.resolve(body.model_type, body.requires_gpu, body.framework_override)
     if all(root.is_dir() for root in settings.roots):
         # The API sees the data roots: refuse a bad path now rather than fail the job later.
@@ -93,6 +103,7 @@ async def submit_training(
             timeout_seconds=body.timeout_seconds,
         ),
         idempotency_key=idempotency_key,
+        limits=pending_limits(settings),
     )
     return await _accepted(store, settings, job)
 
@@ -100,8 +111,9 @@ async def submit_training(
 @router.post(
     "/jobs/inference",
     response_model=SubmitResponse,
-    responses=error_responses(400, 404, 413, 422, 503),
+    responses=error_responses(400, 404, 413, 422, 429, 503),
     summary="Submit an inference job",
+    dependencies=[SubmitLimit],
 )
 async def submit_inference(
     body: InferenceRequest,
@@ -109,6 +121,7 @@ async def submit_inference(
     settings: SettingsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
+    bounds.check_inference(body, settings)
     model = await store.get_model(body.model_id)
     job = await store.submit(
         NewJob(
@@ -122,6 +135,7 @@ async def submit_inference(
             timeout_seconds=body.timeout_seconds,
         ),
         idempotency_key=idempotency_key,
+        limits=pending_limits(settings),
     )
     return await _accepted(store, settings, job)
 
@@ -155,8 +169,9 @@ def _server_stopping() -> bool:
 @router.get(
     "/jobs/{job_id}/status",
     response_model=JobStatus,
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(404, 422, 429, 503),
     summary="A job's status",
+    dependencies=[ReadLimit],
 )
 async def job_status(job_id: JobId, store: StoreDep, request: Request, wait: Wait = 0) -> JobStatus:
     job = await store.get(job_id)
@@ -170,22 +185,45 @@ async def job_status(job_id: JobId, store: StoreDep, request: Request, wait: Wai
     return JobStatus.of(job)
 
 
+LOG_PAGE_MAX = 1_048_576  # characters of a log one answer carries at most
+
+
 @router.get(
     "/jobs/{job_id}/logs",
     response_class=PlainTextResponse,
-    responses=error_responses(404, 422, 503),
+    responses=error_responses(404, 422, 429, 503),
     summary="A job's output",
+    dependencies=[ReadLimit],
 )
-async def job_logs(job_id: JobId, store: StoreDep) -> str:
-    """The job's captured stdout/stderr (kept when its run ends)."""
-    return (await store.get(job_id)).log or ""
+async def job_logs(
+    job_id: JobId,
+    store: StoreDep,
+    response: Response,
+    offset: Annotated[int, Query(ge=0, le=2**62, description="First character of the page")] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=LOG_PAGE_MAX, description="Characters in the page at most")
+    ] = LOG_PAGE_MAX,
+    tail: Annotated[
+        int | None,
+        Query(ge=1, le=LOG_PAGE_MAX, description="The last this many characters instead"),
+    ] = None,
+) -> str:
+    """The job's captured stdout/stderr (kept when its run ends), a page at a time. The
+    X-Log-Length header gives the whole log's length, X-Log-Offset where this page starts."""
+    log = (await store.get(job_id)).log or ""
+    start = max(0, len(log) - tail) if tail is not None else min(offset, len(log))
+    page = log[start : start + (tail or limit)]
+    response.headers["X-Log-Length"] = str(len(log))
+    response.headers["X-Log-Offset"] = str(start)
+    return page
 
 
 @router.delete(
     "/jobs/{job_id}",
     response_model=JobStatus,
-    responses=error_responses(400, 404, 422, 503),
+    responses=error_responses(400, 404, 422, 429, 503),
     summary="Cancel a job",
+    dependencies=[SubmitLimit],
 )
 async def cancel_job(job_id: JobId, store: StoreDep) -> JobStatus:
     return JobStatus.of(await store.cancel(job_id))
@@ -195,8 +233,9 @@ async def cancel_job(job_id: JobId, store: StoreDep) -> JobStatus:
     "/jobs",
     response_model=JobList,
     response_model_exclude_unset=True,  # a row leaves out the fields that do not apply to it
-    responses=error_responses(422, 503),
+    responses=error_responses(422, 429, 503),
     summary="List jobs, newest first",
+    dependencies=[ReadLimit],
 )
 async def list_jobs(
     store: StoreDep,
