@@ -153,7 +153,10 @@ class Settings(BaseSettings):
         description="Pending jobs a queue may hold; a submission past it gets 429 (0: none).",
     )
     max_job_timeout_seconds: float = Field(
-        86400.0, ge=1, description="The largest timeout_seconds a job may ask for."
+        86400.0,
+        ge=1,
+        le=7 * 86400,  # the API's schema allows a week at most
+        description="The largest timeout_seconds a job may ask for.",
     )
     hyperparameter_ceilings: str = Field(
         DEFAULT_CEILINGS,

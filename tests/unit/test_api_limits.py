@@ -230,17 +230,21 @@ def test_log_is_served_in_pages(make_client: Client) -> None:
 def test_models_are_paged_and_can_be_deleted(make_client: Client, tmp_path: Path) -> None:
     client = make_client()
     now = time.time()
-    for i in range(3):
-        record = ModelRecord(
-            model_id=f"m{i}",
-            framework="sklearn",
-            queue="sklearn",
-            model_type="random_forest",
-            path=f"/models/m{i}",
-            job_id=f"job_{i}",
-            created_at=now + i,
-        )
-        run(client, lambda store, r=record: store.add_model(r))
+
+    async def add_models(store: JobStore) -> None:
+        for i in range(3):
+            record = ModelRecord(
+                model_id=f"m{i}",
+                framework="sklearn",
+                queue="sklearn",
+                model_type="random_forest",
+                path=f"/models/m{i}",
+                job_id=f"job_{i}",
+                created_at=now + i,
+            )
+            await store.add_model(record)
+
+    run(client, add_models)
     files = tmp_path / "var" / "models" / "m1" / "attempt-1"
     files.mkdir(parents=True)
     (files / "model.bin").write_bytes(b"x")
