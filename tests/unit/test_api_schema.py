@@ -75,19 +75,27 @@ def test_error_answers_are_declared_as_the_envelope(spec: dict[str, Any]) -> Non
     assert declared == {
         "GET /health": [],
         "GET /health/redis": ["503"],
-        "POST /jobs/training": ["400", "413", "422", "503"],
-        "POST /jobs/inference": ["400", "404", "413", "422", "503"],
-        "GET /jobs/{job_id}/status": ["404", "422", "503"],
-        "GET /jobs/{job_id}/logs": ["404", "422", "503"],
-        "DELETE /jobs/{job_id}": ["400", "404", "422", "503"],
-        "GET /jobs": ["422", "503"],
-        "GET /queues": ["503"],
-        "GET /workers": ["503"],
-        "GET /models": ["503"],
-        "GET /models/{model_id}": ["404", "422", "503"],
+        "POST /jobs/training": ["400", "413", "422", "429", "503"],
+        "POST /jobs/inference": ["400", "404", "413", "422", "429", "503"],
+        "GET /jobs/{job_id}/status": ["404", "422", "429", "503"],
+        "GET /jobs/{job_id}/logs": ["404", "422", "429", "503"],
+        "DELETE /jobs/{job_id}": ["400", "404", "422", "429", "503"],
+        "GET /jobs": ["422", "429", "503"],
+        "GET /queues": ["429", "503"],
+        "GET /workers": ["429", "503"],
+        "GET /models": ["422", "429", "503"],
+        "GET /models/{model_id}": ["404", "422", "429", "503"],
+        "DELETE /models/{model_id}": ["404", "422", "429", "503"],
     }
     unavailable = spec["paths"]["/jobs"]["get"]["responses"]["503"]
     assert "Retry-After" in unavailable["headers"]
+    limited = spec["paths"]["/jobs/training"]["post"]["responses"]["429"]["headers"]
+    assert set(limited) == {
+        "Retry-After",
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+    }
 
 
 @pytest.mark.parametrize(
