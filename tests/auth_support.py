@@ -22,6 +22,7 @@ from aijobs.apikeys import ApiKey, hash_key, new_key
 from aijobs.settings import Settings
 from aijobs.store import open_store
 
+LOCAL = "http://localhost"  # a Host the API answers while it listens on loopback
 AUDIENCE = "aijobs-test"
 SECRET = "a-test-secret-of-at-least-32-bytes!!"
 

@@ -179,3 +179,12 @@ def verify(model_dir: Path, expected_sha256: str) -> None:
     actual = checksum(model_dir)
     if not hmac.compare_digest(actual.encode(), str(expected_sha256).lower().encode()):
         raise errors.JobFailure("model files changed since training (checksum mismatch)")
+
+
+def remove_model_files(models_dir: Path, model_id: str) -> bool:
+    """Delete a model's directory (every attempt's files); False when there was none here."""
+    directory = models_dir / model_id
+    if not is_valid_model_id(model_id) or not directory.is_dir():
+        return False
+    shutil.rmtree(directory, ignore_errors=True)
+    return True

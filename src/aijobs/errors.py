@@ -58,6 +58,13 @@ class ModelNotFound(NotFound):
     title = "Model not found"
 
 
+class InvalidInput(AIJobsError):
+    """The request asks for something this server does not accept"""
+
+    status_code = 422
+    title = "Validation error"
+
+
 class IdempotencyKeyReused(AIJobsError):
     """This Idempotency-Key was sent with a different request"""
 
@@ -91,6 +98,25 @@ class IssuerUnavailable(AIJobsError):
 
     status_code = 503
     title = "Service unavailable"
+
+
+class TooManyRequests(AIJobsError):
+    """Too many requests"""
+
+    status_code = 429
+    title = "Too many requests"
+
+    def __init__(self, detail: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.headers = headers or {}
+
+
+class QueueFull(TooManyRequests):
+    """A pending-job limit is reached"""
+
+
+class RateLimited(TooManyRequests):
+    """The rate limit is reached"""
 
 
 class StoreUnavailable(AIJobsError):

@@ -93,6 +93,10 @@ class Job(BaseModel):
 # The fields a store returns with every job, in Job's order: all but `log`, which can be large
 # and is read only when one job is asked for.
 JOB_FIELDS: tuple[str, ...] = tuple(name for name in Job.model_fields if name != "log")
+# What a listing reads of each job: JOB_FIELDS without the ones a user or a run can make large
+# (a page of a thousand jobs stays small whatever their payloads, results and histories hold).
+LARGE_FIELDS = frozenset({"payload", "description", "metrics", "history", "result"})
+ROW_FIELDS: tuple[str, ...] = tuple(name for name in JOB_FIELDS if name not in LARGE_FIELDS)
 
 
 class Claim(BaseModel):
@@ -133,6 +137,22 @@ class ModelRecord(BaseModel):
     metrics: dict[str, Any] = Field(default_factory=dict)
     created_at: float
     principal: str | None = None  # its training job's principal
+
+
+class PendingLimits(NamedTuple):
+    """Ceilings a submission is checked against inside the store's submit step (so that two
+    API processes cannot overshoot together); None means no limit."""
+
+    per_queue: int | None = None  # pending jobs in the job's queue
+
+
+class RateDecision(NamedTuple):
+    """What JobStore.take_tokens decided for one request."""
+
+    allowed: bool
+    limit: int
+    remaining: int  # requests left in the current window
+    reset_seconds: float  # until the window ends
 
 
 class Waiter(NamedTuple):

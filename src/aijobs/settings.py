@@ -4,15 +4,64 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from functools import cached_property
 from pathlib import Path
+from typing import NamedTuple
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Rate(NamedTuple):
+    limit: int
+    window_seconds: float
+
+
+_UNITS = {"second": 1.0, "minute": 60.0, "hour": 3600.0, "day": 86400.0}
+_RATE = re.compile(r"^\s*(\d{1,9})\s*/\s*(\d{1,6})?\s*(second|minute|hour|day)s?\s*$", re.I)
+DEFAULT_CEILINGS = (
+    "epochs=1000,batch_size=4096,image_size=512,num_layers=48,hidden_size=4096,"
+    "max_length=4096,n_estimators=2000,max_depth=1000,max_iter=100000"
+)
+
+
+def parse_rate(text: str) -> Rate | None:
+    """'100/minute' (also '10/second', '1000/hour', '5/2hours') as a Rate; '' is no limit."""
+    if not text.strip():
+        return None
+    match = _RATE.match(text)
+    if match is None or int(match[1]) < 1:
+        raise ValueError(
+            f"{text!r} is not a rate: write N/unit or N/M units, e.g. 100/minute or 20/10seconds"
+        )
+    count = int(match[2] or 1)
+    return Rate(int(match[1]), max(1, count) * _UNITS[match[3].lower()])
+
+
+def parse_networks(text: str) -> list[IPNetwork]:
+    """'10.0.0.1, 192.168.0.0/16, ::1' as networks; ValueError naming a bad entry."""
+    return [ipaddress.ip_network(e.strip(), strict=False) for e in text.split(",") if e.strip()]
+
+
+def parse_ceilings(text: str) -> dict[str, int]:
+    """'epochs=1000,n_estimators=2000' as {name: ceiling}."""
+    out: dict[str, int] = {}
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        name, sep, value = (part.strip() for part in entry.partition("="))
+        if not sep or not name or not value.isdigit():
+            raise ValueError(f"{entry!r} is not name=integer")
+        out[name] = int(value)
+    return out
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="AIJOBS_", extra="ignore")
+    # populate_by_name: a field with old and new variable names is still set by its field name.
+    model_config = SettingsConfigDict(env_prefix="AIJOBS_", extra="ignore", populate_by_name=True)
 
     home: Path = Field(Path("./var"), description="State directory: store, models, job logs.")
     store_url: str = Field(
@@ -104,12 +153,93 @@ class Settings(BaseSettings):
     redis_pool_size: int = Field(50, ge=2, description="Connections per process to Redis.")
     redis_socket_timeout: float = Field(5.0, gt=0, description="Redis read/write timeout (s).")
     redis_connect_timeout: float = Field(2.0, gt=0, description="Redis connect timeout (s).")
-    redis_retain_jobs: int = Field(
-        100_000, ge=0, description="Finished jobs kept in Redis, newest first (0: no limit)."
+    retain_jobs: int = Field(
+        100_000,
+        ge=0,
+        validation_alias=AliasChoices("AIJOBS_RETAIN_JOBS", "AIJOBS_REDIS_RETAIN_JOBS"),
+        description="Finished jobs kept, newest first (0: no limit), on either store. "
+        "AIJOBS_REDIS_RETAIN_JOBS is its former name.",
     )
-    redis_retain_seconds: float = Field(
-        30 * 86400.0, ge=0, description="How long finished jobs are kept in Redis (0: no limit)."
+    retain_seconds: float = Field(
+        30 * 86400.0,
+        ge=0,
+        validation_alias=AliasChoices("AIJOBS_RETAIN_SECONDS", "AIJOBS_REDIS_RETAIN_SECONDS"),
+        description="How long finished jobs are kept (0: no limit), on either store. "
+        "AIJOBS_REDIS_RETAIN_SECONDS is its former name.",
     )
+    # Limits (docs/security.md)
+    rate_limit_submit: str = Field(
+        "",
+        description="Submissions and other writes per caller (principal, else client address), "
+        "e.g. 100/minute; empty: no limit. Shared by every API process through the store.",
+    )
+    rate_limit_read: str = Field(
+        "", description="Reads per caller, e.g. 1000/minute; empty: no limit (/health is free)."
+    )
+    trusted_proxies: str = Field(
+        "",
+        description="Addresses or networks (comma-separated) of reverse proxies whose "
+        "X-Forwarded-For names the client; from any other peer the header is ignored.",
+    )
+    max_pending_per_queue: int = Field(
+        0,
+        ge=0,
+        description="Pending jobs a queue may hold; a submission past it gets 429 (0: none).",
+    )
+    max_job_timeout_seconds: float = Field(
+        86400.0,
+        ge=1,
+        le=7 * 86400,  # the API's schema allows a week at most
+        description="The largest timeout_seconds a job may ask for.",
+    )
+    hyperparameter_ceilings: str = Field(
+        DEFAULT_CEILINGS,
+        description="Largest value of each named hyperparameter, 'name=N,...', on every runtime "
+        "that has it (checked at submission).",
+    )
+    max_parameters_bytes: int = Field(
+        65_536, ge=2, description="Largest hyperparameters or inference parameters, as JSON."
+    )
+    max_input_data_chars: int = Field(
+        262_144, ge=1, description="Largest inference input_data (characters)."
+    )
+    max_description_chars: int = Field(
+        10_000, ge=0, le=10_000, description="Longest job description (characters)."
+    )
+
+    @field_validator("rate_limit_submit", "rate_limit_read")
+    @classmethod
+    def _rate(cls, value: str) -> str:
+        parse_rate(value)
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        parse_networks(value)
+        return value
+
+    @field_validator("hyperparameter_ceilings")
+    @classmethod
+    def _ceilings(cls, value: str) -> str:
+        parse_ceilings(value)
+        return value
+
+    @property
+    def submit_rate(self) -> Rate | None:
+        return parse_rate(self.rate_limit_submit)
+
+    @property
+    def read_rate(self) -> Rate | None:
+        return parse_rate(self.rate_limit_read)
+
+    @cached_property
+    def proxy_networks(self) -> list[IPNetwork]:
+        return parse_networks(self.trusted_proxies)
+
+    @cached_property
+    def ceilings(self) -> dict[str, int]:
+        return parse_ceilings(self.hyperparameter_ceilings)
 
     @cached_property
     def roots(self) -> list[Path]:

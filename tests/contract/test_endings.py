@@ -123,15 +123,23 @@ async def test_finish_registers_model_atomically(store: JobStore) -> None:
 
 
 async def test_model_registry(store: JobStore) -> None:
-    assert await store.list_models() == []
+    assert await store.list_models() == ([], 0)
     now = time.time()
     old, mid, new_ = model("a", "j1", now - 20), model("b", "j2", now - 10), model("c", "j3", now)
     for m in (mid, new_, old):
         await store.add_model(m)
-    assert await store.list_models() == [new_, mid, old]
+    assert await store.list_models() == ([new_, mid, old], 3)
+    assert await store.list_models(limit=1, offset=1) == ([mid], 3)
+    assert await store.list_models(limit=5, offset=3) == ([], 3)
     assert await store.get_model("b") == mid
     with pytest.raises(errors.ModelNotFound, match="model zzz not found"):
         await store.get_model("zzz")
+    assert await store.delete_model("b") == mid
+    with pytest.raises(errors.ModelNotFound):
+        await store.get_model("b")
+    with pytest.raises(errors.ModelNotFound, match="model b not found"):
+        await store.delete_model("b")
+    assert await store.list_models() == ([new_, old], 2)
 
 
 async def test_finish_many_commits_each_job_on_its_own(store: JobStore) -> None:

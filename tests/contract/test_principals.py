@@ -118,7 +118,17 @@ async def test_models_are_listed_by_principal(store: JobStore) -> None:
     nobodys = model("m_none", "job_c")
     for m in (mine, theirs, nobodys):
         await store.add_model(m)
-    assert [m.model_id for m in await store.list_models(principal="alice")] == ["m_alice"]
+    alices, total = await store.list_models(principal="alice")
+    assert ([m.model_id for m in alices], total) == (["m_alice"], 1)
     assert (await store.get_model("m_bob")).principal == "bob"
-    assert {m.model_id for m in await store.list_models()} == {"m_alice", "m_bob", "m_none"}
-    assert await store.list_models(principal="carol") == []
+    everyone, total = await store.list_models()
+    assert ({m.model_id for m in everyone}, total) == ({"m_alice", "m_bob", "m_none"}, 3)
+    assert await store.list_models(principal="carol") == ([], 0)
+    # A principal's listing pages within its own models, and counts only those.
+    for n in range(3):
+        await store.add_model(
+            model(f"m_alice{n}", f"job_a{n}").model_copy(update={"principal": "alice"})
+        )
+    page, total = await store.list_models(limit=2, offset=1, principal="alice")
+    assert (len(page), total) == (2, 4)
+    assert all(m.principal == "alice" for m in page)

@@ -98,13 +98,15 @@ async def test_list_filters_by_state(store: JobStore) -> None:
     assert total == 5
 
 
-async def test_list_omits_log_and_get_includes_it(store: JobStore) -> None:
-    job = await store.submit(new())
+async def test_list_reads_rows_only_and_get_reads_all(store: JobStore) -> None:
+    job = await store.submit(new(payload={"big": "x" * 1000}, description="d"))
     c = await claim_one(store)
     assert await store.finish(job.id, c.token, {"ok": True}, log="line1\nline2\n")
     (listed,), _ = await store.list_jobs()
-    assert listed.log is None
-    assert listed.result == {"ok": True}
+    assert (listed.id, listed.state, listed.queue) == (job.id, State.COMPLETED, "q")
+    assert (listed.log, listed.result, listed.payload, listed.description) == (None, None, {}, None)
+    got = await store.get(job.id)
+    assert (got.result, got.payload, got.description) == ({"ok": True}, {"big": "x" * 1000}, "d")
     assert (await store.get(job.id)).log == "line1\nline2\n"
 
 

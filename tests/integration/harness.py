@@ -58,6 +58,7 @@ class System:
             "AIJOBS_WORKER_TTL_SECONDS": "3",
             "AIJOBS_KILL_GRACE_SECONDS": "1",
             "AIJOBS_SHUTDOWN_GRACE_SECONDS": "10",
+            "AIJOBS_HYPERPARAMETER_CEILINGS": "n_estimators=1000000",  # VERY_SLOW's forest
             **self.env_overrides,
         }
 

@@ -180,20 +180,17 @@ def test_bad_input_fails_the_job_clearly(torch_system: System) -> None:
     assert "text column 'review'" in missing_column["error"]
     assert "its columns are: text, label" in missing_column["error"]
 
-    wrong_type = torch_system.wait(
-        torch_system.submit(
-            "/jobs/training",
-            {
-                "model_type": "vgg",
-                "data_path": "/data/cifar10",
-                "hyperparameters": {"epochs": "ten", "depth": 12},
-            },
-        ),
-        timeout=TIMEOUT,
+    wrong_type = torch_system.post(
+        "/jobs/training",
+        json={
+            "model_type": "vgg",
+            "data_path": "/data/cifar10",
+            "hyperparameters": {"epochs": "ten", "depth": 12},
+        },
     )
-    assert wrong_type["status"] == "failed"
-    assert "'epochs' must be an integer" in wrong_type["error"]
-    assert "'depth'" in wrong_type["error"]
+    assert wrong_type.status_code == 422  # refused at submission, by the runtime's own check
+    assert "'epochs' must be an integer" in wrong_type.json()["detail"]
+    assert "'depth'" in wrong_type.json()["detail"]
 
 
 def test_cancel_stops_a_training_job_promptly(torch_system: System) -> None:

@@ -11,8 +11,7 @@ from fastapi.testclient import TestClient
 
 from aijobs.api.app import create_app
 from aijobs.settings import Settings
-
-LOCAL = "http://localhost"  # a Host the API answers while it listens on loopback
+from tests.auth_support import LOCAL
 
 
 @pytest.fixture
@@ -195,7 +194,7 @@ def test_catalogue_answers_are_described_by_the_schema(client: TestClient) -> No
         "has_worker",
     ]
     assert client.get("/workers").json() == {"workers": []}
-    assert client.get("/models").json() == {"models": []}
+    assert client.get("/models").json() == {"models": [], "total": 0, "limit": 100, "offset": 0}
     assert list(client.get("/health").json()) == ["status", "timestamp", "version", "store"]
     spec = client.get("/openapi.json").json()
     answers = {"/queues": "QueueList", "/workers": "WorkerList", "/models": "ModelList"}

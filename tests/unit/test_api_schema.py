@@ -32,9 +32,7 @@ from schemathesis.specs.openapi.checks import (
 
 from aijobs.api.app import create_app
 from aijobs.settings import Settings
-from tests.auth_support import add_key
-
-LOCAL = "http://localhost"  # a Host the API answers while it listens on loopback
+from tests.auth_support import LOCAL, add_key
 
 EXAMPLES_PER_OPERATION = 40
 AUTH_EXAMPLES_PER_OPERATION = 10  # with auth on: the same routes, answered as documented too
@@ -80,21 +78,29 @@ def test_error_answers_are_declared_as_the_envelope(spec: dict[str, Any]) -> Non
     assert declared == {
         "GET /health": [],
         "GET /health/redis": ["503"],
-        "POST /jobs/training": ["400", "401", "413", "422", "503"],
-        "POST /jobs/inference": ["400", "401", "403", "404", "413", "422", "503"],
-        "GET /jobs/{job_id}/status": ["401", "403", "404", "422", "503"],
-        "GET /jobs/{job_id}/logs": ["401", "403", "404", "422", "503"],
-        "DELETE /jobs/{job_id}": ["400", "401", "403", "404", "422", "503"],
-        "GET /jobs": ["401", "422", "503"],
-        "GET /queues": ["401", "503"],
-        "GET /workers": ["401", "503"],
-        "GET /models": ["401", "503"],
-        "GET /models/{model_id}": ["401", "403", "404", "422", "503"],
+        "POST /jobs/training": ["400", "401", "413", "422", "429", "503"],
+        "POST /jobs/inference": ["400", "401", "403", "404", "413", "422", "429", "503"],
+        "GET /jobs/{job_id}/status": ["401", "403", "404", "422", "429", "503"],
+        "GET /jobs/{job_id}/logs": ["401", "403", "404", "422", "429", "503"],
+        "DELETE /jobs/{job_id}": ["400", "401", "403", "404", "422", "429", "503"],
+        "GET /jobs": ["401", "422", "429", "503"],
+        "GET /queues": ["401", "429", "503"],
+        "GET /workers": ["401", "429", "503"],
+        "GET /models": ["401", "422", "429", "503"],
+        "GET /models/{model_id}": ["401", "403", "404", "422", "429", "503"],
+        "DELETE /models/{model_id}": ["401", "403", "404", "422", "429", "503"],
     }
     challenge = spec["paths"]["/jobs"]["get"]["responses"]["401"]
     assert "WWW-Authenticate" in challenge["headers"]
     unavailable = spec["paths"]["/jobs"]["get"]["responses"]["503"]
     assert "Retry-After" in unavailable["headers"]
+    limited = spec["paths"]["/jobs/training"]["post"]["responses"]["429"]["headers"]
+    assert set(limited) == {
+        "Retry-After",
+        "RateLimit-Limit",
+        "RateLimit-Remaining",
+        "RateLimit-Reset",
+    }
 
 
 @pytest.mark.parametrize(

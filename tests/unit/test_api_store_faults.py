@@ -16,9 +16,8 @@ from fastapi.testclient import TestClient
 from aijobs.api.app import create_app
 from aijobs.settings import Settings
 from aijobs.store.sqlite import SQLiteStore
+from tests.auth_support import LOCAL
 from tests.unit.test_api import assert_envelope, train
-
-LOCAL = "http://localhost"  # a Host the API answers while it listens on loopback
 
 
 def client_on(home: Path, db_path: Path) -> TestClient:

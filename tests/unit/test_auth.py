@@ -19,6 +19,7 @@ from aijobs.settings import Settings
 from aijobs.store import open_store
 from tests.auth_support import (
     AUDIENCE,
+    LOCAL,
     SECRET,
     Provider,
     add_key,
@@ -31,7 +32,6 @@ from tests.auth_support import (
 )
 from tests.redis_server import prefix_for, shared_server
 
-LOCAL = "http://localhost"
 TRAIN = {"model_type": "random_forest", "data_path": "tabular_data.csv"}
 
 
@@ -298,7 +298,7 @@ def test_models_and_results_are_their_owners_without_host_paths(api: Api) -> Non
     assert (mine["model_id"], mine["path"]) == ("model_alice", None)
     listed = api.client.get("/models", headers=api.as_("alice")).json()["models"]
     assert [(m["model_id"], m["path"]) for m in listed] == [("model_alice", None)]
-    assert api.client.get("/models", headers=api.as_("bob")).json() == {"models": []}
+    assert api.client.get("/models", headers=api.as_("bob")).json()["models"] == []
     assert_refused(api.client.get("/models/model_alice", headers=api.as_("bob")), 403)
     infer = {"model_id": "model_alice", "input_data": "1,2"}
     answer = api.client.post("/jobs/inference", json=infer, headers=api.as_("bob"))
@@ -308,6 +308,11 @@ def test_models_and_results_are_their_owners_without_host_paths(api: Api) -> Non
     )
     admin_model = api.client.get("/models/model_alice", headers=api.as_("root")).json()
     assert admin_model["path"] == "/srv/aijobs/models/model_alice"
+    # Only its owner (or an admin) may delete it.
+    assert_refused(api.client.delete("/models/model_alice", headers=api.as_("bob")), 403)
+    gone = api.client.delete("/models/model_alice", headers=api.as_("alice"))
+    assert (gone.status_code, gone.json()["path"]) == (200, None)
+    assert_refused(api.client.get("/models/model_alice", headers=api.as_("root")), 404)
 
 
 # -- when auth applies -------------------------------------------------------------------------

@@ -146,7 +146,7 @@ async def test_a_child_killed_while_it_writes_its_weights_leaves_no_model(
         after = await store.get(job_id)
         assert after.state is State.PENDING  # killed by a signal: tried again
         assert "SIGKILL" in (after.error or "")
-        assert await store.list_models() == []
+        assert await store.list_models() == ([], 0)
         assert list(settings.models_dir.rglob("weights.bin")) == []
     finally:
         for held in list(worker.running.values()):

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from aijobs import __version__, errors, routing
+from aijobs import __version__, errors, logsafe, routing
 from aijobs.api import auth
 from aijobs.api import errors as api_errors
 from aijobs.api.hosts import AllowedHosts
@@ -44,6 +44,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        logsafe.install()  # here too: each of `serve --workers N`'s processes sets up its logging
         await store.open()
         log.info(
             "api ready: store=%s data_roots=%s %s",
@@ -70,8 +71,9 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.settings = settings
     app.state.store = store
     app.state.auth = auth.Authenticator(settings, store)
+    app.state.runtimes = discover()
     app.state.model_types = frozenset(routing.ROUTES) | frozenset(
-        t for runtime in discover().values() for t in runtime.model_types
+        t for runtime in app.state.runtimes.values() for t in runtime.model_types
     )
     document = app.openapi
 

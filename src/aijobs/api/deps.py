@@ -6,6 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from aijobs.runtimes.base import Runtime
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 
@@ -26,9 +27,16 @@ def get_model_types(request: Request) -> frozenset[str]:
     return known
 
 
+def get_runtimes(request: Request) -> dict[str, Runtime]:
+    """The runtime plugins installed here, by name (light: their frameworks are not imported)."""
+    runtimes: dict[str, Runtime] = request.app.state.runtimes
+    return runtimes
+
+
 StoreDep = Annotated[JobStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModelTypesDep = Annotated[frozenset[str], Depends(get_model_types)]
+RuntimesDep = Annotated[dict[str, Runtime], Depends(get_runtimes)]
 
 
 async def served_queues(store: JobStore, settings: Settings) -> set[str]:

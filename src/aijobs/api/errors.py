@@ -26,6 +26,7 @@ _MEANINGS = {
     403: "Forbidden: the job or model belongs to another principal",
     404: "Not found: no such job or model",
     413: "Payload too large: the body exceeds the configured limit",
+    429: "Too many requests: the caller's rate limit, or a queue's pending-job limit, is reached",
     422: "Validation error: a field is missing, of the wrong type, out of range or unknown, or an "
     "Idempotency-Key is sent again with a different request",
     503: "Service unavailable: the job store cannot be reached; retry after Retry-After seconds",
@@ -44,6 +45,14 @@ _CHALLENGE = {
         "schema": {"type": "string"},
     }
 }
+_RATE_LIMIT = {
+    name: {"description": meaning, "schema": {"type": "string"}}
+    for name, meaning in (
+        ("RateLimit-Limit", "Requests allowed in the caller's window"),
+        ("RateLimit-Remaining", "Requests left in the window"),
+        ("RateLimit-Reset", "Seconds until the window ends"),
+    )
+}
 
 _ENVELOPE = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}}
 
@@ -61,6 +70,8 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
             declared[code]["headers"] = _RETRY_AFTER
         if code == 401:
             declared[code]["headers"] = _CHALLENGE
+        if code == 429:
+            declared[code]["headers"] = {**_RETRY_AFTER, **_RATE_LIMIT}
     return declared
 
 
@@ -75,6 +86,7 @@ _TITLES = {
     404: "Not found",
     405: "Method not allowed",
     413: "Payload too large",
+    429: "Too many requests",
 }
 
 
@@ -111,6 +123,8 @@ def install(app: FastAPI) -> None:
         extra = {"Retry-After": str(RETRY_AFTER_SECONDS)} if exc.status_code == 503 else {}
         if exc.status_code == 401:  # RFC 6750: a 401 says how to authenticate
             extra["WWW-Authenticate"] = 'Bearer realm="aijobs"'
+        if isinstance(exc, errors.TooManyRequests):
+            extra = exc.headers
         return envelope(exc.status_code, exc.title, exc.detail, **extra)
 
     @app.exception_handler(RequestValidationError)

@@ -262,6 +262,9 @@ class ModelInfo(_Answer):
 
 class ModelList(_Answer):
     models: list[ModelInfo]
+    total: int
+    limit: int
+    offset: int
 
 
 class Health(_Answer):

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from aijobs import logsafe
 from aijobs.cli.processes import ProcessManager, interpreter_problems
 from aijobs.settings import Settings
 
@@ -21,6 +22,7 @@ LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
 def _logging() -> None:
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT, stream=sys.stderr)
+    logsafe.install()
 
 
 def serve(

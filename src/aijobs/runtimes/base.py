@@ -66,6 +66,20 @@ class Runtime(Protocol):
         """Run inference; raise errors.JobFailure for bad input."""
 
 
+@runtime_checkable
+class ChecksHyperparameters(Protocol):
+    """What a runtime may add: its hyperparameter check, light enough for the API to run at
+    submission (no framework import) with the operator's ceilings, and the worker again."""
+
+    def check_hyperparameters(
+        self,
+        model_type: str,
+        hyperparameters: dict[str, Any],
+        ceilings: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
+        """The hyperparameters checked; errors.JobFailure naming each bad one."""
+
+
 ENTRY_POINT_GROUP = "aijobs.runtimes"
 log = logging.getLogger("aijobs.runtimes")
 

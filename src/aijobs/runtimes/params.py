@@ -91,8 +91,12 @@ def validate(
     *,
     what: str = "hyperparameter",
     context: str = "",
+    ceilings: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
-    """Every accepted name with its value (given or default); JobFailure naming each bad key."""
+    """Every accepted name with its value (given or default); JobFailure naming each bad key.
+
+    `ceilings` ({name: largest value}) narrow a numeric parameter's range further: the
+    operator's limits (AIJOBS_HYPERPARAMETER_CEILINGS), checked where a job is submitted."""
     if not isinstance(given, Mapping):
         raise errors.JobFailure(f"{what}s must be a JSON object, got {type(given).__name__}")
     problems: list[str] = []
@@ -110,6 +114,9 @@ def validate(
             resolved[name] = default
             continue
         value, problem = _coerce(name, given[name], p, what)
+        ceiling = (ceilings or {}).get(name)
+        if not problem and p.kind in (int, float) and ceiling is not None and value > ceiling:
+            problem = f"{what} {name!r} must be at most {ceiling} on this server, got {value!r}"
         if problem:
             problems.append(problem)
         resolved[name] = default if value is None else value

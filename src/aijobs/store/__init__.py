@@ -16,12 +16,16 @@ REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 def open_store(url: str, *, settings: Settings | None = None, **options: object) -> JobStore:
     """Build (not yet open) the store that `url` names; backends are imported lazily.
 
-    A Redis store takes its other settings (AIJOBS_REDIS_*) from `settings`, or else from the
-    environment; `options` override them.
+    A Redis store takes its other settings (AIJOBS_REDIS_*, AIJOBS_RETAIN_*) from `settings`,
+    or else from the environment; an SQLite store its retention from `settings` when given;
+    `options` override them.
     """
     if url.startswith("sqlite:///"):
         from aijobs.store.sqlite import SQLiteStore
 
+        if settings is not None:
+            retention = {"retain_jobs": settings.retain_jobs}
+            options = {**retention, "retain_seconds": settings.retain_seconds, **options}
         return SQLiteStore(url.removeprefix("sqlite:///"), **options)  # type: ignore[arg-type]
     if url.startswith(REDIS_SCHEMES):
         from aijobs.settings import Settings

@@ -23,7 +23,9 @@ from aijobs.jobs import (
     JobType,
     ModelRecord,
     NewJob,
+    PendingLimits,
     Progress,
+    RateDecision,
     Renewal,
     State,
     Waiter,
@@ -42,9 +44,20 @@ class JobStore(Protocol):
         """{"healthy": bool, "store": kind, ...backend details}. Never raises."""
 
     # -- clients (API) -------------------------------------------------------------------------
-    async def submit(self, job: NewJob, idempotency_key: str | None = None) -> Job:
+    async def submit(
+        self, job: NewJob, idempotency_key: str | None = None, limits: PendingLimits | None = None
+    ) -> Job:
         """Store a new pending job durably; the same idempotency_key returns the first job, or
-        raises errors.IdempotencyKeyReused when the job asked for differs (first_submission)."""
+        raises errors.IdempotencyKeyReused when the job asked for differs (first_submission).
+
+        With `limits`, a new job past one of them is refused in the same atomic step
+        (errors.QueueFull, naming the limit); an idempotent retry still gets its first job.
+        """
+
+    async def take_tokens(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        """Count one request against `key` in its fixed window of `window_seconds`, unless
+        `limit` requests were already counted there: one atomic step, shared by every client
+        of the store, so that no two API processes let a request over the limit together."""
 
     async def get(self, job_id: str) -> Job:
         """Raise errors.JobNotFound when absent."""
@@ -57,7 +70,8 @@ class JobStore(Protocol):
         principal: str | None = None,
     ) -> tuple[list[Job], int]:
         """Newest first; returns (page, total matching). With `principal`, only the jobs it
-        submitted (filtered by an index, before paging)."""
+        submitted (filtered by an index, before paging). Rows only: each job's ROW_FIELDS,
+        never its payload, description, metrics, history, result or log (left empty)."""
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
         """Pending or running -> cancelled at once (a running job's worker learns on renew).
@@ -164,8 +178,14 @@ class JobStore(Protocol):
     async def get_model(self, model_id: str) -> ModelRecord:
         """Raise errors.ModelNotFound when absent."""
 
-    async def list_models(self, principal: str | None = None) -> list[ModelRecord]:
-        """Newest first; with `principal`, only the models of its training jobs."""
+    async def list_models(
+        self, limit: int = 100, offset: int = 0, principal: str | None = None
+    ) -> tuple[list[ModelRecord], int]:
+        """Newest first; returns (page, total). With `principal`, only the models of its
+        training jobs."""
+
+    async def delete_model(self, model_id: str) -> ModelRecord:
+        """Forget a model and return its record; raise errors.ModelNotFound when absent."""
 
     # -- API keys (shared by every API process; a revoke holds at the next request) ------------
     async def create_key(self, key: ApiKey) -> None:
@@ -261,6 +281,13 @@ def not_cancellable(job_id: str, state: State | str) -> errors.NotCancellable:
 
 def key_name_taken(name: str) -> errors.KeyNameTaken:
     return errors.KeyNameTaken(f"an API key named {name!r} exists already; revoke it first")
+
+
+def queue_full(queue: str, limit: int) -> errors.QueueFull:
+    return errors.QueueFull(
+        f"queue {queue!r} already holds {limit} pending jobs, the limit "
+        f"(AIJOBS_MAX_PENDING_PER_QUEUE={limit}); retry once some have started"
+    )
 
 
 def model_not_found(model_id: str) -> errors.ModelNotFound:

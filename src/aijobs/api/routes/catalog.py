@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-from aijobs import routing
+from fastapi import APIRouter, Path, Query
+
+from aijobs import artifacts, routing
 from aijobs.api.auth import CallerDep, own_model
 from aijobs.api.deps import SettingsDep, StoreDep
 from aijobs.api.errors import error_responses
+from aijobs.api.ratelimit import ReadLimit, SubmitLimit
 from aijobs.api.schemas import LiveWorker, ModelInfo, ModelList, QueueInfo, QueueList, WorkerList
 
 router = APIRouter(tags=["catalog"])
@@ -16,7 +19,8 @@ router = APIRouter(tags=["catalog"])
 @router.get(
     "/queues",
     response_model=QueueList,
-    responses=error_responses(503),
+    responses=error_responses(429, 503),
+    dependencies=[ReadLimit],
     summary="Queues, their depth and the live workers serving them",
 )
 async def queues(store: StoreDep, settings: SettingsDep) -> QueueList:
@@ -41,7 +45,11 @@ async def queues(store: StoreDep, settings: SettingsDep) -> QueueList:
 
 
 @router.get(
-    "/workers", response_model=WorkerList, responses=error_responses(503), summary="Live workers"
+    "/workers",
+    response_model=WorkerList,
+    responses=error_responses(429, 503),
+    summary="Live workers",
+    dependencies=[ReadLimit],
 )
 async def workers(store: StoreDep, settings: SettingsDep) -> WorkerList:
     live = await store.live_workers(settings.worker_ttl_seconds)
@@ -49,18 +57,55 @@ async def workers(store: StoreDep, settings: SettingsDep) -> WorkerList:
 
 
 @router.get(
-    "/models", response_model=ModelList, responses=error_responses(503), summary="Trained models"
+    "/models",
+    response_model=ModelList,
+    responses=error_responses(422, 429, 503),
+    summary="Trained models, newest first",
+    dependencies=[ReadLimit],
 )
-async def models(store: StoreDep, who: CallerDep) -> ModelList:
-    mine = await store.list_models(principal=who.scope)
-    return ModelList(models=[ModelInfo.of(m, with_path=who.admin) for m in mine])
+async def models(
+    store: StoreDep,
+    who: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+) -> ModelList:
+    page, total = await store.list_models(limit, offset, principal=who.scope)
+    return ModelList(
+        models=[ModelInfo.of(m, with_path=who.admin) for m in page],
+        total=total,
+        limit=limit,
+        offset=offset,
+    )
+
+
+ModelId = Annotated[str, Path(max_length=128)]
 
 
 @router.get(
     "/models/{model_id}",
     response_model=ModelInfo,
-    responses=error_responses(403, 404, 422, 503),
+    responses=error_responses(403, 404, 422, 429, 503),
     summary="One trained model",
+    dependencies=[ReadLimit],
 )
-async def model(model_id: str, store: StoreDep, who: CallerDep) -> ModelInfo:
+async def model(model_id: ModelId, store: StoreDep, who: CallerDep) -> ModelInfo:
     return ModelInfo.of(await own_model(store, who, model_id), with_path=who.admin)
+
+
+@router.delete(
+    "/models/{model_id}",
+    response_model=ModelInfo,
+    responses=error_responses(403, 404, 422, 429, 503),
+    summary="Delete a trained model",
+    dependencies=[SubmitLimit],
+)
+async def delete_model(
+    model_id: ModelId, store: StoreDep, settings: SettingsDep, who: CallerDep
+) -> ModelInfo:
+    """Forget the model, and delete its files where this API process can reach them (the
+    model store under AIJOBS_HOME); inference jobs for it are refused from now on. Its
+    owner's or an admin's to do."""
+    await own_model(store, who, model_id)
+    record = await store.delete_model(model_id)
+    artifacts.remove_model_files(settings.models_dir, model_id)
+    return ModelInfo.of(record, with_path=who.admin)

@@ -6,13 +6,15 @@ import asyncio
 import signal
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
 from aijobs import datapaths, errors, model_types, routing
+from aijobs.api import bounds
 from aijobs.api.auth import CallerDep, own_model
-from aijobs.api.deps import ModelTypesDep, SettingsDep, StoreDep, served_queues
+from aijobs.api.deps import ModelTypesDep, RuntimesDep, SettingsDep, StoreDep, served_queues
 from aijobs.api.errors import error_responses
+from aijobs.api.ratelimit import ReadLimit, SubmitLimit
 from aijobs.api.schemas import (
     InferenceRequest,
     JobList,
@@ -22,7 +24,7 @@ from aijobs.api.schemas import (
     TrainingRequest,
     iso,
 )
-from aijobs.jobs import Job, JobType, NewJob, State
+from aijobs.jobs import Job, JobType, NewJob, PendingLimits, State
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 
@@ -56,6 +58,11 @@ async def _accepted(store: JobStore, settings: Settings, job: Job) -> SubmitResp
     )
 
 
+def pending_limits(settings: Settings) -> PendingLimits:
+    """The pending-job limits a submission is checked against in the store's submit step."""
+    return PendingLimits(per_queue=settings.max_pending_per_queue or None)
+
+
 def _check_model_type(model_type: str, known: frozenset[str], override: str | None) -> None:
     if model_type not in known and not override:  # an empty override is no override
         raise errors.BadRequest(
@@ -67,8 +74,9 @@ def _check_model_type(model_type: str, known: frozenset[str], override: str | No
 @router.post(
     "/jobs/training",
     response_model=SubmitResponse,
-    responses=error_responses(400, 413, 422, 503),
+    responses=error_responses(400, 413, 422, 429, 503),
     summary="Submit a training job",
+    dependencies=[SubmitLimit],
 )
 async def submit_training(
     body: TrainingRequest,
@@ -76,9 +84,11 @@ async def submit_training(
     settings: SettingsDep,
     model_types: ModelTypesDep,
     who: CallerDep,
+    runtimes: RuntimesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
     _check_model_type(body.model_type, model_types, body.framework_override)
+    bounds.check_training(body, settings, runtimes)
     queue = routing.resolve(body.model_type, body.requires_gpu, body.framework_override)
     if all(root.is_dir() for root in settings.roots):
         # The API sees the data roots: refuse a bad path now rather than fail the job later.
@@ -96,6 +106,7 @@ async def submit_training(
             principal=who.principal,
         ),
         idempotency_key=who.idempotency_key(idempotency_key),
+        limits=pending_limits(settings),
     )
     return await _accepted(store, settings, job)
 
@@ -103,8 +114,9 @@ async def submit_training(
 @router.post(
     "/jobs/inference",
     response_model=SubmitResponse,
-    responses=error_responses(400, 403, 404, 413, 422, 503),
+    responses=error_responses(400, 403, 404, 413, 422, 429, 503),
     summary="Submit an inference job",
+    dependencies=[SubmitLimit],
 )
 async def submit_inference(
     body: InferenceRequest,
@@ -113,6 +125,7 @@ async def submit_inference(
     who: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
+    bounds.check_inference(body, settings)
     model = await own_model(store, who, body.model_id)
     job = await store.submit(
         NewJob(
@@ -127,6 +140,7 @@ async def submit_inference(
             principal=who.principal,
         ),
         idempotency_key=who.idempotency_key(idempotency_key),
+        limits=pending_limits(settings),
     )
     return await _accepted(store, settings, job)
 
@@ -160,8 +174,9 @@ def _server_stopping() -> bool:
 @router.get(
     "/jobs/{job_id}/status",
     response_model=JobStatus,
-    responses=error_responses(403, 404, 422, 503),
+    responses=error_responses(403, 404, 422, 429, 503),
     summary="A job's status",
+    dependencies=[ReadLimit],
 )
 async def job_status(
     job_id: JobId, store: StoreDep, request: Request, who: CallerDep, wait: Wait = 0
@@ -177,22 +192,46 @@ async def job_status(
     return JobStatus.of(who.job(job))
 
 
+LOG_PAGE_MAX = 1_048_576  # characters of a log one answer carries at most
+
+
 @router.get(
     "/jobs/{job_id}/logs",
     response_class=PlainTextResponse,
-    responses=error_responses(403, 404, 422, 503),
+    responses=error_responses(403, 404, 422, 429, 503),
     summary="A job's output",
+    dependencies=[ReadLimit],
 )
-async def job_logs(job_id: JobId, store: StoreDep, who: CallerDep) -> str:
-    """The job's captured stdout/stderr (kept when its run ends)."""
-    return who.job(await store.get(job_id)).log or ""
+async def job_logs(
+    job_id: JobId,
+    store: StoreDep,
+    who: CallerDep,
+    response: Response,
+    offset: Annotated[int, Query(ge=0, le=2**62, description="First character of the page")] = 0,
+    limit: Annotated[
+        int, Query(ge=1, le=LOG_PAGE_MAX, description="Characters in the page at most")
+    ] = LOG_PAGE_MAX,
+    tail: Annotated[
+        int | None,
+        Query(ge=1, le=LOG_PAGE_MAX, description="The last this many characters instead"),
+    ] = None,
+) -> str:
+    """The job's captured stdout/stderr (kept when its run ends), a page at a time. The
+    X-Log-Length header gives the whole log's length, X-Log-Offset where this page starts."""
+    log = who.job(await store.get(job_id)).log or ""
+    start = max(0, len(log) - tail) if tail is not None else min(offset, len(log))
+    page = log[start : start + (tail or limit)]
+    response.headers["X-Log-Length"] = str(len(log))
+    response.headers["X-Log-Offset"] = str(start)
+    return page
 
 
 @router.delete(
     "/jobs/{job_id}",
     response_model=JobStatus,
-    responses=error_responses(400, 403, 404, 422, 503),
+    responses=error_responses(400, 403, 404, 422, 429, 503),
     summary="Cancel a job",
+    dependencies=[SubmitLimit],
 )
 async def cancel_job(job_id: JobId, store: StoreDep, who: CallerDep) -> JobStatus:
     if not who.admin:  # a job's principal never changes: checked before the cancel, once
@@ -204,8 +243,9 @@ async def cancel_job(job_id: JobId, store: StoreDep, who: CallerDep) -> JobStatu
     "/jobs",
     response_model=JobList,
     response_model_exclude_unset=True,  # a row leaves out the fields that do not apply to it
-    responses=error_responses(422, 503),
+    responses=error_responses(422, 429, 503),
     summary="List jobs, newest first",
+    dependencies=[ReadLimit],
 )
 async def list_jobs(
     store: StoreDep,

@@ -21,7 +21,7 @@ from typing import Any
 from aijobs import errors
 from aijobs.model_types import served_by
 from aijobs.runtimes.base import TrainContext, TrainResult
-from aijobs.runtimes.sklearn import estimators, tables
+from aijobs.runtimes.sklearn import estimators, params, tables
 
 MODEL_FILE = "model.skops"
 META_FILE = "meta.json"
@@ -101,20 +101,23 @@ class SklearnRuntime:
 
     # ----------------------------------------------------------------------------- training
 
+    def check_hyperparameters(
+        self,
+        model_type: str,
+        hyperparameters: dict[str, Any],
+        ceilings: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
+        return params.check(model_type, hyperparameters, ceilings)
+
     def train(
         self, model_type: str, data_path: Path, hyperparameters: dict[str, Any], ctx: TrainContext
     ) -> TrainResult:
         import sklearn
         import skops.io as sio
 
-        if model_type not in self.model_types:
-            raise errors.JobFailure(
-                f"the sklearn runtime cannot train {model_type!r}; it trains "
-                + ", ".join(sorted(self.model_types))
-            )
-        hp = dict(hyperparameters)
+        hp = self.check_hyperparameters(model_type, hyperparameters)
         target_column = hp.pop("target_column", None)
-        test_size = estimators.parse_test_size(hp.pop("test_size", 0.2))
+        test_size = hp.pop("test_size", 0.2)
         random_state = estimators.parse_random_state(hp.pop("random_state", 42))
 
         frame = tables.read_csv(data_path)

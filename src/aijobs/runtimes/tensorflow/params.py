@@ -5,6 +5,7 @@ message naming every bad key (the checker is the runtimes' shared one, `aijobs.r
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from aijobs import errors
@@ -46,11 +47,13 @@ PREDICT_PARAMS: dict[str, Param] = {
 }
 
 
-def check(model_type: str, given: dict[str, Any]) -> dict[str, Any]:
+def check(
+    model_type: str, given: dict[str, Any], ceilings: Mapping[str, int] | None = None
+) -> dict[str, Any]:
     """Every hyperparameter of `model_type` resolved (given or default), or a JobFailure."""
     if model_type not in PER_TYPE:
         raise errors.JobFailure(f"the tensorflow runtime cannot train {model_type!r}")
-    hp = validate(given, {**COMMON, **PER_TYPE[model_type]})
+    hp = validate(given, {**COMMON, **PER_TYPE[model_type]}, ceilings=ceilings)
     smallest = MIN_IMAGE_SIZE[model_type]
     if hp["image_size"] is None:
         hp["image_size"] = smallest

@@ -89,15 +89,23 @@ class TensorFlowRuntime:
                 continue
         return "unknown"
 
-    def train(
-        self, model_type: str, data_path: Path, hyperparameters: dict[str, Any], ctx: TrainContext
-    ) -> TrainResult:
+    def check_hyperparameters(
+        self,
+        model_type: str,
+        hyperparameters: dict[str, Any],
+        ceilings: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
         if model_type not in MODEL_TYPES:
             raise errors.JobFailure(
                 f"the tensorflow runtime cannot train {model_type!r}; it trains "
                 + ", ".join(sorted(MODEL_TYPES))
             )
-        tf_params.check(model_type, hyperparameters)  # fail before the heavy imports
+        return tf_params.check(model_type, hyperparameters, ceilings)
+
+    def train(
+        self, model_type: str, data_path: Path, hyperparameters: dict[str, Any], ctx: TrainContext
+    ) -> TrainResult:
+        self.check_hyperparameters(model_type, hyperparameters)  # fail before the heavy imports
         result: TrainResult = _module("train").train(model_type, data_path, hyperparameters, ctx)
         return result
 

@@ -62,16 +62,24 @@ class TorchRuntime:
     def framework_version(self) -> str:
         return metadata.version("torch")
 
-    def train(
-        self, model_type: str, data_path: Path, hyperparameters: dict[str, Any], ctx: TrainContext
-    ) -> TrainResult:
+    def check_hyperparameters(
+        self,
+        model_type: str,
+        hyperparameters: dict[str, Any],
+        ceilings: dict[str, int] | None = None,
+    ) -> dict[str, Any]:
         if model_type not in FAMILIES:
             raise errors.JobFailure(
                 f"the pytorch runtime cannot train {model_type!r}; it trains "
                 + ", ".join(sorted(FAMILIES))
             )
         accepted, defaults = torch_params.spec_for(model_type)
-        params.validate(hyperparameters, accepted, defaults)  # fail before heavy imports
+        return params.validate(hyperparameters, accepted, defaults, ceilings=ceilings)
+
+    def train(
+        self, model_type: str, data_path: Path, hyperparameters: dict[str, Any], ctx: TrainContext
+    ) -> TrainResult:
+        self.check_hyperparameters(model_type, hyperparameters)  # fail before heavy imports
         result: TrainResult = _family(FAMILIES[model_type]).train(
             model_type, data_path, hyperparameters, ctx
         )

@@ -19,7 +19,16 @@ from importlib import resources
 from typing import Any
 
 from aijobs import errors
-from aijobs.jobs import JOB_FIELDS, Job, JobType, NewJob, State, new_job_id
+from aijobs.jobs import (
+    JOB_FIELDS,
+    ROW_FIELDS,
+    Job,
+    JobType,
+    NewJob,
+    PendingLimits,
+    State,
+    new_job_id,
+)
 from aijobs.store.base import compact_json
 
 PRIORITY_SPAN = 2**31 - 1  # priorities are ordered exactly within ±(2^31 - 1), clamped beyond
@@ -32,9 +41,17 @@ def seconds(ms: str | None) -> float | None:
     return None if ms is None else int(ms) / 1000.0
 
 
-def decode_job(values: Sequence[str | None], log_text: str | None = None) -> Job:
-    """A Job from a script's reply: its JOB_FIELDS values in order (and its log, if read)."""
-    f = dict(zip(JOB_FIELDS, values, strict=True))
+def decode_job(
+    values: Sequence[str | None],
+    log_text: str | None = None,
+    fields: Sequence[str] = JOB_FIELDS,
+) -> Job:
+    """A Job from a script's reply: its `fields` values in order (and its log, if read); a
+    listing's ROW_FIELDS leave the large fields out, which keep Job's defaults."""
+    f: dict[str, str | None] = dict.fromkeys(JOB_FIELDS) | dict(zip(fields, values, strict=True))
+    f["payload"] = f["payload"] or "{}"
+    f["metrics"] = f["metrics"] or "{}"
+    f["history"] = f["history"] or "[]"
 
     def need(name: str) -> str:
         value = f[name]
@@ -88,7 +105,14 @@ def priority_key(priority: int) -> str:
     return f"{PRIORITY_SPAN - clamped:0{PRIORITY_DIGITS}d}"
 
 
-def submit_args(job: NewJob, idempotency_key: str | None = None) -> list[Any]:
+def limit_args(limits: PendingLimits | None) -> list[Any]:
+    """The submit script's limit arguments, one per field of PendingLimits ('' for none)."""
+    return ["" if value is None else int(value) for value in (limits or PendingLimits())]
+
+
+def submit_args(
+    job: NewJob, idempotency_key: str | None = None, limits: PendingLimits | None = None
+) -> list[Any]:
     """The submit script's own arguments for `job`, under a new job id."""
     fields: list[Any] = [
         "job_type",
@@ -109,7 +133,15 @@ def submit_args(job: NewJob, idempotency_key: str | None = None) -> list[Any]:
         fields += ["timeout_seconds", repr(float(job.timeout_seconds))]
     key = idempotency_key or ""
     seed = secrets.token_hex(12)  # of the fencing token, if the job is handed to a waiter
-    return [new_job_id(), key, priority_key(job.priority), job.queue, seed, *fields]
+    return [
+        new_job_id(),
+        key,
+        priority_key(job.priority),
+        job.queue,
+        seed,
+        *limit_args(limits),
+        *fields,
+    ]
 
 
 WRITE_SCRIPTS = (
@@ -127,6 +159,8 @@ WRITE_SCRIPTS = (
     "wait",
     "create_key",
     "revoke_key",
+    "take_tokens",
+    "delete_model",
 )
 READ_SCRIPTS = ("list", "live_workers", "list_models")
 ALL_SCRIPTS = (*WRITE_SCRIPTS, *READ_SCRIPTS)
@@ -140,6 +174,8 @@ def _header() -> str:
     return (
         "-- Defined by aijobs.store.redis.codec, shared with the Python side:\n"
         f"local FIELDS = {_lua_list(JOB_FIELDS)}  -- a job's fields, in Job's order; no log\n"
+        f"local ROW_FIELDS = {_lua_list(ROW_FIELDS)}  -- what a listing reads of a job\n"
+        f"local N_LIMITS = {len(PendingLimits._fields)}  -- submit's limit arguments\n"
         f"local SEQ_DIGITS = {SEQ_DIGITS}  -- the zero-padded sequence number in a rank\n"
         f"local RANK_LEN = {RANK_LEN}  -- priority key and sequence number, then the id\n\n"
     )

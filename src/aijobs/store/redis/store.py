@@ -42,13 +42,16 @@ from redis.backoff import NoBackoff
 from aijobs import errors
 from aijobs.jobs import (
     JOB_FIELDS,
+    ROW_FIELDS,
     Claim,
     Finish,
     Job,
     JobType,
     ModelRecord,
     NewJob,
+    PendingLimits,
     Progress,
+    RateDecision,
     Renewal,
     State,
     Waiter,
@@ -64,6 +67,7 @@ from aijobs.store.base import (
     job_not_found,
     model_not_found,
     not_cancellable,
+    queue_full,
 )
 from aijobs.store.redis import handover
 from aijobs.store.redis.announce import Announcements
@@ -143,8 +147,8 @@ class RedisStore(RedisKeys, StoreBase):
             "pool_size": settings.redis_pool_size,
             "socket_timeout": settings.redis_socket_timeout,
             "connect_timeout": settings.redis_connect_timeout,
-            "retain_jobs": settings.redis_retain_jobs,
-            "retain_seconds": settings.redis_retain_seconds,
+            "retain_jobs": settings.retain_jobs,
+            "retain_seconds": settings.retain_seconds,
         }
         return cls(url, **{**defaults, **options})
 
@@ -252,13 +256,24 @@ class RedisStore(RedisKeys, StoreBase):
             checked=self.server,
         )
 
-    async def submit(self, job: NewJob, idempotency_key: str | None = None) -> Job:
+    async def submit(
+        self, job: NewJob, idempotency_key: str | None = None, limits: PendingLimits | None = None
+    ) -> Job:
         # The id is chosen here, so that a retry of a call whose reply was lost finds its job.
-        reply = await self.run_script("submit", *submit_args(job, idempotency_key), retry=True)
+        args = submit_args(job, idempotency_key, limits)
+        reply = await self.run_script("submit", *args, retry=True)
+        if reply[0] == "limit":
+            raise queue_full(job.queue, int(reply[2]))
         stored = decode_job(reply)
         if idempotency_key:  # the key's first job, or this very call's when the key was new
             return first_submission(stored, job, idempotency_key)
         return stored
+
+    async def take_tokens(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        window_ms = max(1, int(window_seconds * 1000))
+        # Not retried: a count whose reply was lost would be counted twice.
+        allowed, remaining, reset_ms = await self.run_script("take_tokens", key, limit, window_ms)
+        return RateDecision(bool(allowed), limit, int(remaining), int(reset_ms) / 1000.0)
 
     async def get(self, job_id: str) -> Job:
         key = self.k("job", job_id)
@@ -303,7 +318,7 @@ class RedisStore(RedisKeys, StoreBase):
         which = "" if state is None else State(state).value
         mine = "" if principal is None else principal
         total, *rows = await self.run_script("list", which, offset, limit, mine, retry=True)
-        return [decode_job(r) for r in rows], int(total)
+        return [decode_job(r, fields=ROW_FIELDS) for r in rows], int(total)
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
         reply = await self.run_script("cancel", job_id, reason)
@@ -475,7 +490,16 @@ class RedisStore(RedisKeys, StoreBase):
             raise model_not_found(model_id)
         return ModelRecord.model_validate_json(record)
 
-    async def list_models(self, principal: str | None = None) -> list[ModelRecord]:
+    async def list_models(
+        self, limit: int = 100, offset: int = 0, principal: str | None = None
+    ) -> tuple[list[ModelRecord], int]:
         mine = "" if principal is None else principal
-        rows = await self.run_script("list_models", mine, retry=True)
-        return [ModelRecord.model_validate_json(r) for r in rows]
+        page = (max(0, offset), max(0, limit))
+        total, *rows = await self.run_script("list_models", *page, mine, retry=True)
+        return [ModelRecord.model_validate_json(r) for r in rows], int(total)
+
+    async def delete_model(self, model_id: str) -> ModelRecord:
+        record = await self.run_script("delete_model", model_id, retry=True)
+        if record is None:
+            raise model_not_found(model_id)
+        return ModelRecord.model_validate_json(record)

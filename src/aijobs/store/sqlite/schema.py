@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aijobs.jobs import JOB_FIELDS, Job
+from aijobs.jobs import JOB_FIELDS, ROW_FIELDS, Job
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -100,6 +100,16 @@ CREATE TABLE IF NOT EXISTS api_keys (
     admin      INTEGER NOT NULL DEFAULT 0,
     created_at INTEGER NOT NULL
 );
+-- rate limits: one fixed window per key (take_tokens); ended windows are deleted as they pass
+CREATE TABLE IF NOT EXISTS rate_windows (
+    key        TEXT    PRIMARY KEY,
+    window_end INTEGER NOT NULL,
+    used       INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS rate_windows_end ON rate_windows (window_end);
+-- retention: the oldest finished jobs first
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at)
+    WHERE state IN ('completed', 'failed', 'cancelled');
 -- facts about the file itself: lease_boot, the boot of the machine its lease times belong to
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
@@ -122,18 +132,23 @@ CREATE INDEX IF NOT EXISTS jobs_principal_state ON jobs (principal, state, seq)
 # The columns of a Job's fields but `log`, in Job's order: what decode_job() maps.
 COLUMNS = ", ".join(JOB_FIELDS)
 NCOLS = len(JOB_FIELDS)  # a row's columns after these: `log`, or what a query adds
+ROW_COLUMNS = ", ".join(ROW_FIELDS)  # what a listing reads
 
 
 def seconds(ms: int | None) -> float | None:
     return None if ms is None else ms / 1000.0
 
 
-def decode_job(row: Sequence[Any], log: str | None = None) -> Job:
-    """A Job from a row that starts with COLUMNS (and its log, if read)."""
-    f = dict(zip(JOB_FIELDS, row, strict=False))
+def decode_job(
+    row: Sequence[Any], log: str | None = None, fields: Sequence[str] = JOB_FIELDS
+) -> Job:
+    """A Job from a row that starts with `fields`' columns (and its log, if read); the fields
+    a row leaves out (ROW_FIELDS) keep Job's defaults, an empty payload among them."""
+    f: dict[str, Any] = {"payload": None} | dict(zip(fields, row, strict=False))
     for name in ("payload", "metrics", "history", "result"):
-        if f[name] is not None:
+        if f.get(name) is not None:
             f[name] = json.loads(f[name])
+    f["payload"] = f["payload"] or {}
     for name in ("created_at", "updated_at", "started_at", "finished_at"):
         f[name] = seconds(f[name])
     f["cancel_requested"] = bool(f["cancel_requested"])

@@ -28,6 +28,7 @@ from typing import Any
 import aiosqlite
 
 from aijobs.jobs import (
+    ROW_FIELDS,
     TERMINAL,
     Claim,
     Finish,
@@ -35,7 +36,9 @@ from aijobs.jobs import (
     JobType,
     ModelRecord,
     NewJob,
+    PendingLimits,
     Progress,
+    RateDecision,
     Renewal,
     State,
     Waiter,
@@ -53,11 +56,14 @@ from aijobs.store.base import (
     model_not_found,
     not_cancellable,
 )
+from aijobs.store.sqlite import upkeep
 from aijobs.store.sqlite.clock import StoreClock, settle_lease_clock
 from aijobs.store.sqlite.database import BUSY_TIMEOUT, Database
 from aijobs.store.sqlite.keys import SQLiteKeys
-from aijobs.store.sqlite.schema import COLUMNS, NCOLS, decode_job
+from aijobs.store.sqlite.schema import COLUMNS, NCOLS, ROW_COLUMNS, decode_job
 from aijobs.store.sqlite.watch import ChangeWatcher
+
+TRIM_INTERVAL = 30.0  # seconds between retention passes (rescue_expired runs them)
 
 
 class SQLiteStore(SQLiteKeys, StoreBase):
@@ -72,9 +78,14 @@ class SQLiteStore(SQLiteKeys, StoreBase):
         max_stalls: int | None = None,
         busy_timeout: float = BUSY_TIMEOUT,
         clock: StoreClock | None = None,
+        retain_jobs: int = 0,
+        retain_seconds: float = 0.0,
     ) -> None:
         self.path = path
         self.max_stalls = max_stalls
+        self.retain_jobs = max(0, retain_jobs)
+        self.retain_ms = int(max(0.0, retain_seconds) * 1000)
+        self._next_trim = 0.0  # monotonic time of the next retention pass
         self.clock = clock or StoreClock()
         self._db = Database(path, busy_timeout)
         self._watch = ChangeWatcher(self._db.read)  # every waiter of this store, one poll
@@ -123,7 +134,9 @@ class SQLiteStore(SQLiteKeys, StoreBase):
             info["error"] = f"{type(exc).__name__}: {exc}"
         return info
 
-    async def submit(self, job: NewJob, idempotency_key: str | None = None) -> Job:
+    async def submit(
+        self, job: NewJob, idempotency_key: str | None = None, limits: PendingLimits | None = None
+    ) -> Job:
         now = self.clock.wall_ms()
         async with self._db.transaction() as db:
             if idempotency_key is not None:
@@ -132,6 +145,7 @@ class SQLiteStore(SQLiteKeys, StoreBase):
                 )
                 for row in rows:
                     return first_submission(decode_job(row), job, idempotency_key)
+            await upkeep.check_pending_limits(db, job, limits or PendingLimits())
             rows = await db.execute_fetchall(
                 "INSERT INTO jobs (id, job_type, queue, state, payload, model_type, model_id, "
                 "description, priority, max_attempts, timeout_seconds, created_at, updated_at, "
@@ -157,6 +171,11 @@ class SQLiteStore(SQLiteKeys, StoreBase):
             (row,) = rows
             return decode_job(row)
 
+    async def take_tokens(self, key: str, limit: int, window_seconds: float) -> RateDecision:
+        window_ms = max(1, int(window_seconds * 1000))
+        async with self._db.transaction() as db:
+            return await upkeep.take_tokens(db, key, limit, window_ms, self.clock.wall_ms())
+
     async def get(self, job_id: str) -> Job:
         rows = await self._db.read(f"SELECT {COLUMNS}, log FROM jobs WHERE id = ?", (job_id,))
         if not rows:
@@ -179,14 +198,14 @@ class SQLiteStore(SQLiteKeys, StoreBase):
         # Page the tiny covering index first, then fetch only the page's rows (a "deferred
         # join"): a deep OFFSET walks index entries, never table rows, and never `log`.
         rows = await self._db.read(
-            f"SELECT {COLUMNS} FROM jobs WHERE seq IN (SELECT seq FROM jobs {where} "
+            f"SELECT {ROW_COLUMNS} FROM jobs WHERE seq IN (SELECT seq FROM jobs {where} "
             "ORDER BY seq DESC LIMIT ? OFFSET ?) ORDER BY seq DESC",
             (*filt, limit, offset),
         )
         # A principal's total is counted over its index; everyone's is kept in `counts`.
         count = "count(*) FROM jobs" if principal is not None else "coalesce(sum(n), 0) FROM counts"
         (total,), *_ = await self._db.read(f"SELECT {count} {where}", filt)
-        return [decode_job(r) for r in rows], int(total)
+        return [decode_job(r, fields=ROW_FIELDS) for r in rows], int(total)
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
         now = self.clock.wall_ms()
@@ -380,6 +399,7 @@ class SQLiteStore(SQLiteKeys, StoreBase):
         # lock. INDEXED BY: without ANALYZE statistics the planner prefers jobs_state
         # (state='running'), a scan of every running job, to this range seek.
         due = "FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND lease_until < :due"
+        await self._trim()
         if not await self._db.read(f"SELECT 1 {due} LIMIT 1", {"due": due_at}):
             return []
         async with self._db.transaction() as db:
@@ -399,6 +419,14 @@ class SQLiteStore(SQLiteKeys, StoreBase):
                 {"now": now, "due": due_at, "max_stalls": self.max_stalls},
             )
         return [(job_id, State(state)) for job_id, state in rows]
+
+    async def _trim(self) -> None:
+        """Retention, a batch at a time, at most every TRIM_INTERVAL seconds per process."""
+        if not (self.retain_jobs or self.retain_ms) or time.monotonic() < self._next_trim:
+            return
+        self._next_trim = time.monotonic() + TRIM_INTERVAL
+        async with self._db.transaction() as db:
+            await upkeep.trim_finished(db, self.retain_jobs, self.retain_ms, self.clock.wall_ms())
 
     async def register_worker(self, info: WorkerInfo) -> None:
         # A heartbeat is a liveness deadline, like a lease: on the clock that cannot jump, so a
@@ -450,10 +478,24 @@ class SQLiteStore(SQLiteKeys, StoreBase):
             raise model_not_found(model_id)
         return ModelRecord.model_validate_json(rows[0][0])
 
-    async def list_models(self, principal: str | None = None) -> list[ModelRecord]:
+    async def list_models(
+        self, limit: int = 100, offset: int = 0, principal: str | None = None
+    ) -> tuple[list[ModelRecord], int]:
         mine = "" if principal is None else "WHERE json_extract(record, '$.principal') = ?"
+        filt = () if principal is None else (principal,)
         rows = await self._db.read(
-            f"SELECT record FROM models {mine} ORDER BY created_at DESC, rowid DESC",
-            () if principal is None else (principal,),
+            f"SELECT record FROM models {mine} ORDER BY created_at DESC, rowid DESC "
+            "LIMIT ? OFFSET ?",
+            (*filt, max(0, limit), max(0, offset)),
         )
-        return [ModelRecord.model_validate_json(r) for (r,) in rows]
+        (total,), *_ = await self._db.read(f"SELECT count(*) FROM models {mine}", filt)
+        return [ModelRecord.model_validate_json(r) for (r,) in rows], int(total)
+
+    async def delete_model(self, model_id: str) -> ModelRecord:
+        async with self._db.transaction() as db:
+            rows = await db.execute_fetchall(
+                "DELETE FROM models WHERE model_id = ? RETURNING record", (model_id,)
+            )
+        for (record,) in rows:
+            return ModelRecord.model_validate_json(record)
+        raise model_not_found(model_id)

@@ -3,15 +3,24 @@
 -- When nothing is queued ahead of it and a worker waits on its queue, the job is claimed for
 -- that worker right here (leased and fenced as any claim) and handed over in its inbox: the
 -- worker starts it without a claim of its own.
+-- A new job past a limit is refused here, in the same atomic step as the insert: the reply is
+-- {'limit', name, value} instead of the job.
 -- ARGV: 3 id, 4 idempotency key ('' for none), 5 priority key (fixed width), 6 queue,
---       7 token seed (random, per call), 8.. field/value pairs of the job's own fields
+--       7 token seed (random, per call), 8 .. 7 + N_LIMITS the limits (PendingLimits' fields
+--       in order, '' for none), then field/value pairs of the job's own fields
 local id, idem, prio, queue, seed = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local max_per_queue = tonumber(ARGV[8])
+local first_field = 8 + N_LIMITS
 if idem ~= '' then
   local first = redis.call('GET', k_idem(idem))
   if first and redis.call('EXISTS', k_job(first)) == 1 then return read_job(first) end
 end
 local jk = k_job(id)
 if redis.call('EXISTS', jk) == 1 then return read_job(id) end
+if max_per_queue and tonumber(redis.call('HGET', K_COUNTS, 'pending:' .. queue) or '0')
+    >= max_per_queue then
+  return {'limit', 'per_queue', num(max_per_queue)}
+end
 
 local now_n = now_ms()
 local now = num(now_n)
@@ -20,7 +29,7 @@ local rank = prio .. string.format('%0' .. SEQ_DIGITS .. '.0f', seq) .. id
 redis.call('HSET', jk, 'id', id, 'queue', queue, 'state', 'pending', 'seq', num(seq),
   'rank', rank, 'attempt', '0', 'stalls', '0', 'progress', '0', 'metrics', '{}',
   'history', '[]', 'cancel_requested', '0', 'created_at', now, 'updated_at', now)
-if #ARGV >= 9 then redis.call('HSET', jk, unpack(ARGV, 8)) end
+if #ARGV > first_field then redis.call('HSET', jk, unpack(ARGV, first_field)) end
 if idem ~= '' then
   redis.call('HSET', jk, 'idem', idem)
   redis.call('SET', k_idem(idem), id)

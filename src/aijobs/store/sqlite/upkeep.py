@@ -1,0 +1,73 @@
+"""The SQLite store's limits and upkeep: pending-job limits checked in submit's transaction,
+rate-limit windows, and the retention of finished jobs (what the Redis scripts do as they go,
+done here in small batches)."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from aijobs.jobs import NewJob, PendingLimits, RateDecision
+from aijobs.store.base import queue_full
+
+TRIM_BATCH = 500  # finished jobs deleted per pass at most: a pass never holds the lock long
+
+
+async def check_pending_limits(
+    db: aiosqlite.Connection, job: NewJob, limits: PendingLimits
+) -> None:
+    """Inside submit's write transaction: no other writer adds a job between this count and
+    the insert. Each limit of PendingLimits is one check here."""
+    if limits.per_queue is not None:
+        rows = await db.execute_fetchall(
+            "SELECT n FROM counts WHERE queue = ? AND state = 'pending'", (job.queue,)
+        )
+        if sum(n for (n,) in rows) >= limits.per_queue:
+            raise queue_full(job.queue, limits.per_queue)
+
+
+async def take_tokens(
+    db: aiosqlite.Connection, key: str, limit: int, window_ms: int, now: int
+) -> RateDecision:
+    """One request counted against `key`'s window, inside the caller's write transaction
+    (BEGIN IMMEDIATE: every process counting against the file is serialized on it)."""
+    await db.execute("DELETE FROM rate_windows WHERE window_end <= ?", (now,))
+    rows = list(
+        await db.execute_fetchall("SELECT used, window_end FROM rate_windows WHERE key = ?", (key,))
+    )
+    used, end = rows[0] if rows else (0, now - now % window_ms + window_ms)
+    if end > now + window_ms:  # left by a wall clock that has since stepped back: start over
+        used, end = 0, now - now % window_ms + window_ms
+    reset = (end - now) / 1000.0
+    if used >= limit:
+        return RateDecision(False, limit, 0, reset)
+    await db.execute(
+        "INSERT INTO rate_windows (key, window_end, used) VALUES (?, ?, ?) "
+        "ON CONFLICT (key) DO UPDATE SET window_end = excluded.window_end, used = excluded.used",
+        (key, end, used + 1),
+    )
+    return RateDecision(True, limit, limit - used - 1, reset)
+
+
+async def trim_finished(
+    db: aiosqlite.Connection, retain_jobs: int, retain_ms: int, now: int
+) -> int:
+    """Delete the oldest finished jobs past `retain_jobs` (0: no limit) or finished more than
+    `retain_ms` ago (0: no limit), at most TRIM_BATCH; returns how many were deleted."""
+    oldest = (
+        "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs INDEXED BY jobs_finished "
+        "WHERE state IN ('completed', 'failed', 'cancelled') AND finished_at < ? "
+        "ORDER BY finished_at LIMIT ?)"
+    )
+    deleted = 0
+    if retain_jobs > 0:
+        (finished,), *_ = await db.execute_fetchall(
+            "SELECT coalesce(sum(n), 0) FROM counts "
+            "WHERE state IN ('completed', 'failed', 'cancelled')"
+        )
+        if (excess := int(finished) - retain_jobs) > 0:
+            cursor = await db.execute(oldest, (2**62, min(excess, TRIM_BATCH)))
+            deleted += max(0, cursor.rowcount)
+    if retain_ms > 0:
+        cursor = await db.execute(oldest, (now - retain_ms, TRIM_BATCH))
+        deleted += max(0, cursor.rowcount)
+    return deleted
