@@ -144,6 +144,7 @@ class PendingLimits(NamedTuple):
     API processes cannot overshoot together); None means no limit."""
 
     per_queue: int | None = None  # pending jobs in the job's queue
+    per_principal: int | None = None  # pending jobs of the job's principal (none: no check)
 
 
 class RateDecision(NamedTuple):

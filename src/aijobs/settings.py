@@ -186,6 +186,12 @@ class Settings(BaseSettings):
         ge=0,
         description="Pending jobs a queue may hold; a submission past it gets 429 (0: none).",
     )
+    max_pending_per_principal: int = Field(
+        0,
+        ge=0,
+        description="Pending jobs one principal (an API key or token subject) may hold; a "
+        "submission past it gets 429 (0: none; callers without a principal are not counted).",
+    )
     max_job_timeout_seconds: float = Field(
         86400.0,
         ge=1,

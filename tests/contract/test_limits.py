@@ -77,6 +77,32 @@ async def test_pending_limit_counts_pending_jobs_only(store: JobStore) -> None:
     assert second.state is State.PENDING
 
 
+async def test_principal_limit_holds_under_a_burst_across_queues(store_factory: Factory) -> None:
+    a, b = await two_clients(store_factory)
+    limits = PendingLimits(per_principal=4)
+    try:
+        calls = [
+            (a, b)[i % 2].submit(new(f"q{i % 3}", principal="key:alice"), limits=limits)
+            for i in range(BURST // 2)
+        ]
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        refused = [r for r in results if isinstance(r, BaseException)]
+        assert len(results) - len(refused) == 4
+        assert all(isinstance(r, errors.QueueFull) for r in refused), refused
+        assert "principal 'key:alice'" in str(refused[0])
+        assert "AIJOBS_MAX_PENDING_PER_PRINCIPAL=4" in str(refused[0])
+        # Another principal has its own count; jobs without a principal are not counted.
+        await b.submit(new("other", principal="key:bob"), limits=limits)
+        await b.submit(new("other"), limits=limits)
+        # A job that starts leaves room for one more.
+        pending, _ = await a.list_jobs(State.PENDING, principal="key:alice")
+        await claim_one(a, pending[-1].queue)
+        await a.submit(new("q1", principal="key:alice"), limits=limits)
+    finally:
+        await a.close()
+        await b.close()
+
+
 async def test_retention_deletes_the_oldest_finished_jobs(store_factory: Factory) -> None:
     store = await opened(store_factory, retain_jobs=2)
     try:

@@ -283,10 +283,12 @@ def key_name_taken(name: str) -> errors.KeyNameTaken:
     return errors.KeyNameTaken(f"an API key named {name!r} exists already; revoke it first")
 
 
-def queue_full(queue: str, limit: int) -> errors.QueueFull:
+def queue_full(job: NewJob, which: str, limit: int) -> errors.QueueFull:
+    """The refusal of a submission past one of PendingLimits (`which` names the field)."""
+    holder = f"queue {job.queue!r}" if which == "per_queue" else f"principal {job.principal!r}"
     return errors.QueueFull(
-        f"queue {queue!r} already holds {limit} pending jobs, the limit "
-        f"(AIJOBS_MAX_PENDING_PER_QUEUE={limit}); retry once some have started"
+        f"{holder} already holds {limit} pending jobs, the limit "
+        f"(AIJOBS_MAX_PENDING_{which.upper()}={limit}); retry once some have started"
     )
 
 

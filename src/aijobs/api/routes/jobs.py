@@ -60,7 +60,10 @@ async def _accepted(store: JobStore, settings: Settings, job: Job) -> SubmitResp
 
 def pending_limits(settings: Settings) -> PendingLimits:
     """The pending-job limits a submission is checked against in the store's submit step."""
-    return PendingLimits(per_queue=settings.max_pending_per_queue or None)
+    return PendingLimits(
+        per_queue=settings.max_pending_per_queue or None,
+        per_principal=settings.max_pending_per_principal or None,
+    )
 
 
 def _check_model_type(model_type: str, known: frozenset[str], override: str | None) -> None:

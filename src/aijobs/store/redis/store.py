@@ -263,7 +263,7 @@ class RedisStore(RedisKeys, StoreBase):
         args = submit_args(job, idempotency_key, limits)
         reply = await self.run_script("submit", *args, retry=True)
         if reply[0] == "limit":
-            raise queue_full(job.queue, int(reply[2]))
+            raise queue_full(job, str(reply[1]), int(reply[2]))
         stored = decode_job(reply)
         if idempotency_key:  # the key's first job, or this very call's when the key was new
             return first_submission(stored, job, idempotency_key)

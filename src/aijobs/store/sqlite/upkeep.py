@@ -22,7 +22,14 @@ async def check_pending_limits(
             "SELECT n FROM counts WHERE queue = ? AND state = 'pending'", (job.queue,)
         )
         if sum(n for (n,) in rows) >= limits.per_queue:
-            raise queue_full(job.queue, limits.per_queue)
+            raise queue_full(job, "per_queue", limits.per_queue)
+    if limits.per_principal is not None and job.principal is not None:
+        (n,), *_ = await db.execute_fetchall(  # over the jobs_principal_state index
+            "SELECT count(*) FROM jobs WHERE principal = ? AND state = 'pending'",
+            (job.principal,),
+        )
+        if n >= limits.per_principal:
+            raise queue_full(job, "per_principal", limits.per_principal)
 
 
 async def take_tokens(

@@ -9,7 +9,7 @@
 --       7 token seed (random, per call), 8 .. 7 + N_LIMITS the limits (PendingLimits' fields
 --       in order, '' for none), then field/value pairs of the job's own fields
 local id, idem, prio, queue, seed = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local max_per_queue = tonumber(ARGV[8])
+local max_per_queue, max_per_principal = tonumber(ARGV[8]), tonumber(ARGV[9])
 local first_field = 8 + N_LIMITS
 if idem ~= '' then
   local first = redis.call('GET', k_idem(idem))
@@ -20,6 +20,15 @@ if redis.call('EXISTS', jk) == 1 then return read_job(id) end
 if max_per_queue and tonumber(redis.call('HGET', K_COUNTS, 'pending:' .. queue) or '0')
     >= max_per_queue then
   return {'limit', 'per_queue', num(max_per_queue)}
+end
+if max_per_principal then
+  local principal
+  for i = first_field, #ARGV - 1, 2 do
+    if ARGV[i] == 'principal' then principal = ARGV[i + 1] end
+  end
+  if principal and redis.call('ZCARD', k_owned('pending', principal)) >= max_per_principal then
+    return {'limit', 'per_principal', num(max_per_principal)}
+  end
 end
 
 local now_n = now_ms()
