@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable
 
 from aijobs import routing
-from aijobs.jobs import Claim, Renewal, Waiter, WorkerInfo, now
+from aijobs.jobs import Claim, Progress, Renewal, Waiter, WorkerInfo, now
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.commits import STORE_RETRY_SECONDS, Commits
@@ -86,7 +86,13 @@ class Worker:
             spawn=spawn_training,
         )
         self.inference = Inference(
-            settings, store, self.commits, self._log, self.inference_child, runtime=runtime
+            settings,
+            store,
+            self.commits,
+            self._log,
+            self.inference_child,
+            runtime=runtime,
+            on_start=self.progress_flush.set,
         )
 
     @property
@@ -286,7 +292,9 @@ class Worker:
         if not self.running:
             return
         leases = {
-            jid: (h.claim.token, h.progress) for jid, h in self.running.items() if not h.committing
+            jid: (h.claim.token, self._report(h))
+            for jid, h in self.running.items()
+            if not h.committing
         }
         if not leases:
             return
@@ -295,8 +303,19 @@ class Worker:
         answers = await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
         for job_id, answer in answers.items():
             held_or_none = self.running.get(job_id)
-            if held_or_none is not None and answer is not Renewal.OK:
+            if held_or_none is None:
+                continue
+            if answer is Renewal.OK and leases[job_id][1] is not None:
+                held_or_none.unreported_start = False
+            elif answer is not Renewal.OK:
                 self._stop(held_or_none, StopReason.of(answer))
+
+    @staticmethod
+    def _report(held: Running) -> Progress | None:
+        """What a renewal carries for `held`: its progress, and that it started."""
+        if not held.unreported_start:
+            return held.progress
+        return (held.progress or Progress()).model_copy(update={"started": True})
 
     def _stop(self, held: Running, reason: StopReason) -> None:
         if held.stop_reason is None:

@@ -3,12 +3,13 @@
     python -m aijobs.store.redis.check redis://host:6379/0 [--prefix aijobs]
 
 It checks the invariant stated in scripts/_lib.lua: every job is in ``all`` and in exactly
-the ``state:<s>`` index of its state; a pending job is in exactly ``ready:<its queue>`` (with its
-rank) and no lease; a running job has a token, an owner and exactly one lease entry whose score is
-its deadline; a terminal job is in no claim index and in ``finished``; no index names a job that
-does not exist; counts equal the state indexes per queue; an idempotency key names a job that
-carries it. Unlike everything on the request path, it SCANs the keyspace (and so costs
-O(stored jobs)): run it on demand, not from a hot loop.
+the ``state:<s>`` index of the state it shows (a running job not started yet shows pending); a
+pending job is in exactly ``ready:<its queue>`` (with its rank) and no lease; a running job has a
+token, an owner and exactly one lease entry whose score is its deadline; a terminal job is in no
+claim index and in ``finished``; no index names a job that does not exist; counts equal the
+shown states per queue; an idempotency key names a job that carries it. Unlike everything on the
+request path, it SCANs the keyspace (and so costs O(stored jobs)): run it on demand, not from a
+hot loop.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from aijobs.jobs import TERMINAL, State
+from aijobs.jobs import TERMINAL, State, shown_state
 from aijobs.store.redis.codec import RANK_LEN
 from aijobs.store.redis.store import RedisStore
 
@@ -57,7 +58,7 @@ async def check_invariants(store: RedisStore) -> list[str]:
     problems: list[str] = []
     actual: Counter[str] = Counter()
     for job_id, row in snap.jobs.items():
-        actual[f"{row.get('state', '?')}:{row.get('queue', '?')}"] += 1
+        actual[f"{_shown(row)}:{row.get('queue', '?')}"] += 1
         problems += _job_problems(snap, job_id, row)
     problems += _dangling_problems(snap)
     problems += _count_problems(snap.counts, actual)
@@ -109,8 +110,9 @@ def _job_problems(snap: _Snapshot, job_id: str, row: dict[str, str]) -> list[str
     if snap.every.get(job_id) != seq:
         problems.append(f"{job_id}: not in 'all' with its seq")
     where = [s for s, members in snap.states.items() if job_id in members]
-    if where != [state] or snap.states[state].get(job_id) != seq:
-        problems.append(f"{job_id}: {state}, but in state indexes {where}")
+    shown = _shown(row)
+    if where != [shown] or snap.states.get(shown, {}).get(job_id) != seq:
+        problems.append(f"{job_id}: {state} (shown {shown}), but in state indexes {where}")
     claim_idx = snap.in_ready.get(job_id, [])
     if state == State.PENDING:
         problems += _pending_problems(snap, job_id, row, claim_idx)
@@ -121,6 +123,12 @@ def _job_problems(snap: _Snapshot, job_id: str, row: dict[str, str]) -> list[str
     else:
         problems.append(f"{job_id}: unknown state {state!r}")
     return problems
+
+
+def _shown(row: dict[str, str]) -> str:
+    state = row.get("state", "?")
+    known = state in {s.value for s in State}
+    return shown_state(state, row.get("started_at")).value if known else state
 
 
 def _pending_problems(

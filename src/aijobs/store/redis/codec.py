@@ -19,7 +19,7 @@ from importlib import resources
 from typing import Any
 
 from aijobs import errors
-from aijobs.jobs import JOB_FIELDS, Job, JobType, NewJob, State, new_job_id
+from aijobs.jobs import JOB_FIELDS, Job, JobType, NewJob, new_job_id, shown_state
 from aijobs.store.base import compact_json
 
 PRIORITY_SPAN = 2**31 - 1  # priorities are ordered exactly within ±(2^31 - 1), clamped beyond
@@ -52,7 +52,7 @@ def decode_job(values: Sequence[str | None], log_text: str | None = None) -> Job
         id=need("id"),
         job_type=JobType(need("job_type")),
         queue=need("queue"),
-        state=State(need("state")),
+        state=shown_state(need("state"), f["started_at"]),
         payload=json.loads(need("payload")),
         model_type=f["model_type"],
         model_id=f["model_id"],

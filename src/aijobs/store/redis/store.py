@@ -366,7 +366,8 @@ class RedisStore(StoreBase):
                     metrics = compact_json(progress.metrics)
                 if progress.history is not None:
                     history = compact_json(progress.history)
-            args += [job_id, token, fraction, metrics, history]
+            started = "1" if progress is not None and progress.started else ""
+            args += [job_id, token, fraction, metrics, history, started]
         reply = await self.run_script(
             "renew", worker_id, max(1, int(lease_seconds * 1000)), *args, retry=True
         )

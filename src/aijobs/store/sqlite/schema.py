@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aijobs.jobs import JOB_FIELDS, Job
+from aijobs.jobs import JOB_FIELDS, Job, shown_state
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -54,8 +54,11 @@ CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, job_type, priority DESC, s
     WHERE state = 'pending' AND cancel_requested = 0;
 -- rescue: only running jobs, ordered by deadline
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_until) WHERE state = 'running';
--- GET /jobs?status=...: newest first within a state
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+-- GET /jobs?status=...: newest first within the state a job shows (SHOWN_STATE, the very
+-- expression, so that the planner uses the index); jobs_state was this on the stored state
+DROP INDEX IF EXISTS jobs_state;
+CREATE INDEX IF NOT EXISTS jobs_shown ON jobs (
+    CASE WHEN state = 'running' AND started_at IS NULL THEN 'pending' ELSE state END, seq);
 -- GET /jobs with a deep offset: skipping rows over this tiny index, not over the table
 CREATE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);
 -- duration estimates
@@ -68,18 +71,32 @@ CREATE TABLE IF NOT EXISTS counts (
     n     INTEGER NOT NULL,
     PRIMARY KEY (queue, state)
 ) WITHOUT ROWID;
+-- Counted by the state a job shows (a claimed job not started yet is pending: see
+-- jobs.shown_state). jobs_count_update counted the stored state, which was the same then: every
+-- running job had started.
+DROP TRIGGER IF EXISTS jobs_count_update;
 CREATE TRIGGER IF NOT EXISTS jobs_count_insert AFTER INSERT ON jobs BEGIN
     INSERT INTO counts (queue, state, n) VALUES (new.queue, new.state, 1)
         ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
 END;
-CREATE TRIGGER IF NOT EXISTS jobs_count_update AFTER UPDATE OF state, queue ON jobs
-    WHEN old.state IS NOT new.state OR old.queue IS NOT new.queue BEGIN
-    UPDATE counts SET n = n - 1 WHERE queue = old.queue AND state = old.state;
-    INSERT INTO counts (queue, state, n) VALUES (new.queue, new.state, 1)
+CREATE TRIGGER IF NOT EXISTS jobs_count_shown AFTER UPDATE OF state, queue, started_at ON jobs
+    WHEN (CASE WHEN old.state = 'running' AND old.started_at IS NULL THEN 'pending'
+               ELSE old.state END)
+      IS NOT (CASE WHEN new.state = 'running' AND new.started_at IS NULL THEN 'pending'
+                   ELSE new.state END)
+      OR old.queue IS NOT new.queue BEGIN
+    UPDATE counts SET n = n - 1 WHERE queue = old.queue AND state =
+        (CASE WHEN old.state = 'running' AND old.started_at IS NULL THEN 'pending'
+              ELSE old.state END);
+    INSERT INTO counts (queue, state, n) VALUES (new.queue,
+        (CASE WHEN new.state = 'running' AND new.started_at IS NULL THEN 'pending'
+              ELSE new.state END), 1)
         ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
 END;
 CREATE TRIGGER IF NOT EXISTS jobs_count_delete AFTER DELETE ON jobs BEGIN
-    UPDATE counts SET n = n - 1 WHERE queue = old.queue AND state = old.state;
+    UPDATE counts SET n = n - 1 WHERE queue = old.queue AND state =
+        (CASE WHEN old.state = 'running' AND old.started_at IS NULL THEN 'pending'
+              ELSE old.state END);
 END;
 
 CREATE TABLE IF NOT EXISTS workers (
@@ -100,6 +117,9 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
+# The state a job shows, in SQL (jobs.shown_state): what listings filter on and counts count.
+SHOWN_STATE = "CASE WHEN state = 'running' AND started_at IS NULL THEN 'pending' ELSE state END"
+
 # The columns of a Job's fields but `log`, in Job's order: what decode_job() maps.
 COLUMNS = ", ".join(JOB_FIELDS)
 NCOLS = len(JOB_FIELDS)  # a row's columns after these: `log`, or what a query adds
@@ -118,6 +138,7 @@ def decode_job(row: Sequence[Any], log: str | None = None) -> Job:
     for name in ("created_at", "updated_at", "started_at", "finished_at"):
         f[name] = seconds(f[name])
     f["cancel_requested"] = bool(f["cancel_requested"])
+    f["state"] = shown_state(f["state"], f["started_at"])
     return Job(**f, log=log)
 
 

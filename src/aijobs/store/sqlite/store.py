@@ -55,7 +55,7 @@ from aijobs.store.base import (
 )
 from aijobs.store.sqlite.clock import StoreClock, settle_lease_clock
 from aijobs.store.sqlite.database import BUSY_TIMEOUT, Database
-from aijobs.store.sqlite.schema import COLUMNS, NCOLS, decode_job
+from aijobs.store.sqlite.schema import COLUMNS, NCOLS, SHOWN_STATE, decode_job
 from aijobs.store.sqlite.watch import ChangeWatcher
 
 
@@ -167,13 +167,18 @@ class SQLiteStore(StoreBase):
         limit, offset = max(0, limit), max(0, offset)
         # Page the tiny covering index first, then fetch only the page's rows (a "deferred
         # join"): a deep OFFSET walks index entries, never table rows, and never `log`.
-        where, filt = ("", ()) if state is None else ("WHERE state = ?", (State(state).value,))
+        # The state a job shows (a claimed job not started yet is pending), as counts count it.
+        filt: tuple[str, ...] = () if state is None else (State(state).value,)
+        shown = f"WHERE {SHOWN_STATE} = ?" if filt else ""
         rows = await self._db.read(
-            f"SELECT {COLUMNS} FROM jobs WHERE seq IN (SELECT seq FROM jobs {where} "
+            f"SELECT {COLUMNS} FROM jobs WHERE seq IN (SELECT seq FROM jobs {shown} "
             "ORDER BY seq DESC LIMIT ? OFFSET ?) ORDER BY seq DESC",
             (*filt, limit, offset),
         )
-        (total,), *_ = await self._db.read(f"SELECT coalesce(sum(n), 0) FROM counts {where}", filt)
+        counted = "WHERE state = ?" if filt else ""
+        (total,), *_ = await self._db.read(
+            f"SELECT coalesce(sum(n), 0) FROM counts {counted}", filt
+        )
         return [decode_job(r) for r in rows], int(total)
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
@@ -243,7 +248,7 @@ class SQLiteStore(StoreBase):
         )
         per_queue = " UNION ALL ".join(f"{seek} UNION ALL {seek}" for _ in queues)
         until = self.clock.lease_ms() + int(lease_seconds * 1000)
-        params: list[Any] = [worker_id, until, now, now]
+        params: list[Any] = [worker_id, until, now, now]  # owner, lease, updated, started
         for q in queues:
             params += [q, JobType.INFERENCE.value, limit, q, JobType.TRAINING.value, cap]
         params += [cap, limit]
@@ -251,7 +256,10 @@ class SQLiteStore(StoreBase):
             rows = await db.execute_fetchall(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
                 "token = lower(hex(randomblob(16))) || ':' || (attempt + 1), owner = ?, "
-                "lease_until = ?, started_at = ?, updated_at = ?, progress = 0 "
+                # An inference job may wait in the worker behind others: it starts when the
+                # worker says so (renew), and shows pending until then.
+                "lease_until = ?, updated_at = ?, progress = 0, "
+                "started_at = CASE WHEN job_type = 'training' THEN ? END "
                 # The best `limit`, the training jobs among them no more than the cap.
                 "WHERE seq IN (SELECT seq FROM (SELECT seq, priority, job_type, "
                 "sum(job_type = 'training') OVER (ORDER BY priority DESC, seq) AS training "
@@ -275,6 +283,7 @@ class SQLiteStore(StoreBase):
         async with self._db.transaction() as db:
             for job_id, (token, progress) in leases.items():
                 fraction = metrics = history = None
+                started = progress is not None and progress.started
                 if progress is not None:
                     if progress.fraction is not None:
                         fraction = clamp_fraction(progress.fraction)
@@ -285,9 +294,10 @@ class SQLiteStore(StoreBase):
                 rows = await db.execute_fetchall(
                     "UPDATE jobs SET lease_until = ?, updated_at = ?, "
                     "progress = coalesce(?, progress), metrics = coalesce(?, metrics), "
-                    "history = coalesce(?, history) "
+                    "history = coalesce(?, history), "
+                    "started_at = CASE WHEN ? THEN coalesce(started_at, ?) ELSE started_at END "
                     "WHERE id = ? AND token = ? AND state = 'running' RETURNING 1",
-                    (until, now, fraction, metrics, history, job_id, token),
+                    (until, now, fraction, metrics, history, started, now, job_id, token),
                 )
                 if rows:
                     out[job_id] = Renewal.OK
@@ -312,9 +322,10 @@ class SQLiteStore(StoreBase):
                 rows = await db.execute_fetchall(
                     "UPDATE jobs SET state = 'completed', result = ?, log = coalesce(?, log), "
                     "error = NULL, progress = 1.0, finished_at = ?, updated_at = ?, token = NULL, "
-                    "lease_until = NULL WHERE id = ? AND token = ? AND state = 'running' "
-                    "RETURNING 1",
-                    (compact_json(f.result), f.log, now, now, f.job_id, f.token),
+                    # A job whose start no renewal reported yet ran between two of them.
+                    "lease_until = NULL, started_at = coalesce(started_at, ?) "
+                    "WHERE id = ? AND token = ? AND state = 'running' RETURNING 1",
+                    (compact_json(f.result), f.log, now, now, now, f.job_id, f.token),
                 )
                 if rows and f.model is not None:
                     await self._insert_model(db, f.model)
@@ -365,7 +376,7 @@ class SQLiteStore(StoreBase):
             "(attempt >= max_attempts OR (:max_stalls IS NOT NULL AND stalls + 1 > :max_stalls))"
         )
         # Every worker and the API call this every few seconds: look before taking the write
-        # lock. INDEXED BY: without ANALYZE statistics the planner prefers jobs_state
+        # lock. INDEXED BY: without ANALYZE statistics the planner prefers an index on state
         # (state='running'), a scan of every running job, to this range seek.
         due = "FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND lease_until < :due"
         if not await self._db.read(f"SELECT 1 {due} LIMIT 1", {"due": due_at}):

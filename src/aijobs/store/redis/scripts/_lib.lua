@@ -14,8 +14,9 @@
 --                           durkey, log
 --   P:seq             STRING job sequence number: FIFO order and newest-first listing
 --   P:all             ZSET  every stored job, score seq (GET /jobs without a filter, total)
---   P:state:<state>   ZSET  the jobs in that state, score seq (GET /jobs?status=..., total)
---   P:counts          HASH  "<state>:<queue>" -> number of jobs (queue depths)
+--   P:state:<state>   ZSET  the jobs that show that state, score seq (GET /jobs?status=...,
+--                           total): a running job not started yet shows pending (shown())
+--   P:counts          HASH  "<shown state>:<queue>" -> number of jobs (queue depths)
 --   P:ready:<queue>   ZSET  pending jobs, all score 0, member rank = priority key .. seq .. id:
 --                           lexicographic order is priority desc, then FIFO (exact, any size)
 --   P:leases          ZSET  running jobs, score lease_until (ms, server clock): the rescue index
@@ -35,7 +36,8 @@
 --
 -- Invariant (checked by store/redis/check.py): a pending job is in exactly ready:<its queue>,
 -- a running job in exactly leases, a terminal job in neither but in finished; every job is in
--- all and in exactly the state:<s> of its state; counts equal the state indexes per queue.
+-- all and in exactly the state:<s> of the state it shows; counts equal the state indexes per
+-- queue.
 
 local P = KEYS[1]
 local RETAIN_N = tonumber(ARGV[1])
@@ -98,13 +100,31 @@ local function flush_counts()
   count_deltas = {}
 end
 
+-- The state a job shows its owner (aijobs.jobs.shown_state): a job claimed but not started yet
+-- (an inference job queued in its worker) is still pending to them. The listing indexes and
+-- the counts go by it; claims, leases and fencing go by the stored state.
+local function shown(jk)
+  local f = redis.call('HMGET', jk, 'state', 'started_at')
+  if f[1] == 'running' and not f[2] then return 'pending' end
+  return f[1]
+end
+
+-- Move a job between the listing indexes and the counts, from the state it showed.
+local function relist(id, queue, seq, from)
+  local to = shown(k_job(id))
+  if to ~= from then
+    redis.call('ZREM', k_state(from), id)
+    redis.call('ZADD', k_state(to), seq, id)
+    count(queue, from, -1)
+    count(queue, to, 1)
+  end
+end
+
 -- Set a job's state, moving it between the listing indexes and the counts.
-local function set_state(id, queue, seq, from, to)
-  redis.call('ZREM', k_state(from), id)
-  redis.call('ZADD', k_state(to), seq, id)
-  count(queue, from, -1)
-  count(queue, to, 1)
+local function set_state(id, queue, seq, to)
+  local from = shown(k_job(id))
   redis.call('HSET', k_job(id), 'state', to)
+  relist(id, queue, seq, from)
 end
 
 -- A waiting worker of `queue` with room for a job of `job_type`, its waiting ended; stale
@@ -198,13 +218,19 @@ local function wake(queue)
 end
 
 -- A pending job's claim by `worker`: attempt, fencing token, owner, lease (the caller moves
--- the indexes and counts). Returns the token.
+-- the indexes and counts). A training job starts at once; an inference job may wait in the
+-- worker behind others, so it starts when the worker says so (renew) and shows pending until
+-- then. Returns the token and the state the job shows.
 local function lease_job(jk, worker, token_prefix, deadline, now)
   local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
   local token = token_prefix .. ':' .. attempt
   redis.call('HSET', jk, 'state', 'running', 'token', token, 'owner', worker,
-    'lease_until', deadline, 'started_at', num(now), 'updated_at', num(now), 'progress', '0')
-  return token
+    'lease_until', deadline, 'updated_at', num(now), 'progress', '0')
+  if redis.call('HGET', jk, 'job_type') == 'training' then
+    redis.call('HSET', jk, 'started_at', num(now))
+    return token, 'running'
+  end
+  return token, 'pending'
 end
 
 -- Make a pending job claimable again, in its original FIFO place.
@@ -215,9 +241,9 @@ end
 
 -- A running job whose lease was dropped goes back to pending, in its FIFO place.
 local function back_to_pending(id, queue, seq, rank)
+  set_state(id, queue, seq, 'pending')
   redis.call('HSET', k_job(id), 'progress', '0')
   redis.call('HDEL', k_job(id), 'owner', 'started_at', 'finished_at')
-  set_state(id, queue, seq, 'running', 'pending')
   requeue(id, queue, rank)
 end
 

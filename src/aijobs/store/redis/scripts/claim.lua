@@ -34,12 +34,14 @@ for i = 1, #candidates do
   if room and job_type == 'training' then training_left = training_left - 1 end
   if room then
     table.insert(ranks[queue], rank)
-    local token = lease_job(jk, worker, seed .. '.' .. i, deadline, now)
-    count(queue, 'pending', -1)
-    count(queue, 'running', 1)
-    table.insert(taken, id)
-    table.insert(running, redis.call('HGET', jk, 'seq'))
-    table.insert(running, id)
+    local token, shows = lease_job(jk, worker, seed .. '.' .. i, deadline, now)
+    if shows == 'running' then  -- else it is listed as pending until it starts
+      count(queue, 'pending', -1)
+      count(queue, 'running', 1)
+      table.insert(taken, id)
+      table.insert(running, redis.call('HGET', jk, 'seq'))
+      table.insert(running, id)
+    end
     table.insert(leases, deadline)
     table.insert(leases, id)
     out[#out + 1] = {token, read_job(id)}

@@ -20,7 +20,7 @@ if ARGV[6] == '1' and (not counted or tonumber(f[5]) < tonumber(f[6])) then
   back_to_pending(id, f[3], f[4], f[7])
 else
   redis.call('HSET', jk, 'finished_at', num(now))
-  set_state(id, f[3], f[4], 'running', 'failed')
+  set_state(id, f[3], f[4], 'failed')
   finished(id, now)
 end
 flush_counts()

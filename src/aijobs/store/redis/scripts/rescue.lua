@@ -24,7 +24,7 @@ for _, id in ipairs(due) do
     if attempt >= tonumber(f[4]) or (max_stalls and stalls > max_stalls) then
       redis.call('HSET', jk, 'finished_at', num(now),
         'error', 'worker lost: lease expired after ' .. attempt .. ' attempt(s)')
-      set_state(id, f[5], f[6], 'running', 'failed')
+      set_state(id, f[5], f[6], 'failed')
       finished(id, now)
       out[#out + 1] = id
       out[#out + 1] = 'failed'
