@@ -58,6 +58,7 @@ class System:
             "AIJOBS_WORKER_TTL_SECONDS": "3",
             "AIJOBS_KILL_GRACE_SECONDS": "1",
             "AIJOBS_SHUTDOWN_GRACE_SECONDS": "10",
+            "AIJOBS_RETRY_BACKOFF_SECONDS": "0.5",  # scaled down with the lease
             **self.env_overrides,
         }
 

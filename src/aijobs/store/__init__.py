@@ -20,8 +20,11 @@ def open_store(url: str, *, settings: Settings | None = None, **options: object)
     environment; `options` override them.
     """
     if url.startswith("sqlite:///"):
+        from aijobs.store.base import RetryBackoff
         from aijobs.store.sqlite import SQLiteStore
 
+        if settings is not None:
+            options = {"retry_backoff": RetryBackoff.from_settings(settings), **options}
         return SQLiteStore(url.removeprefix("sqlite:///"), **options)  # type: ignore[arg-type]
     if url.startswith(REDIS_SCHEMES):
         from aijobs.settings import Settings

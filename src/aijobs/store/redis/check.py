@@ -4,7 +4,8 @@
 
 It checks the invariant stated in scripts/_lib.lua: every job is in ``all`` and in exactly
 the ``state:<s>`` index of the state it shows (a running job not started yet shows pending); a
-pending job is in exactly ``ready:<its queue>`` (with its rank) and no lease; a running job has a
+pending job is in exactly ``ready:<its queue>`` (with its rank) or, waiting out a retry's
+back-off, in ``delayed`` (scored by its not_before), and holds no lease; a running job has a
 token, an owner and exactly one lease entry whose score is its deadline; a terminal job is in no
 claim index and in ``finished``; no index names a job that does not exist; counts equal the
 shown states per queue; an idempotency key names a job that carries it. Unlike everything on the
@@ -46,6 +47,7 @@ class _Snapshot:
     every: dict[str, float]
     states: dict[str, dict[str, float]]
     leases: dict[str, float]
+    delayed: dict[str, float]
     finished: dict[str, float]
     # job id -> the (queue, rank member) pairs that name it across all ready sets
     in_ready: dict[str, list[tuple[str, str]]]
@@ -86,6 +88,7 @@ async def _read_snapshot(store: RedisStore) -> _Snapshot:
     every = await _zset(store, store.k("all"))
     states = {s.value: await _zset(store, store.k("state", s.value)) for s in State}
     leases = await _zset(store, store.k("leases"))
+    delayed = await _zset(store, store.k("delayed"))
     finished = await _zset(store, store.k("finished"))
     ready_head = len(store.k("ready", ""))
     ready: dict[str, dict[str, float]] = {
@@ -99,7 +102,7 @@ async def _read_snapshot(store: RedisStore) -> _Snapshot:
     for queue, members in ready.items():
         for rank in members:
             in_ready.setdefault(rank[RANK_LEN:], []).append((queue, rank))
-    return _Snapshot(jobs, every, states, leases, finished, in_ready, counts)
+    return _Snapshot(jobs, every, states, leases, delayed, finished, in_ready, counts)
 
 
 def _job_problems(snap: _Snapshot, job_id: str, row: dict[str, str]) -> list[str]:
@@ -136,7 +139,10 @@ def _pending_problems(
 ) -> list[str]:
     problems: list[str] = []
     queue = row.get("queue", "?")
-    if claim_idx != [(queue, row.get("rank"))]:
+    if "not_before" in row:  # waiting out a retry's back-off: in delayed, not ready yet
+        if claim_idx or snap.delayed.get(job_id) != float(row["not_before"]):
+            problems.append(f"{job_id}: pending after a retry, but in ready sets {claim_idx}")
+    elif claim_idx != [(queue, row.get("rank"))] or job_id in snap.delayed:
         problems.append(f"{job_id}: pending in {queue}, but in ready sets {claim_idx}")
     if job_id in snap.leases or "token" in row or "lease_until" in row:
         problems.append(f"{job_id}: pending, but holds a lease or token")
@@ -147,8 +153,8 @@ def _running_problems(
     snap: _Snapshot, job_id: str, row: dict[str, str], claim_idx: list[tuple[str, str]]
 ) -> list[str]:
     problems: list[str] = []
-    if claim_idx:
-        problems.append(f"{job_id}: running, but also ready in {claim_idx}")
+    if claim_idx or job_id in snap.delayed or "not_before" in row:
+        problems.append(f"{job_id}: running, but also ready in {claim_idx} or delayed")
     if snap.leases.get(job_id) != float(row.get("lease_until", "nan")):
         problems.append(f"{job_id}: running, but its lease index entry is wrong")
     if not row.get("token") or not row.get("owner"):
@@ -161,7 +167,7 @@ def _terminal_problems(
 ) -> list[str]:
     problems: list[str] = []
     state = row["state"]
-    if claim_idx or job_id in snap.leases or "lease_until" in row:
+    if claim_idx or job_id in snap.leases or "lease_until" in row or job_id in snap.delayed:
         problems.append(f"{job_id}: {state}, but still in a claim index or leased")
     if job_id not in snap.finished:
         problems.append(f"{job_id}: {state}, but not in the retention index")
@@ -171,7 +177,12 @@ def _terminal_problems(
 def _dangling_problems(snap: _Snapshot) -> list[str]:
     """Index entries that name jobs which do not exist."""
     problems: list[str] = []
-    indexes = [("all", snap.every), ("leases", snap.leases), ("finished", snap.finished)]
+    indexes = [
+        ("all", snap.every),
+        ("leases", snap.leases),
+        ("delayed", snap.delayed),
+        ("finished", snap.finished),
+    ]
     for name, members in indexes + [(f"state:{s}", m) for s, m in snap.states.items()]:
         problems += [f"index {name} names missing job {j}" for j in members if j not in snap.jobs]
     problems += [f"ready set names missing job {j}" for j in snap.in_ready if j not in snap.jobs]

@@ -23,7 +23,7 @@ from typing import Any
 import aiosqlite
 
 from aijobs import errors
-from aijobs.store.sqlite.schema import SCHEMA, split_sql
+from aijobs.store.sqlite.schema import create_schema
 
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction to end
 
@@ -96,8 +96,7 @@ class Database:
                 await writer.execute("PRAGMA synchronous = FULL")
                 try:
                     await writer.execute("BEGIN IMMEDIATE")
-                    for stmt in split_sql(SCHEMA):
-                        await writer.execute(stmt)
+                    await create_schema(writer)
                     await writer.execute("COMMIT")
                 except BaseException:
                     await self._roll_back(writer)

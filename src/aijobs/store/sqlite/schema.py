@@ -7,9 +7,12 @@ but for ``lease_until``, on the lease clock (clock.py); dict and list fields are
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+import aiosqlite
 
 from aijobs.jobs import JOB_FIELDS, Job, shown_state
 
@@ -44,14 +47,21 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_until      INTEGER,
     stalls           INTEGER NOT NULL DEFAULT 0,
     idem             TEXT UNIQUE,
+    not_before       INTEGER,  -- a retried pending job waits out its back-off (lease clock)
     log              TEXT  -- last: reading the columns before it never touches its overflow pages
 );
 -- claim: an index seek per queue and job type, already in (priority desc, seq) order; by type,
 -- so that a worker without a free training slot reaches the inference jobs behind training jobs
 -- without walking past them (jobs_claim was the same index without the type)
+-- without the jobs that wait out a retry's back-off (jobs_ready was the same index with them)
 DROP INDEX IF EXISTS jobs_claim;
-CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, job_type, priority DESC, seq)
-    WHERE state = 'pending' AND cancel_requested = 0;
+DROP INDEX IF EXISTS jobs_ready;
+CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (queue, job_type, priority DESC, seq)
+    WHERE state = 'pending' AND cancel_requested = 0 AND not_before IS NULL;
+-- the retried jobs waiting out their back-off, by when they may run: each claim makes the due
+-- ones claimable (not_before NULL), so a claim never walks past the ones still waiting
+CREATE INDEX IF NOT EXISTS jobs_delayed ON jobs (not_before)
+    WHERE state = 'pending' AND not_before IS NOT NULL;
 -- rescue: only running jobs, ordered by deadline
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_until) WHERE state = 'running';
 -- GET /jobs?status=...: newest first within the state a job shows (SHOWN_STATE, the very
@@ -140,6 +150,24 @@ def decode_job(row: Sequence[Any], log: str | None = None) -> Job:
     f["cancel_requested"] = bool(f["cancel_requested"])
     f["state"] = shown_state(f["state"], f["started_at"])
     return Job(**f, log=log)
+
+
+# Columns added since a table was first created: a file made before them gains them on open.
+ADDED_COLUMNS = {"jobs": ["not_before INTEGER"]}
+
+
+async def create_schema(db: aiosqlite.Connection) -> None:
+    """In an open write transaction: the tables, indexes and triggers, with the columns added
+    since an older file was created (before the indexes that use them)."""
+    for stmt in split_sql(SCHEMA):
+        await db.execute(stmt)
+        created = re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+)", stmt)
+        if created and (added := ADDED_COLUMNS.get(created[1])):
+            rows = await db.execute_fetchall(f"PRAGMA table_info({created[1]})")
+            have = {row[1] for row in rows}
+            for column in added:
+                if column.split()[0] not in have:
+                    await db.execute(f"ALTER TABLE {created[1]} ADD COLUMN {column}")
 
 
 def split_sql(script: str) -> Iterable[str]:

@@ -43,6 +43,7 @@ from aijobs.jobs import (
     new_job_id,
 )
 from aijobs.store.base import (
+    RetryBackoff,
     StoreBase,
     clamp_fraction,
     compact_json,
@@ -71,10 +72,12 @@ class SQLiteStore(StoreBase):
         max_stalls: int | None = None,
         busy_timeout: float = BUSY_TIMEOUT,
         clock: StoreClock | None = None,
+        retry_backoff: RetryBackoff | None = None,
     ) -> None:
         self.path = path
         self.max_stalls = max_stalls
         self.clock = clock or StoreClock()
+        self.retry_backoff = retry_backoff or RetryBackoff()
         self._db = Database(path, busy_timeout)
         self._watch = ChangeWatcher(self._db.read)  # every waiter of this store, one poll
 
@@ -243,7 +246,7 @@ class SQLiteStore(StoreBase):
         # order for a worker with a free slot) and never hold back the inference jobs behind.
         seek = (
             "SELECT * FROM (SELECT seq, priority, job_type FROM jobs WHERE state = 'pending' "
-            "AND cancel_requested = 0 AND queue = ? AND job_type = ? "
+            "AND cancel_requested = 0 AND not_before IS NULL AND queue = ? AND job_type = ? "
             "ORDER BY priority DESC, seq LIMIT ?)"
         )
         per_queue = " UNION ALL ".join(f"{seek} UNION ALL {seek}" for _ in queues)
@@ -253,6 +256,12 @@ class SQLiteStore(StoreBase):
             params += [q, JobType.INFERENCE.value, limit, q, JobType.TRAINING.value, cap]
         params += [cap, limit]
         async with self._db.transaction() as db:
+            # Retried jobs whose back-off is over become claimable (O(due), by jobs_delayed).
+            await db.execute(
+                "UPDATE jobs INDEXED BY jobs_delayed SET not_before = NULL "
+                "WHERE state = 'pending' AND not_before IS NOT NULL AND not_before <= ?",
+                (self.clock.lease_ms(),),
+            )
             rows = await db.execute_fetchall(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
                 "token = lower(hex(randomblob(16))) || ':' || (attempt + 1), owner = ?, "
@@ -347,6 +356,7 @@ class SQLiteStore(StoreBase):
         # left, or on one not counted (its attempt undone); otherwise failed. `error` is kept
         # either way, as the last error. SET reads the row as it was before the update.
         back = "(:retry AND (NOT :counted OR attempt < max_attempts))"
+        retry_at = f"CASE WHEN {back} AND :counted THEN {self._retry_at()} END"
         async with self._db.transaction() as db:
             rows = await db.execute_fetchall(
                 "UPDATE jobs SET error = :error, log = coalesce(:log, log), updated_at = :now, "
@@ -356,9 +366,11 @@ class SQLiteStore(StoreBase):
                 f"started_at = CASE WHEN {back} THEN NULL ELSE started_at END, "
                 f"progress = CASE WHEN {back} THEN 0 ELSE progress END, "
                 f"finished_at = CASE WHEN {back} THEN NULL ELSE :now END, "
-                f"attempt = CASE WHEN {back} AND NOT :counted THEN attempt - 1 ELSE attempt END "
+                f"attempt = CASE WHEN {back} AND NOT :counted THEN attempt - 1 ELSE attempt END, "
+                f"not_before = {retry_at} "
                 "WHERE id = :id AND token = :token AND state = 'running' RETURNING 1",
                 {
+                    **self._backoff_params(),
                     "error": error_text(error),
                     "log": log,
                     "now": now,
@@ -393,11 +405,34 @@ class SQLiteStore(StoreBase):
                 "ELSE 'worker lost: lease expired on attempt ' || attempt || ', requeued' END, "
                 f"finished_at = CASE WHEN {spent} THEN :now ELSE NULL END, "
                 f"started_at = CASE WHEN {spent} THEN started_at ELSE NULL END, "
-                f"progress = CASE WHEN {spent} THEN progress ELSE 0 END "
+                f"progress = CASE WHEN {spent} THEN progress ELSE 0 END, "
+                f"not_before = CASE WHEN {spent} THEN NULL ELSE {self._retry_at()} END "
                 "WHERE state = 'running' AND lease_until < :due RETURNING id, state",
-                {"now": now, "due": due_at, "max_stalls": self.max_stalls},
+                {
+                    "now": now,
+                    "due": due_at,
+                    "max_stalls": self.max_stalls,
+                    **self._backoff_params(),
+                },
             )
         return [(job_id, State(state)) for job_id, state in rows]
+
+    @staticmethod
+    def _retry_at() -> str:
+        """SQL: when a job that failed on its `attempt` may run again, on the lease clock
+        (RetryBackoff: base * 2^(attempt - 1) ms, capped, jittered down to half, per row); NULL
+        for no wait. Reads :base_ms, :max_ms and :lease_now."""
+        delay = "min(:max_ms, :base_ms * (1 << min(attempt - 1, 40)))"
+        jitter = "(0.5 + (abs(random()) % 1000000) / 2000000.0)"
+        return f"(CASE WHEN :base_ms > 0 THEN :lease_now + CAST({delay} * {jitter} AS INTEGER) END)"
+
+    def _backoff_params(self) -> dict[str, int]:
+        backoff = self.retry_backoff
+        return {
+            "base_ms": backoff.base_ms,
+            "max_ms": backoff.max_ms,
+            "lease_now": self.clock.lease_ms(),
+        }
 
     async def register_worker(self, info: WorkerInfo) -> None:
         # A heartbeat is a liveness deadline, like a lease: on the clock that cannot jump, so a

@@ -20,6 +20,8 @@
 --   P:ready:<queue>   ZSET  pending jobs, all score 0, member rank = priority key .. seq .. id:
 --                           lexicographic order is priority desc, then FIFO (exact, any size)
 --   P:leases          ZSET  running jobs, score lease_until (ms, server clock): the rescue index
+--   P:delayed         ZSET  pending jobs waiting out a retry's back-off, score not_before (ms,
+--                           server clock): out of their ready set until a claim moves them back
 --   P:waiters:<queue> ZSET  idle workers waiting on the queue, score: when they began
 --   P:waiting:<worker> STRING "<serial> <max training jobs> <lease ms>" while the worker waits
 --                           (expires by itself just before its blocking pop ends)
@@ -34,7 +36,8 @@
 --   P:watch:<id>      STRING set (with a TTL) while a client waits for the job to end
 --   P:done            CHANNEL a watched job's fields (JSON array) are published here when it ends
 --
--- Invariant (checked by store/redis/check.py): a pending job is in exactly ready:<its queue>,
+-- Invariant (checked by store/redis/check.py): a pending job is in exactly ready:<its queue>
+-- or (with its not_before) in delayed,
 -- a running job in exactly leases, a terminal job in neither but in finished; every job is in
 -- all and in exactly the state:<s> of the state it shows; counts equal the state indexes per
 -- queue.
@@ -49,6 +52,7 @@ local K_SEQ = P .. ':seq'
 local K_ALL = P .. ':all'
 local K_COUNTS = P .. ':counts'
 local K_LEASES = P .. ':leases'
+local K_DELAYED = P .. ':delayed'
 local K_FINISHED = P .. ':finished'
 local K_WORKERS = P .. ':workers'
 local K_WORKER_INFO = P .. ':worker_info'
@@ -239,12 +243,39 @@ local function requeue(id, queue, rank)
   wake(queue)
 end
 
--- A running job whose lease was dropped goes back to pending, in its FIFO place.
-local function back_to_pending(id, queue, seq, rank)
+-- A running job whose lease was dropped goes back to pending, in its FIFO place: claimable at
+-- once, or from `not_before` (ms) on, kept in delayed until then.
+local function back_to_pending(id, queue, seq, rank, not_before)
   set_state(id, queue, seq, 'pending')
   redis.call('HSET', k_job(id), 'progress', '0')
   redis.call('HDEL', k_job(id), 'owner', 'started_at', 'finished_at')
-  requeue(id, queue, rank)
+  if not_before then
+    redis.call('HSET', k_job(id), 'not_before', num(not_before))
+    redis.call('ZADD', K_DELAYED, num(not_before), id)
+  else
+    requeue(id, queue, rank)
+  end
+end
+
+-- When a job that failed on `attempt` may run again (aijobs.store.base.RetryBackoff): base *
+-- 2^(attempt - 1) ms, capped, jittered down to half; nil for no wait (base 0). The caller seeds
+-- math.random from its arguments.
+local function retry_at(now, attempt, base, cap)
+  if base <= 0 then return nil end
+  local delay = math.min(cap, base * 2 ^ math.min(attempt - 1, 40))
+  return now + math.floor(delay * (0.5 + math.random() / 2))
+end
+
+-- Delayed jobs whose wait is over go back to their ready sets (a bounded batch per call).
+local PROMOTE_BATCH = 100
+local function promote_due(now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', num(now), 'LIMIT', 0,
+      PROMOTE_BATCH)) do
+    redis.call('ZREM', K_DELAYED, id)
+    local f = redis.call('HMGET', k_job(id), 'state', 'queue', 'rank')
+    redis.call('HDEL', k_job(id), 'not_before')
+    if f[1] == 'pending' then requeue(id, f[2], f[3]) end
+  end
 end
 
 -- `worker` waits no more: the jobs handed to it that it never took from its inbox go back to

@@ -14,6 +14,7 @@ if training_left >= 0 then trainings = math.min(limit, training_left) end
 -- Index changes are collected and written once for the whole batch.
 local taken, ranks, running, leases = {}, {}, {}, {}
 local candidates = {}
+promote_due(now_ms())  -- retried jobs whose back-off is over can be taken now
 for i = 8, #ARGV do
   local queue = ARGV[i]
   local found, stale = ready_jobs(queue, limit, trainings)
