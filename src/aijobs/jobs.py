@@ -22,6 +22,15 @@ TERMINAL = frozenset({State.COMPLETED, State.FAILED, State.CANCELLED})
 ACTIVE = frozenset({State.PENDING, State.RUNNING})
 
 
+def shown_state(state: State | str, started_at: object) -> State:
+    """The state a job shows its owner: a job claimed but not started yet (an inference job
+    queued in its worker behind another, its lease held) is still pending to them; its stored
+    state stays running, which is what the claim, the lease and the fencing go by."""
+    if state == State.RUNNING and started_at is None:
+        return State.PENDING
+    return State(state)
+
+
 class JobType(StrEnum):
     TRAINING = "training"
     INFERENCE = "inference"
@@ -112,6 +121,9 @@ class Progress(BaseModel):
     fraction: float | None = None
     metrics: dict[str, Any] | None = None
     history: list[dict[str, Any]] | None = None
+    # The job's run has begun: an inference job waits in its worker's queue after the claim,
+    # and is told apart as pending until then (see shown_state).
+    started: bool = False
 
 
 class WorkerInfo(BaseModel):

@@ -103,6 +103,15 @@ class Settings(BaseSettings):
         description="Inference jobs a worker holds beyond its training slots (claimed and "
         "pipelined together).",
     )
+    retry_backoff_seconds: float = Field(
+        2.0,
+        ge=0,
+        description="A job retried after a crash, a lost lease or an outage waits about this "
+        "long before it can run again, doubling with each attempt (jittered; 0: no wait).",
+    )
+    retry_backoff_max_seconds: float = Field(
+        300.0, ge=0, description="The longest a retried job waits (AIJOBS_RETRY_BACKOFF_SECONDS)."
+    )
     allow_missing_gpu: bool = Field(False, description="Let GPU queues run without CUDA (tests).")
     queue_python: str = Field(
         "",

@@ -91,10 +91,11 @@ async def test_a_returned_claim_is_an_ordinary_leased_claim_of_the_waiter(
     await asyncio.sleep(0.2)
     job = await submitter.submit(infer())
     (claim,) = await taken(store, waiter, await asyncio.wait_for(task, PROMPT), ["q"])
-    assert (claim.job.id, claim.job.state, claim.job.owner) == (job.id, State.RUNNING, "w1")
+    # an inference job, leased: pending to its owner until the worker says it started it
+    assert (claim.job.id, claim.job.state, claim.job.owner) == (job.id, State.PENDING, "w1")
     assert claim.job.attempt == 1
     stored = await store.get(job.id)
-    assert (stored.state, stored.owner, stored.attempt) == (State.RUNNING, "w1", 1)
+    assert (stored.state, stored.owner, stored.attempt) == (State.PENDING, "w1", 1)
     renewed = await store.renew("w1", {job.id: (claim.token, None)}, LONG)
     assert renewed == {job.id: Renewal.OK}
     assert not await store.finish(job.id, claim.token + "x", {"stale": True})

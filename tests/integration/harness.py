@@ -59,6 +59,7 @@ class System:
             "AIJOBS_KILL_GRACE_SECONDS": "1",
             "AIJOBS_SHUTDOWN_GRACE_SECONDS": "10",
             "AIJOBS_HYPERPARAMETER_CEILINGS": "n_estimators=1000000",  # VERY_SLOW's forest
+            "AIJOBS_RETRY_BACKOFF_SECONDS": "0.5",  # scaled down with the lease
             **self.env_overrides,
         }
 

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from aijobs.store.sqlite.schema import SHOWN_STATE
 from tests.integration.harness import TERMINAL, System
 
 FINISHED_ONE = re.compile(r"job finish worker=\S+ job=(\S+) accepted=True")
@@ -57,7 +58,9 @@ def sqlite_problems(path: Path) -> list[str]:
         ]
         actual = dict(
             ((q, s), n)
-            for q, s, n in db.execute("SELECT queue, state, count(*) FROM jobs GROUP BY 1, 2")
+            for q, s, n in db.execute(
+                f"SELECT queue, {SHOWN_STATE}, count(*) FROM jobs GROUP BY 1, 2"
+            )
         )
         counted = {(q, s): n for q, s, n in db.execute("SELECT queue, state, n FROM counts")}
         for key in set(actual) | set(counted):

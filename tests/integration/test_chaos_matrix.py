@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -97,6 +98,40 @@ def test_a_worker_that_cannot_renew_stops_its_job_before_another_can_take_it(
         partition.close()
 
 
+@pytest.mark.slow
+@pytest.mark.stores("sqlite")
+def test_a_worker_that_cannot_write_to_sqlite_stops_its_job_before_another_can_take_it(
+    system: System,
+) -> None:
+    """SQLite's partition: another process holds the write lock for longer than a lease, and
+    a renewal waits on it for the busy timeout (10 s), longer than the lease (3 s). The worker
+    must not wait for its renewal to fail: its child is gone before the lease runs out, so no
+    other worker can ever run the job beside it."""
+    system.start_api()
+    stuck = system.start_worker("sklearn")
+    job = system.submit("/jobs/training", LONGER)
+    first_child = running_with_child(system, job)
+    system.start_worker("sklearn")  # takes the job once it is free
+    lock = sqlite3.connect(system.home / "aijobs.db", timeout=30, isolation_level=None)
+    try:
+        lock.execute("BEGIN IMMEDIATE")  # every writer waits now: renewals, rescues, claims
+        time.sleep(3 + 1.5)  # the lease, and then some: it ran out with nobody able to write
+        still = [p for p in first_child if alive(p)]
+        lock.rollback()
+    finally:
+        lock.close()
+    assert still == [], "the training child outlived its lease"
+    done = system.wait(job, timeout=120)
+    assert done["status"] == "completed", done
+    assert done["attempt"] == 2, done  # rescued once the lock was gone, and run again
+    tag = f"worker=\\S+:{stuck.pid}:\\S+ job={job}"
+    assert re.search(f"stopping job {tag} reason=lost", system.worker_log())
+    models = models_of(system, job)  # one result, the second attempt's (either worker's)
+    assert len(models) == 1, models
+    assert "attempt-2" in models[0]["path"], models
+    assert_each_ended_once(system, [job])
+
+
 # -- 4: a worker killed between the claim and the child, and between the child and the finish -----
 @pytest.mark.stores("redis")
 def test_kill_between_the_claim_and_the_child_spawn(system: System) -> None:
@@ -127,6 +162,35 @@ def test_kill_between_the_claim_and_the_child_spawn(system: System) -> None:
     assert_each_ended_once(system, jobs)
 
 
+@pytest.mark.stores("sqlite")
+def test_kill_between_the_claim_and_the_child_spawn_on_sqlite(system: System) -> None:
+    """On SQLite the worker claims for itself and spawns the child at once: the test watches the
+    file and freezes the worker the moment its claim is committed, until it catches it with no
+    child yet."""
+    system.start_api()
+    frozen = system.start_worker("sklearn")
+    db = sqlite3.connect(f"file:{system.home / 'aijobs.db'}?mode=ro", uri=True, timeout=10)
+    jobs: list[str] = []
+    try:
+        for _ in range(5):
+            jobs.append(job := system.submit("/jobs/training", QUICK))
+            deadline = time.monotonic() + 60
+            while not db.execute(
+                "SELECT 1 FROM jobs WHERE id = ? AND attempt > 0", (job,)
+            ).fetchall():
+                assert time.monotonic() < deadline, "the worker never claimed the job"
+            frozen.send_signal(signal.SIGSTOP)  # claimed a moment ago
+            if child_pids(job) == []:
+                break
+            frozen.send_signal(signal.SIGCONT)  # its child was quicker: let it run, try again
+            assert system.wait(job, timeout=90)["status"] == "completed"
+        else:
+            pytest.fail("never caught the worker between its claim and its child in 5 tries")
+    finally:
+        db.close()
+    killed_then_run_again(system, frozen, job, jobs)
+
+
 def test_kill_between_the_child_exit_and_the_finish(system: System) -> None:
     system.start_api()
     frozen = system.start_worker("sklearn")
@@ -135,6 +199,14 @@ def test_kill_between_the_child_exit_and_the_finish(system: System) -> None:
     frozen.send_signal(signal.SIGSTOP)
     # the child trains on and exits with its model written; its parent never reads it
     wait_until(lambda: not any(alive(p) for p in first_child), 120, "the child to finish")
+    killed_then_run_again(system, frozen, job, [job])
+
+
+def killed_then_run_again(
+    system: System, frozen: subprocess.Popen[bytes], job: str, jobs: list[str]
+) -> None:
+    """SIGKILL the frozen worker that holds `job`: another worker runs it again, and only that
+    second attempt's result is committed."""
     frozen.send_signal(signal.SIGKILL)
     frozen.wait()
     system.start_worker("sklearn")
@@ -144,7 +216,7 @@ def test_kill_between_the_child_exit_and_the_finish(system: System) -> None:
     models = models_of(system, job)
     assert len(models) == 1, models
     assert "attempt-2" in models[0]["path"], models
-    assert_each_ended_once(system, [job])
+    assert_each_ended_once(system, jobs)
 
 
 # -- 7: the tail of Redis's AOF lost -----------------------------------------------------------

@@ -12,7 +12,7 @@ import pytest
 from aijobs.jobs import JobType, ModelRecord, NewJob
 from aijobs.settings import Settings
 from aijobs.store import JobStore, open_store
-from tests.integration.harness import System
+from tests.integration.harness import System, wait_until
 
 pytestmark = pytest.mark.stores()
 
@@ -213,6 +213,28 @@ def test_cancelling_a_job_the_child_has_not_started_spares_the_one_it_runs(echo:
     assert after["status"] == "completed", after
     assert after["attempt"] == 1, after
     assert after["result"]["pid"] == done["result"]["pid"]  # the same child answered both
+
+
+def test_a_job_queued_behind_a_running_one_shows_pending_until_it_starts(echo: System) -> None:
+    slow = _infer(echo, "sleep:6")
+    echo.wait(slow, {"running"}, timeout=30)
+    queued = _infer(echo, "queued")
+    # claimed by the worker (its attempt is taken), and queued in its child behind the slow one
+    wait_until(lambda: echo.status(queued)["attempt"] == 1, 10, "the worker to claim it")
+    time.sleep(1)  # a renewal or two later: still not started, so still pending
+    shown = echo.status(queued)
+    assert (shown["status"], shown["started_at"]) == ("pending", None), shown
+    assert echo.status(slow)["status"] == "running"
+
+    def listed(state: str) -> list[str]:
+        return [j["job_id"] for j in echo.get("/jobs", params={"status": state}).json()["jobs"]]
+
+    assert (listed("pending"), listed("running")) == ([queued], [slow])
+    done = echo.wait(queued, timeout=60)
+    assert done["status"] == "completed", done
+    assert done["attempt"] == 1, done
+    assert done["started_at"] is not None
+    assert echo.status(slow)["status"] == "completed"
 
 
 def test_jobs_handed_back_at_shutdown_spend_no_attempt(system: System) -> None:

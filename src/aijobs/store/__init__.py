@@ -21,11 +21,16 @@ def open_store(url: str, *, settings: Settings | None = None, **options: object)
     `options` override them.
     """
     if url.startswith("sqlite:///"):
+        from aijobs.store.base import RetryBackoff
         from aijobs.store.sqlite import SQLiteStore
 
         if settings is not None:
-            retention = {"retain_jobs": settings.retain_jobs}
-            options = {**retention, "retain_seconds": settings.retain_seconds, **options}
+            options = {
+                "retain_jobs": settings.retain_jobs,
+                "retain_seconds": settings.retain_seconds,
+                "retry_backoff": RetryBackoff.from_settings(settings),
+                **options,
+            }
         return SQLiteStore(url.removeprefix("sqlite:///"), **options)  # type: ignore[arg-type]
     if url.startswith(REDIS_SCHEMES):
         from aijobs.settings import Settings

@@ -12,7 +12,8 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aijobs import errors
 from aijobs.apikeys import ApiKey
@@ -31,6 +32,9 @@ from aijobs.jobs import (
     Waiter,
     WorkerInfo,
 )
+
+if TYPE_CHECKING:
+    from aijobs.settings import Settings
 
 
 class JobStore(Protocol):
@@ -157,12 +161,14 @@ class JobStore(Protocol):
         log: str | None = None,
         count_attempt: bool = True,
     ) -> bool:
-        """running -> failed, or -> pending again when retry and attempts are left. With retry
-        and not count_attempt (a run stopped for the worker's sake, such as its shutdown), the
-        job goes back to pending with its attempt undone. `error` is stored as error_text()."""
+        """running -> failed, or -> pending again when retry and attempts are left, claimable
+        after the store's RetryBackoff. With retry and not count_attempt (a run stopped for the
+        worker's sake, such as its shutdown), the job goes back to pending at once, its attempt
+        undone. `error` is stored as error_text()."""
 
     async def rescue_expired(self) -> list[tuple[str, State]]:
-        """Expired leases: back to pending, or failed once attempts are spent (or cancelled)."""
+        """Expired leases: back to pending (claimable after the store's RetryBackoff), or
+        failed once attempts are spent."""
 
     async def register_worker(self, info: WorkerInfo) -> None:
         """Insert or refresh a worker's heartbeat record."""
@@ -218,6 +224,30 @@ class StoreBase:
     ) -> bool:
         (ok,) = await self.finish_many([Finish(job_id, token, result, log, model)])
         return ok
+
+
+@dataclass(frozen=True)
+class RetryBackoff:
+    """How long a job sent back to pending by a counted failure (a crash, a lost lease, an
+    outage) waits before a claim can take it: base * 2^(attempt - 1), capped, then jittered
+    down to as little as half, so that jobs that failed together do not all come back together.
+    A job that fails at once on every run then cannot spend its attempts in a burst. Each store
+    computes it in its own language (SQL, Lua) from these milliseconds; base 0: no wait."""
+
+    base_seconds: float = 0.0
+    max_seconds: float = 300.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryBackoff:
+        return cls(settings.retry_backoff_seconds, settings.retry_backoff_max_seconds)
+
+    @property
+    def base_ms(self) -> int:
+        return max(0, int(self.base_seconds * 1000))
+
+    @property
+    def max_ms(self) -> int:
+        return max(0, int(self.max_seconds * 1000))
 
 
 def compact_json(value: Any) -> str:

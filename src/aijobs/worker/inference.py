@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aijobs import routing
@@ -46,6 +47,7 @@ class Inference:
         log: EventLog,
         child: InferenceChild,
         runtime: str | None = None,
+        on_start: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -53,6 +55,7 @@ class Inference:
         self.log = log
         self.child = child
         self.runtime = runtime  # serve every queue with this plugin instead of the catalogue's
+        self.on_start = on_start  # a queued job began: tell the store with the next renewal
         self.data_roots = [str(r) for r in settings.roots]
         self.models: dict[str, asyncio.Future[ModelRecord]] = {}
         self.sent: dict[str, asyncio.Future[InferenceReply]] = {}  # job id -> its reply, awaited
@@ -112,8 +115,9 @@ class Inference:
         replies = await self.child.send([self._request(h.job, m) for h, m in ready])
         self.sent |= {held.job.id: reply for (held, _), reply in zip(ready, replies, strict=True)}
         limits = [time_limit(h.job, self.settings) for h, _ in ready]
+        held_of = {reply: held for (held, _), reply in zip(ready, replies, strict=True)}
         try:
-            late = await self._await_replies(replies, limits)
+            late = await self._await_replies(replies, limits, lambda r: self._started(held_of[r]))
         finally:
             for held, _ in ready:
                 self.sent.pop(held.job.id, None)
@@ -166,14 +170,21 @@ class Inference:
                     held.committing = False
                     await self._fail(held, f"the result could not be stored: {exc!r}")
 
+    def _started(self, held: Running) -> None:
+        held.unreported_start = True
+        self.on_start()
+
     async def _await_replies(
-        self, replies: list[asyncio.Future[InferenceReply]], limits: list[float]
+        self,
+        replies: list[asyncio.Future[InferenceReply]],
+        limits: list[float],
+        started: Callable[[asyncio.Future[InferenceReply]], None],
     ) -> set[asyncio.Future[InferenceReply]]:
         """Wait for the child's answers; return the late one, if any. A job's time limit runs
         from the moment the child starts it (it answers in order: when the answer before came),
         so a job queued behind slower ones is never failed for a run it did not have. When the
         limit of the job the child runs is out, the child is killed (the jobs behind it then
-        run again)."""
+        run again). `started` hears of each job as the child starts it."""
         loop = asyncio.get_running_loop()
         limit_of = dict(zip(replies, limits, strict=True))
         due: dict[asyncio.Future[InferenceReply], float] = {}
@@ -181,6 +192,7 @@ class Inference:
             working = self.child.working_on()
             if working in limit_of and working not in due:
                 due[working] = loop.time() + limit_of[working]
+                started(working)
             elif working is not None and working not in limit_of:
                 waiting.append(working)  # another batch's job: ours start when it ends
             timeout = max(0.0, due[working] - loop.time()) if working in due else None

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable
 
 from aijobs import routing
-from aijobs.jobs import Claim, Renewal, Waiter, WorkerInfo, now
+from aijobs.jobs import Claim, Progress, Renewal, Waiter, WorkerInfo, now
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.commits import STORE_RETRY_SECONDS, Commits
@@ -86,7 +86,13 @@ class Worker:
             spawn=spawn_training,
         )
         self.inference = Inference(
-            settings, store, self.commits, self._log, self.inference_child, runtime=runtime
+            settings,
+            store,
+            self.commits,
+            self._log,
+            self.inference_child,
+            runtime=runtime,
+            on_start=self.progress_flush.set,
         )
 
     @property
@@ -261,32 +267,54 @@ class Worker:
     async def _keep_leases(self) -> None:
         last_ok = self.clock.monotonic()
         last_rescue = 0.0
+        # Past this long without a renewal our leases may run out before the next one lands.
+        fence_after = self.settings.lease_seconds - 2 * self.renew_interval
+        # A renewal may take one renew interval to answer; past that, the interval left before
+        # the lease ends (less what our last renewal took to reach us) is the time to stop.
+        hang_after = self.settings.lease_seconds - self.renew_interval
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.progress_flush.wait(), self.renew_interval)
                 await asyncio.sleep(0.2)  # coalesce bursts of progress reports
             self.progress_flush.clear()
+            rescue = self.clock.monotonic() - last_rescue > self.renew_interval
+            renewal = asyncio.ensure_future(self._lease_round(rescue))
+            left = last_ok + hang_after - self.clock.monotonic()
+            answered, _ = await asyncio.wait({renewal}, timeout=max(0.0, left))
+            if not answered and self.running:
+                # The store does not answer in time (a write lock held past the lease, a
+                # partition slower than the socket timeout): the call is left to end by itself,
+                # but our jobs are stopped now, before another worker can rerun them.
+                self._log("lease renewal hangs", seconds=round(hang_after, 3))
+                self._fence()
             try:
-                await self._renew_all()
-                await self.store.register_worker(self._info())
+                await renewal
                 last_ok = self.clock.monotonic()
-                if self.clock.monotonic() - last_rescue > self.renew_interval:
-                    last_rescue = self.clock.monotonic()
-                    for job_id, state in await self.store.rescue_expired():
-                        self._log("rescued expired lease", job=job_id, state=state)
+                last_rescue = last_ok if rescue else last_rescue
             except Exception as exc:
                 self._log("lease renewal failed", error=repr(exc))
-                fence_after = self.settings.lease_seconds - 2 * self.renew_interval
                 if self.clock.monotonic() - last_ok > fence_after:
-                    # Self-fence: our leases may be gone; stop before another worker reruns them.
-                    for held in list(self.running.values()):
-                        self._stop(held, StopReason.LOST)
+                    self._fence()
+
+    async def _lease_round(self, rescue: bool) -> None:
+        await self._renew_all()
+        await self.store.register_worker(self._info())
+        if rescue:
+            for job_id, state in await self.store.rescue_expired():
+                self._log("rescued expired lease", job=job_id, state=state)
+
+    def _fence(self) -> None:
+        """Self-fence: our leases may be gone; stop before another worker reruns the jobs."""
+        for held in list(self.running.values()):
+            self._stop(held, StopReason.LOST)
 
     async def _renew_all(self) -> None:
         if not self.running:
             return
         leases = {
-            jid: (h.claim.token, h.progress) for jid, h in self.running.items() if not h.committing
+            jid: (h.claim.token, self._report(h))
+            for jid, h in self.running.items()
+            if not h.committing
         }
         if not leases:
             return
@@ -295,8 +323,20 @@ class Worker:
         answers = await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
         for job_id, answer in answers.items():
             held_or_none = self.running.get(job_id)
-            if held_or_none is not None and answer is not Renewal.OK:
+            if held_or_none is None:
+                continue
+            sent = leases[job_id][1]
+            if answer is Renewal.OK and sent is not None and sent.started:
+                held_or_none.unreported_start = False
+            elif answer is not Renewal.OK:
                 self._stop(held_or_none, StopReason.of(answer))
+
+    @staticmethod
+    def _report(held: Running) -> Progress | None:
+        """What a renewal carries for `held`: its progress, and that it started."""
+        if not held.unreported_start:
+            return held.progress
+        return (held.progress or Progress()).model_copy(update={"started": True})
 
     def _stop(self, held: Running, reason: StopReason) -> None:
         if held.stop_reason is None:

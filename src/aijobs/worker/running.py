@@ -53,6 +53,9 @@ class Running:
     stop_reason: StopReason | None = None
     gpu: str | None = None  # the device this job holds, given back when it ends
     committing: bool = False  # finish/fail in flight: its renewals would wrongly answer LOST
+    # Its run began after the claim (an inference job the child reached): the next renewal
+    # tells the store, which shows the job pending until then.
+    unreported_start: bool = False
     child: TrainingChild | None = None
     task: asyncio.Task[None] | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)

@@ -228,7 +228,7 @@ async def test_a_job_submitted_to_a_waiting_worker_is_claimed_for_it(rstore: Red
     assert claim.job.id == submitted.id
     assert claim.job.attempt == 1
     stored = await s.get(submitted.id)
-    assert (stored.state, stored.owner) == (State.RUNNING, "w1")
+    assert (stored.state, stored.owner) == (State.PENDING, "w1")  # leased; not started yet
     assert await check_invariants(s) == []
     # an ordinary claim in every respect: renewed and finished with its token, fenced without
     assert await s.renew("w1", {claim.job.id: (claim.token, None)}, LONG) == {

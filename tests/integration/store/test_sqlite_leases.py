@@ -1,5 +1,6 @@
 """The SQLite store's leases do not follow the wall clock: a step of the time (NTP, a change by
-hand) neither expires them nor stretches them; a reboot expires them all."""
+hand) neither expires them nor stretches them; a reboot expires them all. Retry back-offs run
+on the same clock."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 from aijobs.jobs import JobType, NewJob, Renewal, State
+from aijobs.store.base import RetryBackoff
 from aijobs.store.sqlite import SQLiteStore
 from aijobs.store.sqlite.clock import StoreClock
 
@@ -23,10 +25,14 @@ class SteppedClock(StoreClock):
 
     def __init__(self, boot: str | None = None) -> None:
         self.step_ms = 0
+        self.lease_step_ms = 0  # time passed on the lease clock, beyond the real time
         self.boot = boot
 
     def wall_ms(self) -> int:
         return super().wall_ms() + self.step_ms
+
+    def lease_ms(self) -> int:
+        return super().lease_ms() + self.lease_step_ms
 
     def boot_id(self) -> str:
         return self.boot if self.boot is not None else super().boot_id()
@@ -60,6 +66,35 @@ async def test_a_step_of_the_wall_clock_neither_expires_nor_stretches_leases(
         assert abs(done.finished_at - (time.time() - 3600)) < 60
     finally:
         await store.close()
+
+
+async def test_a_retry_waits_out_its_back_off_on_the_lease_clock(tmp_path: Path) -> None:
+    clock = SteppedClock(boot="boot-1")
+    path = str(tmp_path / "aijobs.db")
+    store = SQLiteStore(path, clock=clock, retry_backoff=RetryBackoff(60, 600))
+    await store.open()
+    try:
+        job = await store.submit(new())
+        (claim,) = await store.claim(["q"], "w1", LEASE)
+        assert await store.fail(job.id, claim.token, "crashed", retry=True)
+        clock.step_ms = HOUR_MS  # the wall clock does not end it
+        assert await store.claim(["q"], "w1", LEASE) == []
+        clock.lease_step_ms = 29_000  # less than the least it waits (half of 60 s)
+        assert await store.claim(["q"], "w1", LEASE) == []
+        clock.lease_step_ms = 61_000  # more than the most
+        (again,) = await store.claim(["q"], "w1", LEASE)
+        assert (again.job.id, again.job.attempt) == (job.id, 2)
+        assert await store.fail(job.id, again.token, "crashed", retry=True)
+    finally:
+        await store.close()
+    # a back-off on another boot's clock is over: its time cannot be told on this one
+    rebooted = SQLiteStore(path, clock=SteppedClock(boot="boot-2"))
+    await rebooted.open()
+    try:
+        (last,) = await rebooted.claim(["q"], "w1", LEASE)
+        assert (last.job.id, last.job.attempt) == (job.id, 3)
+    finally:
+        await rebooted.close()
 
 
 async def test_a_store_opened_after_a_reboot_expires_the_leases_of_the_boot_before(

@@ -3,13 +3,15 @@
     python -m aijobs.store.redis.check redis://host:6379/0 [--prefix aijobs]
 
 It checks the invariant stated in scripts/_lib.lua: every job is in ``all`` and in exactly
-the ``state:<s>`` index of its state; a pending job is in exactly ``ready:<its queue>`` (with its
-rank) and no lease; a running job has a token, an owner and exactly one lease entry whose score is
-its deadline; a terminal job is in no claim index and in ``finished``; no index names a job that
-does not exist; counts equal the state indexes per queue; an idempotency key names a job that
-carries it; a job with a principal is in exactly that principal's ``owned:all`` and
-``owned:<its state>`` indexes. Unlike everything on the request path, it SCANs the keyspace
-(and so costs O(stored jobs)): run it on demand, not from a hot loop.
+the ``state:<s>`` index of the state it shows (a running job not started yet shows pending); a
+pending job is in exactly ``ready:<its queue>`` (with its rank) or, waiting out a retry's
+back-off, in ``delayed`` (scored by its not_before), and holds no lease; a running job has a
+token, an owner and exactly one lease entry whose score is its deadline; a terminal job is in no
+claim index and in ``finished``; no index names a job that does not exist; counts equal the
+shown states per queue; an idempotency key names a job that carries it; a job with a principal
+is in exactly that principal's ``owned:all`` and ``owned:<the state it shows>`` indexes. Unlike
+everything on the request path, it SCANs the keyspace (and so costs O(stored jobs)): run it on
+demand, not from a hot loop.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from aijobs.jobs import TERMINAL, State
+from aijobs.jobs import TERMINAL, State, shown_state
 from aijobs.store.redis.codec import RANK_LEN
 from aijobs.store.redis.store import RedisStore
 
@@ -46,6 +48,7 @@ class _Snapshot:
     every: dict[str, float]
     states: dict[str, dict[str, float]]
     leases: dict[str, float]
+    delayed: dict[str, float]
     finished: dict[str, float]
     # job id -> the (queue, rank member) pairs that name it across all ready sets
     in_ready: dict[str, list[tuple[str, str]]]
@@ -58,7 +61,7 @@ async def check_invariants(store: RedisStore) -> list[str]:
     problems: list[str] = []
     actual: Counter[str] = Counter()
     for job_id, row in snap.jobs.items():
-        actual[f"{row.get('state', '?')}:{row.get('queue', '?')}"] += 1
+        actual[f"{_shown(row)}:{row.get('queue', '?')}"] += 1
         problems += _job_problems(snap, job_id, row)
     problems += _dangling_problems(snap)
     problems += _count_problems(snap.counts, actual)
@@ -87,6 +90,7 @@ async def _read_snapshot(store: RedisStore) -> _Snapshot:
     every = await _zset(store, store.k("all"))
     states = {s.value: await _zset(store, store.k("state", s.value)) for s in State}
     leases = await _zset(store, store.k("leases"))
+    delayed = await _zset(store, store.k("delayed"))
     finished = await _zset(store, store.k("finished"))
     ready_head = len(store.k("ready", ""))
     ready: dict[str, dict[str, float]] = {
@@ -100,7 +104,7 @@ async def _read_snapshot(store: RedisStore) -> _Snapshot:
     for queue, members in ready.items():
         for rank in members:
             in_ready.setdefault(rank[RANK_LEN:], []).append((queue, rank))
-    return _Snapshot(jobs, every, states, leases, finished, in_ready, counts)
+    return _Snapshot(jobs, every, states, leases, delayed, finished, in_ready, counts)
 
 
 def _job_problems(snap: _Snapshot, job_id: str, row: dict[str, str]) -> list[str]:
@@ -111,8 +115,9 @@ def _job_problems(snap: _Snapshot, job_id: str, row: dict[str, str]) -> list[str
     if snap.every.get(job_id) != seq:
         problems.append(f"{job_id}: not in 'all' with its seq")
     where = [s for s, members in snap.states.items() if job_id in members]
-    if where != [state] or snap.states[state].get(job_id) != seq:
-        problems.append(f"{job_id}: {state}, but in state indexes {where}")
+    shown = _shown(row)
+    if where != [shown] or snap.states.get(shown, {}).get(job_id) != seq:
+        problems.append(f"{job_id}: {state} (shown {shown}), but in state indexes {where}")
     claim_idx = snap.in_ready.get(job_id, [])
     if state == State.PENDING:
         problems += _pending_problems(snap, job_id, row, claim_idx)
@@ -125,12 +130,21 @@ def _job_problems(snap: _Snapshot, job_id: str, row: dict[str, str]) -> list[str
     return problems
 
 
+def _shown(row: dict[str, str]) -> str:
+    state = row.get("state", "?")
+    known = state in {s.value for s in State}
+    return shown_state(state, row.get("started_at")).value if known else state
+
+
 def _pending_problems(
     snap: _Snapshot, job_id: str, row: dict[str, str], claim_idx: list[tuple[str, str]]
 ) -> list[str]:
     problems: list[str] = []
     queue = row.get("queue", "?")
-    if claim_idx != [(queue, row.get("rank"))]:
+    if "not_before" in row:  # waiting out a retry's back-off: in delayed, not ready yet
+        if claim_idx or snap.delayed.get(job_id) != float(row["not_before"]):
+            problems.append(f"{job_id}: pending after a retry, but in ready sets {claim_idx}")
+    elif claim_idx != [(queue, row.get("rank"))] or job_id in snap.delayed:
         problems.append(f"{job_id}: pending in {queue}, but in ready sets {claim_idx}")
     if job_id in snap.leases or "token" in row or "lease_until" in row:
         problems.append(f"{job_id}: pending, but holds a lease or token")
@@ -141,8 +155,8 @@ def _running_problems(
     snap: _Snapshot, job_id: str, row: dict[str, str], claim_idx: list[tuple[str, str]]
 ) -> list[str]:
     problems: list[str] = []
-    if claim_idx:
-        problems.append(f"{job_id}: running, but also ready in {claim_idx}")
+    if claim_idx or job_id in snap.delayed or "not_before" in row:
+        problems.append(f"{job_id}: running, but also ready in {claim_idx} or delayed")
     if snap.leases.get(job_id) != float(row.get("lease_until", "nan")):
         problems.append(f"{job_id}: running, but its lease index entry is wrong")
     if not row.get("token") or not row.get("owner"):
@@ -155,7 +169,7 @@ def _terminal_problems(
 ) -> list[str]:
     problems: list[str] = []
     state = row["state"]
-    if claim_idx or job_id in snap.leases or "lease_until" in row:
+    if claim_idx or job_id in snap.leases or "lease_until" in row or job_id in snap.delayed:
         problems.append(f"{job_id}: {state}, but still in a claim index or leased")
     if job_id not in snap.finished:
         problems.append(f"{job_id}: {state}, but not in the retention index")
@@ -165,7 +179,12 @@ def _terminal_problems(
 def _dangling_problems(snap: _Snapshot) -> list[str]:
     """Index entries that name jobs which do not exist."""
     problems: list[str] = []
-    indexes = [("all", snap.every), ("leases", snap.leases), ("finished", snap.finished)]
+    indexes = [
+        ("all", snap.every),
+        ("leases", snap.leases),
+        ("delayed", snap.delayed),
+        ("finished", snap.finished),
+    ]
     for name, members in indexes + [(f"state:{s}", m) for s, m in snap.states.items()]:
         problems += [f"index {name} names missing job {j}" for j in members if j not in snap.jobs]
     problems += [f"ready set names missing job {j}" for j in snap.in_ready if j not in snap.jobs]
@@ -192,11 +211,12 @@ async def _idempotency_problems(store: RedisStore, jobs: dict[str, dict[str, str
 
 
 async def _owned_problems(store: RedisStore, jobs: dict[str, dict[str, str]]) -> list[str]:
-    """Each principal's listing indexes hold exactly its jobs: all of them, and by state."""
+    """Each principal's listing indexes hold exactly its jobs: all of them, and by the state
+    each shows."""
     expected: dict[str, dict[str, float]] = {}
     for job_id, row in jobs.items():
         if (principal := row.get("principal")) is not None:
-            for which in ("all", row.get("state", "?")):
+            for which in ("all", _shown(row)):
                 expected.setdefault(f"{which}:{principal}", {})[job_id] = float(row["seq"])
     head = len(store.k("owned", ""))
     found = {

@@ -26,8 +26,8 @@ from aijobs.jobs import (
     JobType,
     NewJob,
     PendingLimits,
-    State,
     new_job_id,
+    shown_state,
 )
 from aijobs.store.base import compact_json
 
@@ -69,7 +69,7 @@ def decode_job(
         id=need("id"),
         job_type=JobType(need("job_type")),
         queue=need("queue"),
-        state=State(need("state")),
+        state=shown_state(need("state"), f["started_at"]),
         payload=json.loads(need("payload")),
         model_type=f["model_type"],
         model_id=f["model_id"],

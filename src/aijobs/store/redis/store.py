@@ -58,6 +58,7 @@ from aijobs.jobs import (
     WorkerInfo,
 )
 from aijobs.store.base import (
+    RetryBackoff,
     StoreBase,
     clamp_fraction,
     compact_json,
@@ -122,6 +123,7 @@ class RedisStore(RedisKeys, StoreBase):
         retain_jobs: int = 100_000,
         retain_seconds: float = 30 * 86400.0,
         max_stalls: int | None = None,
+        retry_backoff: RetryBackoff | None = None,
     ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"invalid Redis key prefix {prefix!r}: non-empty, without braces")
@@ -133,6 +135,7 @@ class RedisStore(RedisKeys, StoreBase):
         self.retain_jobs = max(0, retain_jobs)
         self.retain_seconds = max(0.0, retain_seconds)
         self.max_stalls = max_stalls
+        self.retry_backoff = retry_backoff or RetryBackoff()
         self.key = "{" + prefix + "}"  # every key starts with this hash tag
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
@@ -149,6 +152,7 @@ class RedisStore(RedisKeys, StoreBase):
             "connect_timeout": settings.redis_connect_timeout,
             "retain_jobs": settings.retain_jobs,
             "retain_seconds": settings.retain_seconds,
+            "retry_backoff": RetryBackoff.from_settings(settings),
         }
         return cls(url, **{**defaults, **options})
 
@@ -394,7 +398,8 @@ class RedisStore(RedisKeys, StoreBase):
                     metrics = compact_json(progress.metrics)
                 if progress.history is not None:
                     history = compact_json(progress.history)
-            args += [job_id, token, fraction, metrics, history]
+            started = "1" if progress is not None and progress.started else ""
+            args += [job_id, token, fraction, metrics, history, started]
         reply = await self.run_script(
             "renew", worker_id, max(1, int(lease_seconds * 1000)), *args, retry=True
         )
@@ -432,14 +437,22 @@ class RedisStore(RedisKeys, StoreBase):
             "0" if log is None else "1",
             log or "",
             "1" if count_attempt else "0",
+            *self._backoff_args(),
         )
         return bool(reply)
+
+    def _backoff_args(self) -> list[int]:
+        """The retry back-off's base and cap (ms), and a seed for its jitter."""
+        backoff = self.retry_backoff
+        return [backoff.base_ms, backoff.max_ms, secrets.randbelow(2**31)]
 
     async def rescue_expired(self) -> list[tuple[str, State]]:
         stalls = "" if self.max_stalls is None else int(self.max_stalls)
         rescued: list[tuple[str, State]] = []
         while True:
-            reply = await self.run_script("rescue", stalls, RESCUE_BATCH, retry=True)
+            reply = await self.run_script(
+                "rescue", stalls, RESCUE_BATCH, *self._backoff_args(), retry=True
+            )
             rescued += [(reply[i], State(reply[i + 1])) for i in range(0, len(reply), 2)]
             if len(reply) < 2 * RESCUE_BATCH:
                 return rescued

@@ -11,7 +11,8 @@ asleep is no sign that a worker died); on the wall clock or CLOCK_BOOTTIME each 
 and each job would be rerun. Python's time.monotonic() is that clock on Linux, macOS and Windows.
 
 A monotonic clock starts again at each boot: the file records the boot its leases belong to, and
-a store opened in another boot expires every lease left over (their workers went with that boot).
+a store opened in another boot expires every lease left over (their workers went with that boot),
+and ends every retry's back-off (its time was on that boot's clock).
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ async def settle_lease_clock(db: aiosqlite.Connection, clock: StoreClock) -> Non
         return
     if rows:
         await db.execute("UPDATE jobs SET lease_until = 0 WHERE state = 'running'")
+        # Retries waiting out a back-off on that boot's clock: due now.
+        await db.execute("UPDATE jobs SET not_before = 0 WHERE not_before IS NOT NULL")
         await db.execute("UPDATE workers SET last_seen = 0")  # they went with their boot
     else:
         shift = (clock.wall_ms(), clock.lease_ms())

@@ -23,7 +23,7 @@ from typing import Any
 import aiosqlite
 
 from aijobs import errors
-from aijobs.store.sqlite.schema import ADDED_COLUMNS, AFTER_ADDED_COLUMNS, SCHEMA, split_sql
+from aijobs.store.sqlite.schema import create_schema
 
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction to end
 
@@ -61,16 +61,6 @@ def outages_raised() -> Iterator[None]:
         raise
 
 
-async def _add_columns(db: aiosqlite.Connection) -> None:
-    """Bring a file made by an older release up to the schema (inside the open transaction)."""
-    for table, column, sql_type in ADDED_COLUMNS:
-        rows = await db.execute_fetchall(f"SELECT name FROM pragma_table_info('{table}')")
-        if column not in {name for (name,) in rows}:
-            await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {sql_type}")
-    for stmt in split_sql(AFTER_ADDED_COLUMNS):
-        await db.execute(stmt)
-
-
 class Database:
     """The connections of one SQLiteStore; created on open(), creating the tables if needed."""
 
@@ -106,9 +96,7 @@ class Database:
                 await writer.execute("PRAGMA synchronous = FULL")
                 try:
                     await writer.execute("BEGIN IMMEDIATE")
-                    for stmt in split_sql(SCHEMA):
-                        await writer.execute(stmt)
-                    await _add_columns(writer)
+                    await create_schema(writer)
                     await writer.execute("COMMIT")
                 except BaseException:
                     await self._roll_back(writer)

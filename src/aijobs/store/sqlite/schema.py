@@ -7,11 +7,14 @@ but for ``lease_until``, on the lease clock (clock.py); dict and list fields are
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from aijobs.jobs import JOB_FIELDS, ROW_FIELDS, Job
+import aiosqlite
+
+from aijobs.jobs import JOB_FIELDS, ROW_FIELDS, Job, shown_state
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -45,20 +48,36 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_until      INTEGER,
     stalls           INTEGER NOT NULL DEFAULT 0,
     idem             TEXT UNIQUE,
+    not_before       INTEGER,  -- a retried pending job waits out its back-off (lease clock)
     log              TEXT  -- last: reading the columns before it never touches its overflow pages
 );
 -- claim: an index seek per queue and job type, already in (priority desc, seq) order; by type,
 -- so that a worker without a free training slot reaches the inference jobs behind training jobs
 -- without walking past them (jobs_claim was the same index without the type)
+-- without the jobs that wait out a retry's back-off (jobs_ready was the same index with them)
 DROP INDEX IF EXISTS jobs_claim;
-CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (queue, job_type, priority DESC, seq)
-    WHERE state = 'pending' AND cancel_requested = 0;
+DROP INDEX IF EXISTS jobs_ready;
+CREATE INDEX IF NOT EXISTS jobs_claimable ON jobs (queue, job_type, priority DESC, seq)
+    WHERE state = 'pending' AND cancel_requested = 0 AND not_before IS NULL;
+-- the retried jobs waiting out their back-off, by when they may run: each claim makes the due
+-- ones claimable (not_before NULL), so a claim never walks past the ones still waiting
+CREATE INDEX IF NOT EXISTS jobs_delayed ON jobs (not_before)
+    WHERE state = 'pending' AND not_before IS NOT NULL;
 -- rescue: only running jobs, ordered by deadline
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_until) WHERE state = 'running';
--- GET /jobs?status=...: newest first within a state
-CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+-- GET /jobs?status=...: newest first within the state a job shows (SHOWN_STATE, the very
+-- expression, so that the planner uses the index); jobs_state was this on the stored state
+DROP INDEX IF EXISTS jobs_state;
+CREATE INDEX IF NOT EXISTS jobs_shown ON jobs (
+    CASE WHEN state = 'running' AND started_at IS NULL THEN 'pending' ELSE state END, seq);
 -- GET /jobs with a deep offset: skipping rows over this tiny index, not over the table
 CREATE INDEX IF NOT EXISTS jobs_seq ON jobs (seq);
+-- GET /jobs for a caller who is not an admin: its own jobs, newest first, in all states or in
+-- the one shown
+CREATE INDEX IF NOT EXISTS jobs_principal ON jobs (principal, seq) WHERE principal IS NOT NULL;
+CREATE INDEX IF NOT EXISTS jobs_principal_shown ON jobs (principal,
+    CASE WHEN state = 'running' AND started_at IS NULL THEN 'pending' ELSE state END, seq)
+    WHERE principal IS NOT NULL;
 -- duration estimates
 CREATE INDEX IF NOT EXISTS jobs_durations
     ON jobs (job_type, model_type, queue, finished_at, started_at) WHERE state = 'completed';
@@ -69,18 +88,32 @@ CREATE TABLE IF NOT EXISTS counts (
     n     INTEGER NOT NULL,
     PRIMARY KEY (queue, state)
 ) WITHOUT ROWID;
+-- Counted by the state a job shows (a claimed job not started yet is pending: see
+-- jobs.shown_state). jobs_count_update counted the stored state, which was the same then: every
+-- running job had started.
+DROP TRIGGER IF EXISTS jobs_count_update;
 CREATE TRIGGER IF NOT EXISTS jobs_count_insert AFTER INSERT ON jobs BEGIN
     INSERT INTO counts (queue, state, n) VALUES (new.queue, new.state, 1)
         ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
 END;
-CREATE TRIGGER IF NOT EXISTS jobs_count_update AFTER UPDATE OF state, queue ON jobs
-    WHEN old.state IS NOT new.state OR old.queue IS NOT new.queue BEGIN
-    UPDATE counts SET n = n - 1 WHERE queue = old.queue AND state = old.state;
-    INSERT INTO counts (queue, state, n) VALUES (new.queue, new.state, 1)
+CREATE TRIGGER IF NOT EXISTS jobs_count_shown AFTER UPDATE OF state, queue, started_at ON jobs
+    WHEN (CASE WHEN old.state = 'running' AND old.started_at IS NULL THEN 'pending'
+               ELSE old.state END)
+      IS NOT (CASE WHEN new.state = 'running' AND new.started_at IS NULL THEN 'pending'
+                   ELSE new.state END)
+      OR old.queue IS NOT new.queue BEGIN
+    UPDATE counts SET n = n - 1 WHERE queue = old.queue AND state =
+        (CASE WHEN old.state = 'running' AND old.started_at IS NULL THEN 'pending'
+              ELSE old.state END);
+    INSERT INTO counts (queue, state, n) VALUES (new.queue,
+        (CASE WHEN new.state = 'running' AND new.started_at IS NULL THEN 'pending'
+              ELSE new.state END), 1)
         ON CONFLICT (queue, state) DO UPDATE SET n = n + 1;
 END;
 CREATE TRIGGER IF NOT EXISTS jobs_count_delete AFTER DELETE ON jobs BEGIN
-    UPDATE counts SET n = n - 1 WHERE queue = old.queue AND state = old.state;
+    UPDATE counts SET n = n - 1 WHERE queue = old.queue AND state =
+        (CASE WHEN old.state = 'running' AND old.started_at IS NULL THEN 'pending'
+              ELSE old.state END);
 END;
 
 CREATE TABLE IF NOT EXISTS workers (
@@ -117,17 +150,8 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 """
 
-# Columns added since the first release, (table, column, type): added to an older file on open.
-# (Such a column lands after `log` there, which costs those reads of `log`'s overflow pages.)
-ADDED_COLUMNS = (("jobs", "principal", "TEXT"),)
-
-# What needs the added columns, created after them.
-AFTER_ADDED_COLUMNS = """
--- GET /jobs for a non-admin: its own jobs, newest first, in all states or in one
-CREATE INDEX IF NOT EXISTS jobs_principal ON jobs (principal, seq) WHERE principal IS NOT NULL;
-CREATE INDEX IF NOT EXISTS jobs_principal_state ON jobs (principal, state, seq)
-    WHERE principal IS NOT NULL;
-"""
+# The state a job shows, in SQL (jobs.shown_state): what listings filter on and counts count.
+SHOWN_STATE = "CASE WHEN state = 'running' AND started_at IS NULL THEN 'pending' ELSE state END"
 
 # The columns of a Job's fields but `log`, in Job's order: what decode_job() maps.
 COLUMNS = ", ".join(JOB_FIELDS)
@@ -152,7 +176,27 @@ def decode_job(
     for name in ("created_at", "updated_at", "started_at", "finished_at"):
         f[name] = seconds(f[name])
     f["cancel_requested"] = bool(f["cancel_requested"])
+    f["state"] = shown_state(f["state"], f["started_at"])
     return Job(**f, log=log)
+
+
+# Columns added since a table was first created: a file made before them gains them on open.
+# (Such a column lands after `log` there, which costs those reads of `log`'s overflow pages.)
+ADDED_COLUMNS = {"jobs": ["principal TEXT", "not_before INTEGER"]}
+
+
+async def create_schema(db: aiosqlite.Connection) -> None:
+    """In an open write transaction: the tables, indexes and triggers, with the columns added
+    since an older file was created (before the indexes that use them)."""
+    for stmt in split_sql(SCHEMA):
+        await db.execute(stmt)
+        created = re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+)", stmt)
+        if created and (added := ADDED_COLUMNS.get(created[1])):
+            rows = await db.execute_fetchall(f"PRAGMA table_info({created[1]})")
+            have = {row[1] for row in rows}
+            for column in added:
+                if column.split()[0] not in have:
+                    await db.execute(f"ALTER TABLE {created[1]} ADD COLUMN {column}")
 
 
 def split_sql(script: str) -> Iterable[str]:

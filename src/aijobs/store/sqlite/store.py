@@ -46,6 +46,7 @@ from aijobs.jobs import (
     new_job_id,
 )
 from aijobs.store.base import (
+    RetryBackoff,
     StoreBase,
     clamp_fraction,
     compact_json,
@@ -60,7 +61,7 @@ from aijobs.store.sqlite import upkeep
 from aijobs.store.sqlite.clock import StoreClock, settle_lease_clock
 from aijobs.store.sqlite.database import BUSY_TIMEOUT, Database
 from aijobs.store.sqlite.keys import SQLiteKeys
-from aijobs.store.sqlite.schema import COLUMNS, NCOLS, ROW_COLUMNS, decode_job
+from aijobs.store.sqlite.schema import COLUMNS, NCOLS, ROW_COLUMNS, SHOWN_STATE, decode_job
 from aijobs.store.sqlite.watch import ChangeWatcher
 
 TRIM_INTERVAL = 30.0  # seconds between retention passes (rescue_expired runs them)
@@ -80,6 +81,7 @@ class SQLiteStore(SQLiteKeys, StoreBase):
         clock: StoreClock | None = None,
         retain_jobs: int = 0,
         retain_seconds: float = 0.0,
+        retry_backoff: RetryBackoff | None = None,
     ) -> None:
         self.path = path
         self.max_stalls = max_stalls
@@ -87,6 +89,7 @@ class SQLiteStore(SQLiteKeys, StoreBase):
         self.retain_ms = int(max(0.0, retain_seconds) * 1000)
         self._next_trim = 0.0  # monotonic time of the next retention pass
         self.clock = clock or StoreClock()
+        self.retry_backoff = retry_backoff or RetryBackoff()
         self._db = Database(path, busy_timeout)
         self._watch = ChangeWatcher(self._db.read)  # every waiter of this store, one poll
 
@@ -190,7 +193,8 @@ class SQLiteStore(SQLiteKeys, StoreBase):
         principal: str | None = None,
     ) -> tuple[list[Job], int]:
         limit, offset = max(0, limit), max(0, offset)
-        terms = [("state = ?", State(state).value)] if state is not None else []
+        # By the state a job shows (a claimed job not started yet is pending), as counts count.
+        terms = [(f"{SHOWN_STATE} = ?", State(state).value)] if state is not None else []
         if principal is not None:
             terms.insert(0, ("principal = ?", principal))
         where = ("WHERE " + " AND ".join(t for t, _ in terms)) if terms else ""
@@ -203,8 +207,13 @@ class SQLiteStore(SQLiteKeys, StoreBase):
             (*filt, limit, offset),
         )
         # A principal's total is counted over its index; everyone's is kept in `counts`.
-        count = "count(*) FROM jobs" if principal is not None else "coalesce(sum(n), 0) FROM counts"
-        (total,), *_ = await self._db.read(f"SELECT {count} {where}", filt)
+        if principal is not None:
+            (total,), *_ = await self._db.read(f"SELECT count(*) FROM jobs {where}", filt)
+        else:
+            counted = "WHERE state = ?" if state is not None else ""
+            (total,), *_ = await self._db.read(
+                f"SELECT coalesce(sum(n), 0) FROM counts {counted}", filt
+            )
         return [decode_job(r, fields=ROW_FIELDS) for r in rows], int(total)
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
@@ -269,20 +278,29 @@ class SQLiteStore(SQLiteKeys, StoreBase):
         # order for a worker with a free slot) and never hold back the inference jobs behind.
         seek = (
             "SELECT * FROM (SELECT seq, priority, job_type FROM jobs WHERE state = 'pending' "
-            "AND cancel_requested = 0 AND queue = ? AND job_type = ? "
+            "AND cancel_requested = 0 AND not_before IS NULL AND queue = ? AND job_type = ? "
             "ORDER BY priority DESC, seq LIMIT ?)"
         )
         per_queue = " UNION ALL ".join(f"{seek} UNION ALL {seek}" for _ in queues)
         until = self.clock.lease_ms() + int(lease_seconds * 1000)
-        params: list[Any] = [worker_id, until, now, now]
+        params: list[Any] = [worker_id, until, now, now]  # owner, lease, updated, started
         for q in queues:
             params += [q, JobType.INFERENCE.value, limit, q, JobType.TRAINING.value, cap]
         params += [cap, limit]
         async with self._db.transaction() as db:
+            # Retried jobs whose back-off is over become claimable (O(due), by jobs_delayed).
+            await db.execute(
+                "UPDATE jobs INDEXED BY jobs_delayed SET not_before = NULL "
+                "WHERE state = 'pending' AND not_before IS NOT NULL AND not_before <= ?",
+                (self.clock.lease_ms(),),
+            )
             rows = await db.execute_fetchall(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
                 "token = lower(hex(randomblob(16))) || ':' || (attempt + 1), owner = ?, "
-                "lease_until = ?, started_at = ?, updated_at = ?, progress = 0 "
+                # An inference job may wait in the worker behind others: it starts when the
+                # worker says so (renew), and shows pending until then.
+                "lease_until = ?, updated_at = ?, progress = 0, "
+                "started_at = CASE WHEN job_type = 'training' THEN ? END "
                 # The best `limit`, the training jobs among them no more than the cap.
                 "WHERE seq IN (SELECT seq FROM (SELECT seq, priority, job_type, "
                 "sum(job_type = 'training') OVER (ORDER BY priority DESC, seq) AS training "
@@ -306,6 +324,7 @@ class SQLiteStore(SQLiteKeys, StoreBase):
         async with self._db.transaction() as db:
             for job_id, (token, progress) in leases.items():
                 fraction = metrics = history = None
+                started = progress is not None and progress.started
                 if progress is not None:
                     if progress.fraction is not None:
                         fraction = clamp_fraction(progress.fraction)
@@ -316,9 +335,10 @@ class SQLiteStore(SQLiteKeys, StoreBase):
                 rows = await db.execute_fetchall(
                     "UPDATE jobs SET lease_until = ?, updated_at = ?, "
                     "progress = coalesce(?, progress), metrics = coalesce(?, metrics), "
-                    "history = coalesce(?, history) "
+                    "history = coalesce(?, history), "
+                    "started_at = CASE WHEN ? THEN coalesce(started_at, ?) ELSE started_at END "
                     "WHERE id = ? AND token = ? AND state = 'running' RETURNING 1",
-                    (until, now, fraction, metrics, history, job_id, token),
+                    (until, now, fraction, metrics, history, started, now, job_id, token),
                 )
                 if rows:
                     out[job_id] = Renewal.OK
@@ -343,9 +363,10 @@ class SQLiteStore(SQLiteKeys, StoreBase):
                 rows = await db.execute_fetchall(
                     "UPDATE jobs SET state = 'completed', result = ?, log = coalesce(?, log), "
                     "error = NULL, progress = 1.0, finished_at = ?, updated_at = ?, token = NULL, "
-                    "lease_until = NULL WHERE id = ? AND token = ? AND state = 'running' "
-                    "RETURNING 1",
-                    (compact_json(f.result), f.log, now, now, f.job_id, f.token),
+                    # A job whose start no renewal reported yet ran between two of them.
+                    "lease_until = NULL, started_at = coalesce(started_at, ?) "
+                    "WHERE id = ? AND token = ? AND state = 'running' RETURNING 1",
+                    (compact_json(f.result), f.log, now, now, now, f.job_id, f.token),
                 )
                 if rows and f.model is not None:
                     await self._insert_model(db, f.model)
@@ -367,6 +388,7 @@ class SQLiteStore(SQLiteKeys, StoreBase):
         # left, or on one not counted (its attempt undone); otherwise failed. `error` is kept
         # either way, as the last error. SET reads the row as it was before the update.
         back = "(:retry AND (NOT :counted OR attempt < max_attempts))"
+        retry_at = f"CASE WHEN {back} AND :counted THEN {self._retry_at()} END"
         async with self._db.transaction() as db:
             rows = await db.execute_fetchall(
                 "UPDATE jobs SET error = :error, log = coalesce(:log, log), updated_at = :now, "
@@ -376,9 +398,11 @@ class SQLiteStore(SQLiteKeys, StoreBase):
                 f"started_at = CASE WHEN {back} THEN NULL ELSE started_at END, "
                 f"progress = CASE WHEN {back} THEN 0 ELSE progress END, "
                 f"finished_at = CASE WHEN {back} THEN NULL ELSE :now END, "
-                f"attempt = CASE WHEN {back} AND NOT :counted THEN attempt - 1 ELSE attempt END "
+                f"attempt = CASE WHEN {back} AND NOT :counted THEN attempt - 1 ELSE attempt END, "
+                f"not_before = {retry_at} "
                 "WHERE id = :id AND token = :token AND state = 'running' RETURNING 1",
                 {
+                    **self._backoff_params(),
                     "error": error_text(error),
                     "log": log,
                     "now": now,
@@ -396,7 +420,7 @@ class SQLiteStore(SQLiteKeys, StoreBase):
             "(attempt >= max_attempts OR (:max_stalls IS NOT NULL AND stalls + 1 > :max_stalls))"
         )
         # Every worker and the API call this every few seconds: look before taking the write
-        # lock. INDEXED BY: without ANALYZE statistics the planner prefers jobs_state
+        # lock. INDEXED BY: without ANALYZE statistics the planner prefers an index on state
         # (state='running'), a scan of every running job, to this range seek.
         due = "FROM jobs INDEXED BY jobs_lease WHERE state = 'running' AND lease_until < :due"
         await self._trim()
@@ -414,9 +438,15 @@ class SQLiteStore(SQLiteKeys, StoreBase):
                 "ELSE 'worker lost: lease expired on attempt ' || attempt || ', requeued' END, "
                 f"finished_at = CASE WHEN {spent} THEN :now ELSE NULL END, "
                 f"started_at = CASE WHEN {spent} THEN started_at ELSE NULL END, "
-                f"progress = CASE WHEN {spent} THEN progress ELSE 0 END "
+                f"progress = CASE WHEN {spent} THEN progress ELSE 0 END, "
+                f"not_before = CASE WHEN {spent} THEN NULL ELSE {self._retry_at()} END "
                 "WHERE state = 'running' AND lease_until < :due RETURNING id, state",
-                {"now": now, "due": due_at, "max_stalls": self.max_stalls},
+                {
+                    "now": now,
+                    "due": due_at,
+                    "max_stalls": self.max_stalls,
+                    **self._backoff_params(),
+                },
             )
         return [(job_id, State(state)) for job_id, state in rows]
 
@@ -427,6 +457,23 @@ class SQLiteStore(SQLiteKeys, StoreBase):
         self._next_trim = time.monotonic() + TRIM_INTERVAL
         async with self._db.transaction() as db:
             await upkeep.trim_finished(db, self.retain_jobs, self.retain_ms, self.clock.wall_ms())
+
+    @staticmethod
+    def _retry_at() -> str:
+        """SQL: when a job that failed on its `attempt` may run again, on the lease clock
+        (RetryBackoff: base * 2^(attempt - 1) ms, capped, jittered down to half, per row); NULL
+        for no wait. Reads :base_ms, :max_ms and :lease_now."""
+        delay = "min(:max_ms, :base_ms * (1 << min(attempt - 1, 40)))"
+        jitter = "(0.5 + (abs(random()) % 1000000) / 2000000.0)"
+        return f"(CASE WHEN :base_ms > 0 THEN :lease_now + CAST({delay} * {jitter} AS INTEGER) END)"
+
+    def _backoff_params(self) -> dict[str, int]:
+        backoff = self.retry_backoff
+        return {
+            "base_ms": backoff.base_ms,
+            "max_ms": backoff.max_ms,
+            "lease_now": self.clock.lease_ms(),
+        }
 
     async def register_worker(self, info: WorkerInfo) -> None:
         # A heartbeat is a liveness deadline, like a lease: on the clock that cannot jump, so a

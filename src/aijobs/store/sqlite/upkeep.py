@@ -8,6 +8,7 @@ import aiosqlite
 
 from aijobs.jobs import NewJob, PendingLimits, RateDecision
 from aijobs.store.base import queue_full
+from aijobs.store.sqlite.schema import SHOWN_STATE
 
 TRIM_BATCH = 500  # finished jobs deleted per pass at most: a pass never holds the lock long
 
@@ -24,8 +25,8 @@ async def check_pending_limits(
         if sum(n for (n,) in rows) >= limits.per_queue:
             raise queue_full(job, "per_queue", limits.per_queue)
     if limits.per_principal is not None and job.principal is not None:
-        (n,), *_ = await db.execute_fetchall(  # over the jobs_principal_state index
-            "SELECT count(*) FROM jobs WHERE principal = ? AND state = 'pending'",
+        (n,), *_ = await db.execute_fetchall(  # over the jobs_principal_shown index
+            f"SELECT count(*) FROM jobs WHERE principal = ? AND {SHOWN_STATE} = 'pending'",
             (job.principal,),
         )
         if n >= limits.per_principal:

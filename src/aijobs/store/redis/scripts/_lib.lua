@@ -14,11 +14,14 @@
 --                           durkey, log
 --   P:seq             STRING job sequence number: FIFO order and newest-first listing
 --   P:all             ZSET  every stored job, score seq (GET /jobs without a filter, total)
---   P:state:<state>   ZSET  the jobs in that state, score seq (GET /jobs?status=..., total)
---   P:counts          HASH  "<state>:<queue>" -> number of jobs (queue depths)
+--   P:state:<state>   ZSET  the jobs that show that state, score seq (GET /jobs?status=...,
+--                           total): a running job not started yet shows pending (shown())
+--   P:counts          HASH  "<shown state>:<queue>" -> number of jobs (queue depths)
 --   P:ready:<queue>   ZSET  pending jobs, all score 0, member rank = priority key .. seq .. id:
 --                           lexicographic order is priority desc, then FIFO (exact, any size)
 --   P:leases          ZSET  running jobs, score lease_until (ms, server clock): the rescue index
+--   P:delayed         ZSET  pending jobs waiting out a retry's back-off, score not_before (ms,
+--                           server clock): out of their ready set until a claim moves them back
 --   P:waiters:<queue> ZSET  idle workers waiting on the queue, score: when they began
 --   P:waiting:<worker> STRING "<serial> <max training jobs> <lease ms>" while the worker waits
 --                           (expires by itself just before its blocking pop ends)
@@ -38,9 +41,11 @@
 --   P:watch:<id>      STRING set (with a TTL) while a client waits for the job to end
 --   P:done            CHANNEL a watched job's fields (JSON array) are published here when it ends
 --
--- Invariant (checked by store/redis/check.py): a pending job is in exactly ready:<its queue>,
+-- Invariant (checked by store/redis/check.py): a pending job is in exactly ready:<its queue>
+-- or (with its not_before) in delayed,
 -- a running job in exactly leases, a terminal job in neither but in finished; every job is in
--- all and in exactly the state:<s> of its state; counts equal the state indexes per queue.
+-- all and in exactly the state:<s> of the state it shows; counts equal the state indexes per
+-- queue.
 
 local P = KEYS[1]
 local RETAIN_N = tonumber(ARGV[1])
@@ -52,6 +57,7 @@ local K_SEQ = P .. ':seq'
 local K_ALL = P .. ':all'
 local K_COUNTS = P .. ':counts'
 local K_LEASES = P .. ':leases'
+local K_DELAYED = P .. ':delayed'
 local K_FINISHED = P .. ':finished'
 local K_WORKERS = P .. ':workers'
 local K_WORKER_INFO = P .. ':worker_info'
@@ -116,14 +122,32 @@ local function move_owned(id, seq, from, to)
   if not to then redis.call('ZREM', k_owned('all', principal), id) end
 end
 
+-- The state a job shows its owner (aijobs.jobs.shown_state): a job claimed but not started yet
+-- (an inference job queued in its worker) is still pending to them. The listing indexes (its
+-- principal's too) and the counts go by it; claims, leases and fencing go by the stored state.
+local function shown(jk)
+  local f = redis.call('HMGET', jk, 'state', 'started_at')
+  if f[1] == 'running' and not f[2] then return 'pending' end
+  return f[1]
+end
+
+-- Move a job between the listing indexes and the counts, from the state it showed.
+local function relist(id, queue, seq, from)
+  local to = shown(k_job(id))
+  if to ~= from then
+    redis.call('ZREM', k_state(from), id)
+    redis.call('ZADD', k_state(to), seq, id)
+    move_owned(id, seq, from, to)
+    count(queue, from, -1)
+    count(queue, to, 1)
+  end
+end
+
 -- Set a job's state, moving it between the listing indexes and the counts.
-local function set_state(id, queue, seq, from, to)
-  redis.call('ZREM', k_state(from), id)
-  redis.call('ZADD', k_state(to), seq, id)
-  move_owned(id, seq, from, to)
-  count(queue, from, -1)
-  count(queue, to, 1)
+local function set_state(id, queue, seq, to)
+  local from = shown(k_job(id))
   redis.call('HSET', k_job(id), 'state', to)
+  relist(id, queue, seq, from)
 end
 
 -- A waiting worker of `queue` with room for a job of `job_type`, its waiting ended; stale
@@ -217,13 +241,19 @@ local function wake(queue)
 end
 
 -- A pending job's claim by `worker`: attempt, fencing token, owner, lease (the caller moves
--- the indexes and counts). Returns the token.
+-- the indexes and counts). A training job starts at once; an inference job may wait in the
+-- worker behind others, so it starts when the worker says so (renew) and shows pending until
+-- then. Returns the token and the state the job shows.
 local function lease_job(jk, worker, token_prefix, deadline, now)
   local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
   local token = token_prefix .. ':' .. attempt
   redis.call('HSET', jk, 'state', 'running', 'token', token, 'owner', worker,
-    'lease_until', deadline, 'started_at', num(now), 'updated_at', num(now), 'progress', '0')
-  return token
+    'lease_until', deadline, 'updated_at', num(now), 'progress', '0')
+  if redis.call('HGET', jk, 'job_type') == 'training' then
+    redis.call('HSET', jk, 'started_at', num(now))
+    return token, 'running'
+  end
+  return token, 'pending'
 end
 
 -- Make a pending job claimable again, in its original FIFO place.
@@ -232,12 +262,39 @@ local function requeue(id, queue, rank)
   wake(queue)
 end
 
--- A running job whose lease was dropped goes back to pending, in its FIFO place.
-local function back_to_pending(id, queue, seq, rank)
+-- A running job whose lease was dropped goes back to pending, in its FIFO place: claimable at
+-- once, or from `not_before` (ms) on, kept in delayed until then.
+local function back_to_pending(id, queue, seq, rank, not_before)
+  set_state(id, queue, seq, 'pending')
   redis.call('HSET', k_job(id), 'progress', '0')
   redis.call('HDEL', k_job(id), 'owner', 'started_at', 'finished_at')
-  set_state(id, queue, seq, 'running', 'pending')
-  requeue(id, queue, rank)
+  if not_before then
+    redis.call('HSET', k_job(id), 'not_before', num(not_before))
+    redis.call('ZADD', K_DELAYED, num(not_before), id)
+  else
+    requeue(id, queue, rank)
+  end
+end
+
+-- When a job that failed on `attempt` may run again (aijobs.store.base.RetryBackoff): base *
+-- 2^(attempt - 1) ms, capped, jittered down to half; nil for no wait (base 0). The caller seeds
+-- math.random from its arguments.
+local function retry_at(now, attempt, base, cap)
+  if base <= 0 then return nil end
+  local delay = math.min(cap, base * 2 ^ math.min(attempt - 1, 40))
+  return now + math.floor(delay * (0.5 + math.random() / 2))
+end
+
+-- Delayed jobs whose wait is over go back to their ready sets (a bounded batch per call).
+local PROMOTE_BATCH = 100
+local function promote_due(now)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', num(now), 'LIMIT', 0,
+      PROMOTE_BATCH)) do
+    redis.call('ZREM', K_DELAYED, id)
+    local f = redis.call('HMGET', k_job(id), 'state', 'queue', 'rank')
+    redis.call('HDEL', k_job(id), 'not_before')
+    if f[1] == 'pending' then requeue(id, f[2], f[3]) end
+  end
 end
 
 -- `worker` waits no more: the jobs handed to it that it never took from its inbox go back to

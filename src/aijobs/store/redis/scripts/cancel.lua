@@ -17,8 +17,10 @@ if f[1] == 'running' then
 else
   redis.call('HSET', jk, 'cancel_requested', '0')
   redis.call('ZREM', k_ready(f[2]), f[4])
+  redis.call('ZREM', K_DELAYED, id)
+  redis.call('HDEL', jk, 'not_before')
 end
-set_state(id, f[2], f[3], f[1], 'cancelled')
+set_state(id, f[2], f[3], 'cancelled')
 local job = read_job(id)
 local log = redis.call('HGET', jk, 'log')
 finished(id, now)

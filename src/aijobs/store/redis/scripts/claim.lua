@@ -14,6 +14,7 @@ if training_left >= 0 then trainings = math.min(limit, training_left) end
 -- Index changes are collected and written once for the whole batch.
 local taken, ranks, running, leases = {}, {}, {}, {}
 local candidates = {}
+promote_due(now_ms())  -- retried jobs whose back-off is over can be taken now
 for i = 8, #ARGV do
   local queue = ARGV[i]
   local found, stale = ready_jobs(queue, limit, trainings)
@@ -34,14 +35,16 @@ for i = 1, #candidates do
   if room and job_type == 'training' then training_left = training_left - 1 end
   if room then
     table.insert(ranks[queue], rank)
-    local token = lease_job(jk, worker, seed .. '.' .. i, deadline, now)
-    count(queue, 'pending', -1)
-    count(queue, 'running', 1)
-    table.insert(taken, id)
-    local seq = redis.call('HGET', jk, 'seq')
-    move_owned(id, seq, 'pending', 'running')
-    table.insert(running, seq)
-    table.insert(running, id)
+    local token, shows = lease_job(jk, worker, seed .. '.' .. i, deadline, now)
+    if shows == 'running' then  -- else it is listed as pending until it starts
+      count(queue, 'pending', -1)
+      count(queue, 'running', 1)
+      table.insert(taken, id)
+      local seq = redis.call('HGET', jk, 'seq')
+      move_owned(id, seq, 'pending', 'running')
+      table.insert(running, seq)
+      table.insert(running, id)
+    end
     table.insert(leases, deadline)
     table.insert(leases, id)
     out[#out + 1] = {token, read_job(id)}

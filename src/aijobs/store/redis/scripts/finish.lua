@@ -15,21 +15,25 @@ for i = 3, #ARGV, 8 do
   if f[1] ~= 'running' or f[2] ~= token then
     out[#out + 1] = 0
   else
+    -- A job whose start no renewal reported yet (it shows pending) ran between two of them.
+    local started = f[5] or num(now)
+    local shown = f[5] and 'running' or 'pending'
     redis.call('HSET', jk, 'state', 'completed', 'result', ARGV[i + 2], 'progress', '1',
-      'finished_at', num(now), 'updated_at', num(now))
+      'finished_at', num(now), 'updated_at', num(now), 'started_at', started)
     redis.call('HDEL', jk, 'error', 'token', 'lease_until')
     if ARGV[i + 3] == '1' then redis.call('HSET', jk, 'log', ARGV[i + 4]) end
-    count(f[3], 'running', -1)
+    count(f[3], shown, -1)
     count(f[3], 'completed', 1)
-    move_owned(id, f[4], 'running', 'completed')
+    if shown == 'pending' then redis.call('ZREM', k_state('pending'), id) end
+    move_owned(id, f[4], shown, 'completed')
     table.insert(ended, id)
     table.insert(completed, f[4])
     table.insert(completed, id)
     table.insert(finished_at, num(now))
     table.insert(finished_at, id)
-    if f[5] and f[6] then
+    if f[6] then
       durations[f[6]] = durations[f[6]] or {}
-      table.insert(durations[f[6]], num(now - tonumber(f[5])))
+      table.insert(durations[f[6]], num(now - tonumber(started)))
     end
     if ARGV[i + 5] ~= '' then
       redis.call('HSET', K_MODELS, ARGV[i + 5], ARGV[i + 6])

@@ -1,13 +1,14 @@
 -- renew: extend every lease a worker holds, in one round trip; progress lands only with a valid
 -- token (fenced like every write). Answers per job: ok, cancel (the job was cancelled: kill the
 -- child) or lost (rescued, finished or never ours: kill the child, write nothing).
--- ARGV: 3 worker id, 4 lease ms, then 5 values per job: id, token, fraction, metrics JSON,
---       history JSON ('' leaves a value unchanged)
+-- ARGV: 3 worker id, 4 lease ms, then 6 values per job: id, token, fraction, metrics JSON,
+--       history JSON ('' leaves a value unchanged), '1' when the job has started (a claimed
+--       inference job starts when its worker's child gets to it: it shows running from then)
 local worker, lease = ARGV[3], tonumber(ARGV[4])
 local now = now_ms()
 local deadline = num(now + lease)
 local out = {}
-for i = 5, #ARGV, 5 do
+for i = 5, #ARGV, 6 do
   local id, token = ARGV[i], ARGV[i + 1]
   local jk = k_job(id)
   local f = redis.call('HMGET', jk, 'state', 'token')
@@ -17,6 +18,11 @@ for i = 5, #ARGV, 5 do
     if ARGV[i + 2] ~= '' then redis.call('HSET', jk, 'progress', ARGV[i + 2]) end
     if ARGV[i + 3] ~= '' then redis.call('HSET', jk, 'metrics', ARGV[i + 3]) end
     if ARGV[i + 4] ~= '' then redis.call('HSET', jk, 'history', ARGV[i + 4]) end
+    if ARGV[i + 5] == '1' and shown(jk) == 'pending' then
+      redis.call('HSET', jk, 'started_at', num(now))
+      local q = redis.call('HMGET', jk, 'queue', 'seq')
+      relist(id, q[1], q[2], 'pending')
+    end
     out[#out + 1] = 'ok'
   elseif f[2] == token and f[1] == 'cancelled' then
     out[#out + 1] = 'cancel'
@@ -25,4 +31,5 @@ for i = 5, #ARGV, 5 do
   end
 end
 redis.call('ZADD', K_WORKERS, 'XX', num(now), worker)  -- a heartbeat, if registered
+flush_counts()
 return out

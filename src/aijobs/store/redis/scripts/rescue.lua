@@ -2,9 +2,13 @@
 -- failed once attempts (or stalls) are spent. Clearing token and owner fences the lost worker.
 -- O(expired): a range of the leases index, never a scan. Safe to run from every process at
 -- once: each job is rescued once per expiry, since the first pass removes it from the index.
--- ARGV: 3 max stalls ('' for no limit), 4 batch size
+-- A requeued job waits out the retry back-off (retry_at) in delayed.
+-- ARGV: 3 max stalls ('' for no limit), 4 batch size, 5 back-off base ms, 6 its cap ms,
+--       7 jitter seed
 -- Returns {id, new state, id, new state, ...}.
 local max_stalls = tonumber(ARGV[3])
+local base, cap = tonumber(ARGV[5]), tonumber(ARGV[6])
+math.randomseed(tonumber(ARGV[7]))
 local now = now_ms()
 local due = redis.call('ZRANGEBYSCORE', K_LEASES, '-inf', '(' .. num(now), 'LIMIT', 0,
   tonumber(ARGV[4]))
@@ -24,14 +28,14 @@ for _, id in ipairs(due) do
     if attempt >= tonumber(f[4]) or (max_stalls and stalls > max_stalls) then
       redis.call('HSET', jk, 'finished_at', num(now),
         'error', 'worker lost: lease expired after ' .. attempt .. ' attempt(s)')
-      set_state(id, f[5], f[6], 'running', 'failed')
+      set_state(id, f[5], f[6], 'failed')
       finished(id, now)
       out[#out + 1] = id
       out[#out + 1] = 'failed'
     else
       redis.call('HSET', jk, 'error',
         'worker lost: lease expired on attempt ' .. attempt .. ', requeued')
-      back_to_pending(id, f[5], f[6], f[7])
+      back_to_pending(id, f[5], f[6], f[7], retry_at(now, attempt, base, cap))
       out[#out + 1] = id
       out[#out + 1] = 'pending'
     end

@@ -51,11 +51,11 @@ end
 if worker then
   local job = read_job(id)  -- as submitted: the caller's answer
   local deadline = num(now_n + lease)
-  local token = lease_job(jk, worker, seed, deadline, now_n)
-  redis.call('ZADD', k_state('running'), seq, id)
-  move_owned(id, seq, nil, 'running')
+  local token, shows = lease_job(jk, worker, seed, deadline, now_n)
+  redis.call('ZADD', k_state(shows), seq, id)
+  move_owned(id, seq, nil, shows)
   redis.call('ZADD', K_LEASES, deadline, id)
-  count(queue, 'running', 1)
+  count(queue, shows, 1)
   deliver(worker, cjson.encode({serial, token, read_job(id)}), lease)
   flush_counts()
   return job
