@@ -47,7 +47,6 @@ from aijobs.jobs import (
     Finish,
     Job,
     JobType,
-    ModelRecord,
     NewJob,
     PendingLimits,
     Progress,
@@ -55,7 +54,6 @@ from aijobs.jobs import (
     Renewal,
     State,
     Waiter,
-    WorkerInfo,
 )
 from aijobs.store.base import (
     RetryBackoff,
@@ -66,12 +64,12 @@ from aijobs.store.base import (
     error_text,
     first_submission,
     job_not_found,
-    model_not_found,
     not_cancellable,
     queue_full,
 )
 from aijobs.store.redis import handover
 from aijobs.store.redis.announce import Announcements
+from aijobs.store.redis.catalog import RedisCatalog
 from aijobs.store.redis.codec import (
     ALL_SCRIPTS,
     decode_job,
@@ -79,7 +77,6 @@ from aijobs.store.redis.codec import (
     script_source,
     submit_args,
 )
-from aijobs.store.redis.keys import RedisKeys
 from aijobs.store.redis.server import check_server, health_report
 
 if TYPE_CHECKING:
@@ -88,7 +85,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("aijobs.store.redis")
 
 RESCUE_BATCH = 500
-WORKER_FORGET_SECONDS = 86400.0  # a worker record silent this long is deleted
 RETRY_PAUSE = 0.05
 WATCH_RECHECK_SECONDS = 5.0  # a waiter looks again this often, announcement or not
 
@@ -107,7 +103,7 @@ def _honour_cancel() -> None:
         raise asyncio.CancelledError
 
 
-class RedisStore(RedisKeys, StoreBase):
+class RedisStore(RedisCatalog, StoreBase):
     """JobStore over Redis ≥ 7.0 (see the module docstring for the design)."""
 
     kind = "redis"
@@ -456,63 +452,3 @@ class RedisStore(RedisKeys, StoreBase):
             rescued += [(reply[i], State(reply[i + 1])) for i in range(0, len(reply), 2)]
             if len(reply) < 2 * RESCUE_BATCH:
                 return rescued
-
-    async def register_worker(self, info: WorkerInfo) -> None:
-        await self.run_script(
-            "register_worker",
-            info.worker_id,
-            info.model_dump_json(),
-            int(WORKER_FORGET_SECONDS * 1000),
-            retry=True,
-        )
-
-    async def unregister_worker(self, worker_id: str) -> None:
-        handed_back = await self.run_script("unregister_worker", worker_id, retry=True)
-        if handed_back:
-            log.info(
-                "worker %s stopped: %d job(s) handed to it went back to pending",
-                worker_id,
-                len(handed_back),
-            )
-
-    async def live_workers(self, ttl_seconds: float) -> list[WorkerInfo]:
-        rows = await self.run_script("live_workers", max(0, int(ttl_seconds * 1000)), retry=True)
-        found = [
-            WorkerInfo.model_validate_json(rows[i + 2]).model_copy(
-                update={"last_seen": float(rows[i + 1]) / 1000.0}
-            )
-            for i in range(0, len(rows), 3)
-        ]
-        return sorted(found, key=lambda w: w.worker_id)
-
-    # -- models --------------------------------------------------------------------------------
-    async def add_model(self, model: ModelRecord) -> None:
-        models, by_time = self.k("models"), self.k("models_by_time")
-
-        async def add(r: aioredis.Redis) -> None:
-            async with r.pipeline(transaction=True) as pipe:
-                pipe.hset(models, model.model_id, model.model_dump_json())
-                pipe.zadd(by_time, {model.model_id: int(model.created_at * 1000)})
-                await pipe.execute()
-
-        await self.call(add, retry=True)
-
-    async def get_model(self, model_id: str) -> ModelRecord:
-        record: str | None = await self.read_hash("models", model_id)
-        if record is None:
-            raise model_not_found(model_id)
-        return ModelRecord.model_validate_json(record)
-
-    async def list_models(
-        self, limit: int = 100, offset: int = 0, principal: str | None = None
-    ) -> tuple[list[ModelRecord], int]:
-        mine = "" if principal is None else principal
-        page = (max(0, offset), max(0, limit))
-        total, *rows = await self.run_script("list_models", *page, mine, retry=True)
-        return [ModelRecord.model_validate_json(r) for r in rows], int(total)
-
-    async def delete_model(self, model_id: str) -> ModelRecord:
-        record = await self.run_script("delete_model", model_id, retry=True)
-        if record is None:
-            raise model_not_found(model_id)
-        return ModelRecord.model_validate_json(record)

@@ -25,8 +25,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import aiosqlite
-
 from aijobs.jobs import (
     ROW_FIELDS,
     TERMINAL,
@@ -34,7 +32,6 @@ from aijobs.jobs import (
     Finish,
     Job,
     JobType,
-    ModelRecord,
     NewJob,
     PendingLimits,
     Progress,
@@ -42,7 +39,6 @@ from aijobs.jobs import (
     Renewal,
     State,
     Waiter,
-    WorkerInfo,
     new_job_id,
 )
 from aijobs.store.base import (
@@ -54,20 +50,19 @@ from aijobs.store.base import (
     error_text,
     first_submission,
     job_not_found,
-    model_not_found,
     not_cancellable,
 )
 from aijobs.store.sqlite import upkeep
+from aijobs.store.sqlite.catalog import SQLiteCatalog, insert_model
 from aijobs.store.sqlite.clock import StoreClock, settle_lease_clock
 from aijobs.store.sqlite.database import BUSY_TIMEOUT, Database
-from aijobs.store.sqlite.keys import SQLiteKeys
 from aijobs.store.sqlite.schema import COLUMNS, NCOLS, ROW_COLUMNS, SHOWN_STATE, decode_job
 from aijobs.store.sqlite.watch import ChangeWatcher
 
 TRIM_INTERVAL = 30.0  # seconds between retention passes (rescue_expired runs them)
 
 
-class SQLiteStore(SQLiteKeys, StoreBase):
+class SQLiteStore(SQLiteCatalog, StoreBase):
     """JobStore over one SQLite file (see the module docstring for the design)."""
 
     kind = "sqlite"
@@ -369,7 +364,7 @@ class SQLiteStore(SQLiteKeys, StoreBase):
                     (compact_json(f.result), f.log, now, now, now, f.job_id, f.token),
                 )
                 if rows and f.model is not None:
-                    await self._insert_model(db, f.model)
+                    await insert_model(db, f.model)
                 out.append(bool(rows))
         return out
 
@@ -474,75 +469,3 @@ class SQLiteStore(SQLiteKeys, StoreBase):
             "max_ms": backoff.max_ms,
             "lease_now": self.clock.lease_ms(),
         }
-
-    async def register_worker(self, info: WorkerInfo) -> None:
-        # A heartbeat is a liveness deadline, like a lease: on the clock that cannot jump, so a
-        # worker whose wall clock is off is alive all the same.
-        now = self.clock.lease_ms()
-        async with self._db.transaction() as db:
-            await db.execute(
-                "INSERT INTO workers (worker_id, info, last_seen) VALUES (?, ?, ?) "
-                "ON CONFLICT (worker_id) DO UPDATE SET info = excluded.info, "
-                "last_seen = excluded.last_seen",
-                (info.worker_id, info.model_dump_json(), now),
-            )
-
-    async def unregister_worker(self, worker_id: str) -> None:
-        async with self._db.transaction() as db:
-            await db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
-
-    async def live_workers(self, ttl_seconds: float) -> list[WorkerInfo]:
-        now = self.clock.lease_ms()
-        rows = await self._db.read(
-            "SELECT info, last_seen FROM workers WHERE last_seen >= ? ORDER BY worker_id",
-            (now - int(ttl_seconds * 1000),),
-        )
-        wall_minus_lease = self.clock.wall_ms() - now  # last seen, told on the wall clock
-        return [
-            WorkerInfo.model_validate_json(info).model_copy(
-                update={"last_seen": (seen + wall_minus_lease) / 1000.0}
-            )
-            for info, seen in rows
-        ]
-
-    # -- models ------------------------------------------------------------------------------
-    @staticmethod
-    async def _insert_model(db: aiosqlite.Connection, model: ModelRecord) -> None:
-        await db.execute(
-            "INSERT INTO models (model_id, record, created_at) VALUES (?, ?, ?) "
-            "ON CONFLICT (model_id) DO UPDATE SET record = excluded.record, "
-            "created_at = excluded.created_at",
-            (model.model_id, model.model_dump_json(), int(model.created_at * 1000)),
-        )
-
-    async def add_model(self, model: ModelRecord) -> None:
-        async with self._db.transaction() as db:
-            await self._insert_model(db, model)
-
-    async def get_model(self, model_id: str) -> ModelRecord:
-        rows = await self._db.read("SELECT record FROM models WHERE model_id = ?", (model_id,))
-        if not rows:
-            raise model_not_found(model_id)
-        return ModelRecord.model_validate_json(rows[0][0])
-
-    async def list_models(
-        self, limit: int = 100, offset: int = 0, principal: str | None = None
-    ) -> tuple[list[ModelRecord], int]:
-        mine = "" if principal is None else "WHERE json_extract(record, '$.principal') = ?"
-        filt = () if principal is None else (principal,)
-        rows = await self._db.read(
-            f"SELECT record FROM models {mine} ORDER BY created_at DESC, rowid DESC "
-            "LIMIT ? OFFSET ?",
-            (*filt, max(0, limit), max(0, offset)),
-        )
-        (total,), *_ = await self._db.read(f"SELECT count(*) FROM models {mine}", filt)
-        return [ModelRecord.model_validate_json(r) for (r,) in rows], int(total)
-
-    async def delete_model(self, model_id: str) -> ModelRecord:
-        async with self._db.transaction() as db:
-            rows = await db.execute_fetchall(
-                "DELETE FROM models WHERE model_id = ? RETURNING record", (model_id,)
-            )
-        for (record,) in rows:
-            return ModelRecord.model_validate_json(record)
-        raise model_not_found(model_id)
