@@ -20,18 +20,5 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_model_types(request: Request) -> frozenset[str]:
-    """Model types the routing table or an installed runtime plugin knows."""
-    known: frozenset[str] = request.app.state.model_types
-    return known
-
-
 StoreDep = Annotated[JobStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ModelTypesDep = Annotated[frozenset[str], Depends(get_model_types)]
-
-
-async def served_queues(store: JobStore, settings: Settings) -> set[str]:
-    """Queues that at least one live worker serves right now."""
-    workers = await store.live_workers(settings.worker_ttl_seconds)
-    return {q for w in workers for q in w.queues}
