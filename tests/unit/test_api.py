@@ -186,6 +186,18 @@ def test_the_answer_says_when_no_live_worker_declares_the_model_type(
     assert bert["message"] is None
 
 
+def test_a_completed_training_job_carries_its_model_id(client: TestClient) -> None:
+    job_id = client.post("/jobs/training", json=train()).json()["job_id"]
+    assert client.get(f"/jobs/{job_id}/status").json()["model_id"] is None
+    store = client.app.state.store  # type: ignore[attr-defined]
+    (claim,) = client.portal.call(store.claim, ["sklearn"], "w1", 60)  # type: ignore[union-attr]
+    result = {"model_id": "random_forest_model_1", "metrics": {"accuracy": 1.0}}
+    client.portal.call(store.finish, job_id, claim.token, result)  # type: ignore[union-attr]
+    status = client.get(f"/jobs/{job_id}/status").json()
+    assert status["model_id"] == "random_forest_model_1"
+    assert status["result"]["model_id"] == "random_forest_model_1"
+
+
 def test_idempotency_key_returns_first_job(client: TestClient) -> None:
     h = {"Idempotency-Key": "abc-123"}
     first = client.post("/jobs/training", json=train(), headers=h).json()

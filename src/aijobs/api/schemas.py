@@ -155,7 +155,8 @@ class JobStatus(_Answer):
             finished_at=iso(job.finished_at),
             progress=job.progress,
             model_type=job.model_type,
-            model_id=job.model_id,
+            # An inference job's model, or the one a training job produced.
+            model_id=job.model_id or (job.result or {}).get("model_id"),
             description=job.description,
             attempt=job.attempt,
             max_attempts=job.max_attempts,
