@@ -73,15 +73,17 @@ def tiny_bert(path: Path) -> Any:
     config = BertConfig(
         vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=1,
         num_attention_heads=2, intermediate_size=64, max_position_embeddings=64,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, num_labels=2,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
         pad_token_id=tok.token_to_id("[PAD]"),
     )  # fmt: skip
+    config.num_labels = 2
     torch.manual_seed(0)
     model = BertForSequenceClassification(config)
     with torch.no_grad():  # a head sure of one class: far from a fresh model's loss of ln 2
         model.classifier.bias.copy_(torch.tensor([3.0, -3.0]))
     model.save_pretrained(path)
-    return model.eval(), tok
+    model.train(False)
+    return model, tok
 
 
 def tiny_gpt2(path: Path) -> Any:
@@ -99,7 +101,8 @@ def tiny_gpt2(path: Path) -> Any:
     with torch.no_grad():  # sharp embeddings: far from a fresh model's ln(vocab)
         model.transformer.wte.weight.mul_(30.0)
     model.save_pretrained(path)
-    return model.eval(), tok
+    model.train(False)
+    return model, tok
 
 
 def first_loss(ctx: Any) -> float:

@@ -115,6 +115,7 @@ def test_batch_norm_statistics_are_set_from_the_current_weights() -> None:
     )
     assert training.recalibrate_batch_norm(task, 4, cpu, amp=False)
     inputs = (images[:8].float() / 255.0 - 0.5) / 0.25  # the training images, as the net sees them
+    assert norm.running_mean is not None
     assert torch.allclose(norm.running_mean, inputs.mean(dim=(0, 2, 3)), atol=1e-5)
     assert norm.momentum == 0.1  # as it was, for training on
     task.model = torch.nn.Linear(2, 2)
