@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench.direct import script_for
 from tests.integration.harness import System
 
 from aijobs.demo import write_demo_data
@@ -80,14 +81,7 @@ def through_api(system: System, job: dict[str, Any], poll: float) -> tuple[float
 
 
 def as_script(job: dict[str, Any], data: Path, out: Path) -> tuple[float, float]:
-    code = SCRIPT.format(
-        repo=str(Path(__file__).resolve().parents[1]),
-        out=str(out),
-        data=str(data),
-        model_type=job["model_type"],
-        path=str(data / job["data_path"]),
-        hp=job["hyperparameters"],
-    )
+    code = script_for(SCRIPT, job, data, out)
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     return time.perf_counter() - started, float(done.stdout.strip().splitlines()[-1])

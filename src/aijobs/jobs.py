@@ -131,6 +131,8 @@ class WorkerInfo(BaseModel):
     host: str
     pid: int
     queues: list[str]
+    # What its runtimes train there; None from a worker that does not say (an older version).
+    model_types: list[str] | None = None
     concurrency: int = 1
     running: int = 0
     started_at: float

@@ -113,6 +113,12 @@ class Settings(BaseSettings):
         300.0, ge=0, description="The longest a retried job waits (AIJOBS_RETRY_BACKOFF_SECONDS)."
     )
     allow_missing_gpu: bool = Field(False, description="Let GPU queues run without CUDA (tests).")
+    allow_downloads: bool = Field(
+        True,
+        description="Let training jobs fetch a `pretrained_model` named by its Hugging Face Hub "
+        "id into the standard cache (HF_HOME); false (or HF_HUB_OFFLINE=1) keeps workers off the "
+        "network, with only the cache and the data roots to start from.",
+    )
     queue_python: str = Field(
         "",
         description="Interpreter per queue for `aijobs up`, 'queue=/path/to/python,...': a "

@@ -201,10 +201,12 @@ async def test_wait_terminal_many_waiters_cancel_and_timeout(store: JobStore) ->
 async def test_workers_live_ttl_and_unregister(store: JobStore) -> None:
     await store.register_worker(worker("w1"))
     await store.register_worker(worker("w2"))
-    await store.register_worker(worker("w1").model_copy(update={"running": 2}))  # upsert
+    upsert = {"running": 2, "model_types": ["bert", "echo"]}
+    await store.register_worker(worker("w1").model_copy(update=upsert))
     live = {w.worker_id: w for w in await store.live_workers(10)}
     assert set(live) == {"w1", "w2"}
     assert live["w1"].running == 2
+    assert live["w1"].model_types == ["bert", "echo"]  # what its runtimes train, kept as sent
     await asyncio.sleep(0.4)
     assert await store.live_workers(0.3) == []
     await store.register_worker(worker("w2"))

@@ -80,6 +80,12 @@ SMOKES = [
         marks=(pytest.mark.torch, pytest.mark.slow),
     ),
     Smoke(
+        "bench/bench_models.py",
+        "--models logistic_regression",
+        "| logistic_regression | tabular_data.csv | defaults | accuracy |",
+        timeout=300,
+    ),
+    Smoke(
         "bench/bench_keras.py",
         "--runs 1 --epochs 1",
         "API / script =",

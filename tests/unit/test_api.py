@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from aijobs.api.app import create_app
+from aijobs.jobs import WorkerInfo, now
 from aijobs.settings import Settings
 from tests.auth_support import LOCAL
 
@@ -88,8 +89,6 @@ def test_body_over_limit_is_413(client: TestClient) -> None:
 @pytest.mark.parametrize(
     ("body", "code", "detail"),
     [
-        (train(model_type="quantum_forest"), 400, "unknown model_type"),
-        (train(model_type="quantum_forest", framework_override=""), 400, "unknown model_type"),
         (train(framework_override="jax"), 400, "valid: "),
         (train(model_type="bert", framework_override="sklearn"), 400, "cannot train"),
         (train(data_path="/etc/passwd"), 400, "outside the data roots"),
@@ -144,6 +143,60 @@ def test_routing_decision_is_reported(client: TestClient) -> None:
         r = client.post("/jobs/training", json=body)
         assert r.json()["queue"] == queue, (model, r.json())
         assert r.json()["queue_has_worker"] is False
+
+
+@pytest.mark.parametrize("override", [None, ""])
+def test_an_unknown_model_type_goes_to_the_default_queue(
+    client: TestClient, override: str | None
+) -> None:
+    body = train(model_type="quantum_forest", framework_override=override)
+    r = client.post("/jobs/training", json=body)
+    assert r.status_code == 200, r.json()
+    assert r.json()["queue"] == "pytorch-2.1-cpu"
+
+
+def _live_worker(client: TestClient, model_types: list[str] | None) -> None:
+    store = client.app.state.store  # type: ignore[attr-defined]
+    info = WorkerInfo(
+        worker_id="w1",
+        host="h",
+        pid=1,
+        queues=["pytorch-2.1-cpu"],
+        model_types=model_types,
+        started_at=now(),
+        last_seen=now(),
+    )
+    client.portal.call(store.register_worker, info)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("declared", "warned"),
+    [(["bert", "gpt"], True), (["bert", "quantum_forest"], False), (None, False)],
+)
+def test_the_answer_says_when_no_live_worker_declares_the_model_type(
+    client: TestClient, declared: list[str] | None, warned: bool
+) -> None:
+    _live_worker(client, declared)  # None: a worker that does not say what it trains
+    answer = client.post("/jobs/training", json=train(model_type="quantum_forest")).json()
+    assert answer["queue_has_worker"] is True
+    if warned:
+        assert "declares model_type 'quantum_forest'" in answer["message"]
+    else:
+        assert answer["message"] is None
+    bert = client.post("/jobs/training", json=train(model_type="bert")).json()
+    assert bert["message"] is None
+
+
+def test_a_completed_training_job_carries_its_model_id(client: TestClient) -> None:
+    job_id = client.post("/jobs/training", json=train()).json()["job_id"]
+    assert client.get(f"/jobs/{job_id}/status").json()["model_id"] is None
+    store = client.app.state.store  # type: ignore[attr-defined]
+    (claim,) = client.portal.call(store.claim, ["sklearn"], "w1", 60)  # type: ignore[union-attr]
+    result = {"model_id": "random_forest_model_1", "metrics": {"accuracy": 1.0}}
+    client.portal.call(store.finish, job_id, claim.token, result)  # type: ignore[union-attr]
+    status = client.get(f"/jobs/{job_id}/status").json()
+    assert status["model_id"] == "random_forest_model_1"
+    assert status["result"]["model_id"] == "random_forest_model_1"
 
 
 def test_idempotency_key_returns_first_job(client: TestClient) -> None:

@@ -15,9 +15,9 @@ import torch
 
 from aijobs import errors
 from aijobs.runtimes.base import TrainResult
-from aijobs.runtimes.torch import vision_models
+from aijobs.runtimes.torch import training, vision_models
 from aijobs.runtimes.torch.runtime import TorchRuntime
-from aijobs.runtimes.torch.vision import translate
+from aijobs.runtimes.torch.vision import ImageClassification, translate
 from tests.runtime_support import ctx_for
 
 pytestmark = pytest.mark.torch
@@ -103,6 +103,23 @@ def test_translate_moves_pixels() -> None:
     moved = translate(x, torch.tensor([[1, 0]]))
     assert torch.equal(moved[0, 0, 1:], x[0, 0, :3]) or torch.equal(moved[0, 0, :3], x[0, 0, 1:])
     assert torch.equal(translate(x, torch.tensor([[0, 0]])), x)
+
+
+def test_batch_norm_statistics_are_set_from_the_current_weights() -> None:
+    images = torch.randint(0, 256, (10, 3, 4, 4), dtype=torch.uint8)
+    norm = torch.nn.BatchNorm2d(3)
+    stats = ([0.5] * 3, [0.25] * 3)
+    cpu = torch.device("cpu")
+    task = ImageClassification(
+        norm, images, [0, 1] * 5, (list(range(8)), [8, 9]), stats, False, cpu, 2
+    )
+    assert training.recalibrate_batch_norm(task, 4, cpu, amp=False)
+    inputs = (images[:8].float() / 255.0 - 0.5) / 0.25  # the training images, as the net sees them
+    assert norm.running_mean is not None
+    assert torch.allclose(norm.running_mean, inputs.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert norm.momentum == 0.1  # as it was, for training on
+    task.model = torch.nn.Linear(2, 2)
+    assert not training.recalibrate_batch_norm(task, 4, cpu, amp=False)
 
 
 # --------------------------------------------------------------------------------- inference

@@ -21,12 +21,6 @@ def get_settings(request: Request) -> Settings:
     return settings
 
 
-def get_model_types(request: Request) -> frozenset[str]:
-    """Model types the routing table or an installed runtime plugin knows."""
-    known: frozenset[str] = request.app.state.model_types
-    return known
-
-
 def get_runtimes(request: Request) -> dict[str, Runtime]:
     """The runtime plugins installed here, by name (light: their frameworks are not imported)."""
     runtimes: dict[str, Runtime] = request.app.state.runtimes
@@ -35,11 +29,4 @@ def get_runtimes(request: Request) -> dict[str, Runtime]:
 
 StoreDep = Annotated[JobStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
-ModelTypesDep = Annotated[frozenset[str], Depends(get_model_types)]
 RuntimesDep = Annotated[dict[str, Runtime], Depends(get_runtimes)]
-
-
-async def served_queues(store: JobStore, settings: Settings) -> set[str]:
-    """Queues that at least one live worker serves right now."""
-    workers = await store.live_workers(settings.worker_ttl_seconds)
-    return {q for w in workers for q in w.queues}

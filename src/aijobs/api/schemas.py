@@ -69,10 +69,11 @@ def _any_case(name: str) -> str:
 def declare_training_routes(spec: dict[str, Any], known_model_types: frozenset[str]) -> None:
     """Say in the OpenAPI document which (model_type, framework_override) pairs are accepted.
 
-    Without an override (or with an empty one) the model type must be one that the routing table
-    or an installed runtime knows. With one, the override names a queue or a framework alias, in
-    any case and with surrounding spaces, and a model type of the routing table must belong to
-    that framework; any other model type goes to the named framework's queue.
+    Without an override (or with an empty one) any model type is accepted: one outside the
+    routing table goes to the default queue (the known ones are listed as examples). With one, the
+    override names a queue or a framework alias, in any case and with surrounding spaces, and a
+    model type of the routing table must belong to that framework; any other model type goes to
+    the named framework's queue.
     """
     by_family: dict[str, list[str]] = {}
     for name in routing.VALID_OVERRIDES:
@@ -80,7 +81,7 @@ def declare_training_routes(spec: dict[str, Any], known_model_types: frozenset[s
     choices: list[dict[str, Any]] = [
         {
             "properties": {
-                "model_type": {"enum": sorted(known_model_types)},
+                "model_type": {"examples": sorted(known_model_types)},
                 "framework_override": {"enum": [None, ""]},
             }
         }
@@ -154,7 +155,8 @@ class JobStatus(_Answer):
             finished_at=iso(job.finished_at),
             progress=job.progress,
             model_type=job.model_type,
-            model_id=job.model_id,
+            # An inference job's model, or the one a training job produced.
+            model_id=job.model_id or (job.result or {}).get("model_id"),
             description=job.description,
             attempt=job.attempt,
             max_attempts=job.max_attempts,

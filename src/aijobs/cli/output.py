@@ -68,13 +68,21 @@ def metrics_line(metrics: dict[str, Any] | None, limit: int = 4) -> str:
     return " · ".join(f"{escape(k)} {_num(v)}" for k, v in items[:limit])
 
 
-def _progress_info(status: JobStatus) -> str:
-    parts = []
-    if status.history and "epoch" in status.history[-1]:
-        parts.append(f"epoch {_num(status.history[-1]['epoch'])}")
-    if metrics := metrics_line(status.metrics):
-        parts.append(metrics)
-    return " · ".join(parts)
+def progress_info(status: JobStatus) -> str:
+    """One compact line while a job runs: its epoch, step and loss (e.g. "epoch 8 · step 3/10 ·
+    loss 0.41"); a job that reports none of them shows its latest metrics instead."""
+    metrics = status.metrics
+    latest = status.history[-1] if status.history else {}
+    # During an epoch the metrics carry it; between epochs it is the last finished one.
+    epoch = metrics.get("epoch", latest.get("epoch"))
+    parts = [] if epoch is None else [f"epoch {_num(epoch)}"]
+    if "step" in metrics:
+        total = metrics.get("steps_per_epoch")
+        parts.append(f"step {_num(metrics['step'])}" + (f"/{_num(total)}" if total else ""))
+    loss = next((metrics[k] for k in ("train_loss", "loss") if k in metrics), None)
+    if loss is not None:
+        parts.append(f"loss {_num(loss)}")
+    return " · ".join(parts) if parts else metrics_line(metrics, limit=2)
 
 
 def show_status(status: JobStatus) -> None:
@@ -168,7 +176,7 @@ def _live_bar(client: Client, job_id: str, timeout: float | None, err: Console) 
                 task,
                 completed=final.progress,
                 state=styled_state(final.status.value),
-                info=_progress_info(final),
+                info=progress_info(final),
             )
     assert final is not None
     return final
@@ -178,7 +186,7 @@ def _progress_lines(client: Client, job_id: str, timeout: float | None, err: Con
     """Without a terminal (CI logs, pipes): one line per change instead of a live bar."""
     final, seen = None, None
     for final in client.watch(job_id, every=1.0, timeout=timeout):
-        line = f"{final.status.value} {final.progress:.0%} {_progress_info(final)}".strip()
+        line = f"{final.status.value} {final.progress:.0%} {progress_info(final)}".strip()
         if line != seen:
             err.print(f"{job_id} {line}", markup=False)
             seen = line

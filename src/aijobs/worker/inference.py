@@ -10,6 +10,7 @@ from typing import Any, Protocol
 
 from aijobs import routing
 from aijobs.jobs import Job, ModelRecord
+from aijobs.runtimes.choice import RuntimeChoice
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.commits import Commits
@@ -54,7 +55,7 @@ class Inference:
         self.commits = commits
         self.log = log
         self.child = child
-        self.runtime = runtime  # serve every queue with this plugin instead of the catalogue's
+        self.runtimes = RuntimeChoice(runtime)  # with one: it serves every queue
         self.on_start = on_start  # a queued job began: tell the store with the next renewal
         self.data_roots = [str(r) for r in settings.roots]
         self.models: dict[str, asyncio.Future[ModelRecord]] = {}
@@ -205,7 +206,9 @@ class Inference:
 
     def _request(self, job: Job, model: ModelRecord) -> InferenceRequest:
         return InferenceRequest(
-            runtime=self.runtime or routing.QUEUES[model.queue].runtime,
+            # The runtime that trained it: a plugin's own model type may share a queue.
+            runtime=self.runtimes.runtime_for(model.queue, model.model_type)
+            or routing.QUEUES[model.queue].runtime,
             model_dir=model.path,
             sha256=model.sha256,
             input_data=job.payload["input_data"],

@@ -132,6 +132,7 @@ class Worker:
             host=socket.gethostname(),
             pid=os.getpid(),
             queues=self.queues,
+            model_types=self.training.runtimes.declared(self.queues),
             concurrency=self.concurrency,
             running=len(self.running),
             started_at=self.started_at,

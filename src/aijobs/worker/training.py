@@ -10,6 +10,7 @@ from pathlib import Path
 
 from aijobs import artifacts, routing
 from aijobs.jobs import Progress
+from aijobs.runtimes.choice import RuntimeChoice
 from aijobs.settings import Settings
 from aijobs.worker.commits import Commits
 from aijobs.worker.protocol import (
@@ -61,7 +62,7 @@ class Training:
         self.log = log
         self.free_gpus = free_gpus  # one training job per GPU: CUDA_VISIBLE_DEVICES is its own
         self.on_progress = on_progress  # a report came in: send it with the next renewal
-        self.runtime = runtime  # serve every queue with this plugin instead of the catalogue's
+        self.runtimes = RuntimeChoice(runtime)  # with one: it serves every queue
         self.spawn = spawn
         self.data_roots = [str(r) for r in settings.roots]
 
@@ -87,6 +88,10 @@ class Training:
     async def _train(self, held: Running) -> None:
         job = held.job
         model_type = job.model_type or ""
+        runtime = self.runtimes.runtime_for(job.queue, model_type)
+        if runtime is None:  # a model type outside the catalogue that no plugin here declares
+            await self.commits.write(held, "fail", self.runtimes.refusal(job.queue, model_type))
+            return
         model_id = artifacts.model_id_for(model_type, job.id)
         model_dir = artifacts.attempt_model_dir(self.settings.models_dir, model_id, job.attempt)
         attempt_dir = self.settings.jobs_dir / job.id / f"attempt-{job.attempt}"
@@ -100,7 +105,7 @@ class Training:
             job_id=job.id,
             attempt=job.attempt,
             payload=job.payload,
-            runtime=self.runtime or routing.QUEUES[job.queue].runtime,
+            runtime=runtime,
             model_dir=str(staging),
             checkpoint_dir=str(self.settings.jobs_dir / job.id / "checkpoint"),
             data_roots=self.data_roots,

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from aijobs import datapaths, errors, model_types, routing
+from aijobs import datapaths, model_types, routing
 from aijobs.api import bounds
 from aijobs.api.auth import CallerDep, own_model
-from aijobs.api.deps import ModelTypesDep, RuntimesDep, SettingsDep, StoreDep, served_queues
+from aijobs.api.deps import RuntimesDep, SettingsDep, StoreDep
 from aijobs.api.errors import error_responses
 from aijobs.api.ratelimit import ReadLimit, SubmitLimit
 from aijobs.api.schemas import (
@@ -43,7 +43,19 @@ IdempotencyKey = Annotated[
 
 async def _accepted(store: JobStore, settings: Settings, job: Job) -> SubmitResponse:
     history = await store.recent_durations(job.job_type, job.model_type, job.queue)
-    served = job.queue in await served_queues(store, settings)
+    workers = [
+        w for w in await store.live_workers(settings.worker_ttl_seconds) if job.queue in w.queues
+    ]
+    message = None
+    if not workers:
+        message = f"no live worker serves queue {job.queue!r} yet; the job waits until one starts"
+    elif job.job_type is JobType.TRAINING and not any(
+        w.model_types is None or job.model_type in w.model_types for w in workers
+    ):
+        message = (
+            f"no live worker on queue {job.queue!r} declares model_type {job.model_type!r}: "
+            "a worker there without a runtime plugin for it fails the job, saying what it trains"
+        )
     return SubmitResponse(
         job_id=job.id,
         created_at=iso(job.created_at) or "",
@@ -51,10 +63,8 @@ async def _accepted(store: JobStore, settings: Settings, job: Job) -> SubmitResp
             history, job.model_type, job.job_type is JobType.INFERENCE
         ),
         queue=job.queue,
-        queue_has_worker=served,
-        message=None
-        if served
-        else f"no live worker serves queue {job.queue!r} yet; the job waits until one starts",
+        queue_has_worker=bool(workers),
+        message=message,
     )
 
 
@@ -64,14 +74,6 @@ def pending_limits(settings: Settings) -> PendingLimits:
         per_queue=settings.max_pending_per_queue or None,
         per_principal=settings.max_pending_per_principal or None,
     )
-
-
-def _check_model_type(model_type: str, known: frozenset[str], override: str | None) -> None:
-    if model_type not in known and not override:  # an empty override is no override
-        raise errors.BadRequest(
-            f"unknown model_type {model_type!r}; known: {', '.join(sorted(known))} "
-            "(a custom runtime's model type also needs framework_override)"
-        )
 
 
 @router.post(
@@ -85,12 +87,12 @@ async def submit_training(
     body: TrainingRequest,
     store: StoreDep,
     settings: SettingsDep,
-    model_types: ModelTypesDep,
     who: CallerDep,
     runtimes: RuntimesDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
-    _check_model_type(body.model_type, model_types, body.framework_override)
+    # A model type outside the routing table goes to the default queue (the API reference's
+    # rule 3), where a runtime plugin may declare it.
     bounds.check_training(body, settings, runtimes)
     queue = routing.resolve(body.model_type, body.requires_gpu, body.framework_override)
     if all(root.is_dir() for root in settings.roots):

@@ -1,5 +1,7 @@
 """`transformer` and `gpt`: a GPT-2-style causal language model trained on a text file or a
-folder of text files, with a byte-level BPE tokenizer trained on the same text.
+folder of text files, with a byte-level BPE tokenizer trained on the same text, or fine-tuned
+from a checkpoint (``hyperparameters.pretrained_model``: a Hugging Face Hub id such as ``gpt2``
+or a directory inside the data roots; see `checkpoints`) with its own tokenizer.
 
 The model's context is `max_length` tokens. The text is cut into blocks of that length (shorter
 when the corpus is too small to give enough blocks: the info says so), and a seeded share of
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,7 @@ import torch
 from aijobs import errors
 from aijobs.runtimes import datasets, params
 from aijobs.runtimes.base import TrainContext, TrainResult
-from aijobs.runtimes.torch import common, training
+from aijobs.runtimes.torch import checkpoints, common, training
 from aijobs.runtimes.torch import params as torch_params
 from aijobs.runtimes.torch.runtime import META_FILE
 
@@ -93,8 +96,7 @@ def train_tokenizer(docs: list[str], vocab_size: int) -> Any:
     return tok
 
 
-def token_stream(tok: Any, docs: list[str]) -> list[int]:
-    eos = tok.token_to_id(EOS)
+def token_stream(tok: Any, docs: list[str], eos: int) -> list[int]:
     stream: list[int] = []
     for encoding in tok.encode_batch(docs):
         stream += [*encoding.ids, eos]
@@ -171,26 +173,38 @@ def block_size(n_tokens: int, max_length: int) -> int:
     return max(size, MIN_BLOCK)
 
 
-def train(
-    model_type: str, data_path: Path, given: dict[str, Any], ctx: TrainContext
-) -> TrainResult:
-    common.offline()
-    accepted, defaults = torch_params.spec_for(model_type)
-    hp = params.validate(given, accepted, defaults)
-    choice = common.select_device(ctx.device)
-    notes: list[str] = []
-    hp = torch_params.default_learning_rate(given, hp, notes)
-    files = text_files(data_path)
-    base = data_path if data_path.is_dir() else data_path.parent
-    docs = read_documents(files, base)
-    ctx.report(0.02)
+def _pretrained_setup(
+    pretrained: checkpoints.Pretrained, hp: dict[str, Any], given: dict[str, Any], notes: list[str]
+) -> tuple[Any, Any, str, int]:
+    """The checkpoint's model and tokenizer, its end-of-text token and context length."""
+    from tokenizers import Tokenizer
 
-    fingerprint = common.fingerprint(
-        {"model_type": "language_model", "data": common.files_signature(files, base),
-         "hp": {k: v for k, v in hp.items() if k != "epochs"}}
-    )  # fmt: skip
-    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint)
-    state = checkpoint.load()
+    tokenizer_file = pretrained.path / "tokenizer.json"
+    if not tokenizer_file.is_file():
+        raise errors.JobFailure(f"pretrained_model {pretrained.name!r} has no tokenizer.json")
+    model = checkpoints.load_model(pretrained, "AutoModelForCausalLM")
+    tok = Tokenizer.from_file(str(tokenizer_file))
+    tok.no_padding()
+    tok.no_truncation()
+    eos_id = getattr(model.config, "eos_token_id", None)
+    eos = tok.id_to_token(eos_id) if isinstance(eos_id, int) else None
+    if eos is None:
+        raise errors.JobFailure(
+            f"pretrained_model {pretrained.name!r} names no end-of-text token (eos_token_id)"
+        )
+    context = checkpoints.context_length(model.config, hp["max_length"])
+    ignored = [k for k in ("num_layers", "hidden_size", "num_heads", "vocab_size") if k in given]
+    if ignored:
+        notes.append(f"{', '.join(ignored)}: taken from the pretrained model, not given values")
+    if hp["max_length"] > context:
+        notes.append(f"max_length {hp['max_length']} is over the model's {context}; used {context}")
+    return model, tok, eos, context
+
+
+def _scratch_setup(
+    hp: dict[str, Any], state: dict[str, Any] | None, docs: list[str]
+) -> tuple[Any, Any, str, int]:
+    """A new model and its tokenizer: the checkpoint's when resuming, else trained on the text."""
     from tokenizers import Tokenizer
 
     tok = (
@@ -198,28 +212,68 @@ def train(
         if state is not None
         else train_tokenizer(docs, hp["vocab_size"])
     )
-    stream = token_stream(tok, docs)
-    size = block_size(len(stream), hp["max_length"])
+    eos = tok.token_to_id(EOS)
+    assert isinstance(eos, int)  # the trainer adds it as a special token
+    common.seed_all(hp["seed"])
+    return _model(hp, tok.get_vocab_size(), eos), tok, EOS, hp["max_length"]
+
+
+def _blocks(stream: list[int], max_length: int, notes: list[str]) -> tuple[torch.Tensor, int]:
+    size = block_size(len(stream), max_length)
     n_blocks = len(stream) // size
     if n_blocks < 2:
         raise errors.JobFailure(
             f"too little text to train on: {len(stream)} tokens; a language model needs at least "
             f"{2 * MIN_BLOCK}"
         )
-    if size < hp["max_length"]:
+    if size < max_length:
         notes.append(
             f"the text has {len(stream)} tokens: trained on blocks of {size} tokens rather than "
-            f"max_length {hp['max_length']} (the model's context is still {hp['max_length']})"
+            f"max_length {max_length} (the model's context is still {max_length})"
         )
-    blocks = torch.tensor(stream[: n_blocks * size], dtype=torch.long).view(n_blocks, size)
-    split = datasets.split_indices(n_blocks, hp["validation_split"], hp["seed"])
+    return torch.tensor(stream[: n_blocks * size], dtype=torch.long).view(n_blocks, size), size
+
+
+def train(
+    model_type: str, data_path: Path, given: dict[str, Any], ctx: TrainContext
+) -> TrainResult:
+    # Found (and fetched, where downloads are allowed) before the job goes offline.
+    pretrained = checkpoints.locate(given.get("pretrained_model"), ctx.data_roots)
+    common.offline()
+    accepted, defaults = torch_params.spec_for(model_type)
+    if pretrained is not None:
+        defaults = {**defaults, **torch_params.LM_PRETRAINED_DEFAULTS}
+    hp = params.validate(given, accepted, defaults)
+    choice = common.select_device(ctx.device)
+    notes: list[str] = []
+    if pretrained is None:
+        hp = torch_params.default_learning_rate(given, hp, notes)
+    files = text_files(data_path)
+    base = data_path if data_path.is_dir() else data_path.parent
+    docs = read_documents(files, base)
+    ctx.report(0.02)
+
+    signature = common.files_signature(files, base)
+    if pretrained is not None:
+        signature += checkpoints.signature(pretrained)
+    fingerprint = common.fingerprint(
+        {"model_type": "language_model", "data": signature,
+         "hp": {k: v for k, v in hp.items() if k != "epochs"}}
+    )  # fmt: skip
+    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint)
+    state = checkpoint.load()
+    if pretrained is not None:
+        model, tok, eos, context = _pretrained_setup(pretrained, hp, given, notes)
+        common.seed_all(hp["seed"])
+    else:
+        model, tok, eos, context = _scratch_setup(hp, state, docs)
+    stream = token_stream(tok, docs, tok.token_to_id(eos))
+    blocks, size = _blocks(stream, min(hp["max_length"], context), notes)
+    split = datasets.split_indices(len(blocks), hp["validation_split"], hp["seed"])
     if hp["validation_split"] == 0:
         notes.append("validation_split is 0: perplexity is measured on the training text")
 
-    common.seed_all(hp["seed"])
-    eos = tok.token_to_id(EOS)
-    assert isinstance(eos, int)  # the trainer adds it as a special token
-    model = _model(hp, tok.get_vocab_size(), eos)
+    architecture = str(getattr(model.config, "model_type", "gpt2"))
     model.to(choice.device)
     task = LanguageModelling(model, blocks, split, choice.device)
     ctx.report(training.PREPARE_SHARE, {"n_train": task.n_train, "n_validation": task.n_validation})
@@ -228,18 +282,20 @@ def train(
             task, hp, ctx, choice.device, checkpoint, state, {"tokenizer": tok.to_str()}
         )
         model.to("cpu")
-        _save(ctx.model_dir, model, tok, model_type, hp, size, choice)
+        saved = Saved(model_type, hp, size, eos, context, pretrained)
+        _save(ctx.model_dir, model, tok, saved, choice)
         info = training.result_info(choice, model, fitted, notes + checkpoint.notes)
     finally:
         del model, task
         common.release(choice.device)
     info |= {
-        "architecture": "gpt2",
+        "architecture": architecture,
         "vocab_size": tok.get_vocab_size(),
-        "context_length": hp["max_length"],
+        "context_length": context,
         "block_size": size,
         "tokens": len(stream),
         "text_files": len(files),
+        **(pretrained.info() if pretrained is not None else {}),
     }
     metrics = {
         **fitted.metrics,
@@ -250,15 +306,19 @@ def train(
     return TrainResult(metrics=metrics, info=info)
 
 
-def _save(
-    model_dir: Path,
-    model: Any,
-    tok: Any,
-    model_type: str,
-    hp: dict[str, Any],
-    block: int,
-    choice: common.DeviceChoice,
-) -> None:
+@dataclass(frozen=True)
+class Saved:
+    """What a trained language model's metadata records beside its weights."""
+
+    model_type: str
+    hp: dict[str, Any]
+    block: int
+    eos: str
+    context: int
+    pretrained: checkpoints.Pretrained | None
+
+
+def _save(model_dir: Path, model: Any, tok: Any, saved: Saved, choice: common.DeviceChoice) -> None:
     import safetensors.torch
     import transformers
 
@@ -271,11 +331,12 @@ def _save(
             "format": 1,
             "runtime": "pytorch",
             "family": FAMILY,
-            "model_type": model_type,
-            "context_length": hp["max_length"],
-            "block_size": block,
-            "eos_token": EOS,
-            "hyperparameters": hp,
+            "model_type": saved.model_type,
+            "context_length": saved.context,
+            "block_size": saved.block,
+            "eos_token": saved.eos,
+            "hyperparameters": saved.hp,
+            **(saved.pretrained.info() if saved.pretrained is not None else {}),
             "trained_device": choice.device.type,
             "torch_version": torch.__version__,
             "transformers_version": transformers.__version__,
@@ -289,14 +350,18 @@ def _save(
 def load(model_dir: Path, meta: dict[str, Any]) -> common.LoadedModel:
     common.offline()
     from tokenizers import Tokenizer
-    from transformers import GPT2Config, GPT2LMHeadModel
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     try:
-        config = GPT2Config.from_json_file(str(model_dir / "config.json"))
+        config = AutoConfig.from_pretrained(
+            model_dir, local_files_only=True, trust_remote_code=False
+        )
         tok = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
     except (OSError, ValueError, KeyError) as exc:
         raise errors.JobFailure(f"model files could not be read: {exc}") from exc
-    model: Any = GPT2LMHeadModel(config)
+    model: Any = AutoModelForCausalLM.from_config(  # type: ignore[no-untyped-call]
+        config, trust_remote_code=False
+    )
     common.load_weights(model, model_dir)
     device = common.inference_device(meta)
     model.to(device).eval()
@@ -341,8 +406,8 @@ def predict(
         raise errors.JobFailure("input_data must be a string: the prompt to continue")
     tok, device = loaded.tokenizer, loaded.device
     model: Any = loaded.model
-    context = int(model.config.n_positions)
-    eos = tok.token_to_id(EOS)
+    context = int(loaded.meta.get("context_length") or checkpoints.context_length(model.config, 0))
+    eos = tok.token_to_id(loaded.meta.get("eos_token") or EOS)
     prompt = tok.encode(input_data).ids if input_data else []
     if len(prompt) >= context:
         raise errors.JobFailure(

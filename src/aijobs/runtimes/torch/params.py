@@ -49,6 +49,7 @@ LANGUAGE_MODEL: dict[str, Param] = {
     "num_heads": param(int, None, integer(1, 128), nullable=True),
     "intermediate_size": param(int, None, integer(8, 65_536), nullable=True),
     "vocab_size": param(int, 2000, integer(300, 250_000)),
+    "pretrained_model": param(str, None, nullable=True),
 }
 
 _VISION: dict[str, Param] = {
@@ -85,6 +86,12 @@ TEXT_PRETRAINED_DEFAULTS: dict[str, Any] = {
     "epochs": 3,
     "learning_rate": 5e-5,
     "batch_size": 16,
+    "lr_schedule": "linear",
+    "warmup_ratio": 0.1,
+}
+
+LM_PRETRAINED_DEFAULTS: dict[str, Any] = {
+    "learning_rate": 5e-5,
     "lr_schedule": "linear",
     "warmup_ratio": 0.1,
 }

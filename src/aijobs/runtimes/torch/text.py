@@ -1,8 +1,9 @@
 """`bert`: a BERT-style encoder that classifies text, trained on a CSV of text and labels.
 
 Built from its configuration (layers, hidden size, heads, max_length) with a WordPiece tokenizer
-trained on the training rows, or fine-tuned from a local pretrained directory
-(``hyperparameters.pretrained_model``, inside the data roots; safetensors weights only). Batches
+trained on the training rows, or fine-tuned from a checkpoint (``hyperparameters.pretrained_model``:
+a Hugging Face Hub id or a directory inside the data roots; see `checkpoints`) with its own
+tokenizer. Batches
 are padded to their longest sequence, not to max_length.
 
 Saved as a Hugging Face directory: config.json + model.safetensors + tokenizer.json, beside
@@ -18,10 +19,10 @@ from typing import Any
 
 import torch
 
-from aijobs import datapaths, errors
+from aijobs import errors
 from aijobs.runtimes import datasets, params
 from aijobs.runtimes.base import TrainContext, TrainResult
-from aijobs.runtimes.torch import common, text_data, training
+from aijobs.runtimes.torch import checkpoints, common, text_data, training
 from aijobs.runtimes.torch import params as torch_params
 from aijobs.runtimes.torch.runtime import META_FILE
 
@@ -103,48 +104,6 @@ def _scratch_model(hp: dict[str, Any], vocab_size: int, classes: list[str], pad:
     return BertForSequenceClassification(BertConfig(**settings))
 
 
-def _pretrained_model(directory: Path, classes: list[str]) -> Any:
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    if not (directory / "config.json").is_file():
-        raise errors.JobFailure("pretrained_model has no config.json")
-    if not any(directory.glob("*.safetensors")):
-        pickled = [p.name for p in directory.glob("*.bin")] + [
-            p.name for p in directory.glob("*.pt")
-        ]
-        hint = f" (found {', '.join(pickled)}: pickle files are never loaded)" if pickled else ""
-        raise errors.JobFailure(
-            f"pretrained_model has no .safetensors weights{hint}; convert it to safetensors"
-        )
-    try:
-        config = AutoConfig.from_pretrained(
-            directory, local_files_only=True, trust_remote_code=False
-        )
-        config.num_labels = len(classes)
-        config.id2label = dict(enumerate(classes))
-        config.label2id = {c: i for i, c in enumerate(classes)}
-        return AutoModelForSequenceClassification.from_pretrained(
-            directory,
-            config=config,
-            local_files_only=True,
-            use_safetensors=True,
-            trust_remote_code=False,
-            ignore_mismatched_sizes=True,
-        )
-    except (OSError, ValueError, KeyError, RuntimeError) as exc:
-        raise errors.JobFailure(f"pretrained_model could not be loaded: {exc}") from exc
-
-
-def _resolve_pretrained(value: str, ctx: TrainContext) -> Path:
-    try:
-        path = datapaths.resolve_data_path(value, ctx.data_roots)
-    except errors.InvalidDataPath as exc:
-        raise errors.JobFailure(f"pretrained_model: {exc.detail}") from exc
-    if not path.is_dir():
-        raise errors.JobFailure(f"pretrained_model {value!r} is not a directory")
-    return path
-
-
 def _labelled_rows(
     data_path: Path, hp: dict[str, Any], notes: list[str]
 ) -> tuple[str, str, list[tuple[str, str]]]:
@@ -179,17 +138,28 @@ def _classes(kept: list[tuple[str, str]], label_col: str) -> list[str]:
 
 
 def _pretrained_setup(
-    pretrained: Path, classes: list[str], max_length: int, given: dict[str, Any], notes: list[str]
+    pretrained: checkpoints.Pretrained,
+    classes: list[str],
+    max_length: int,
+    given: dict[str, Any],
+    notes: list[str],
 ) -> tuple[Any, Any, int]:
-    """The pretrained model, its tokenizer and the max_length it allows."""
-    model = _pretrained_model(pretrained, classes)
-    limit = getattr(model.config, "max_position_embeddings", max_length)
+    """The pretrained model with a head for `classes`, its tokenizer and the max_length it
+    allows (its position embeddings bound the sequence)."""
+    model = checkpoints.load_model(
+        pretrained,
+        "AutoModelForSequenceClassification",
+        num_labels=len(classes),
+        id2label=dict(enumerate(classes)),
+        label2id={c: i for i, c in enumerate(classes)},
+    )
+    limit = checkpoints.context_length(model.config, max_length)
     if max_length > limit:
         notes.append(
             f"max_length {max_length} is over the pretrained model's {limit}; used {limit}"
         )
         max_length = limit
-    tok = text_data.pretrained_tokenizer(pretrained, max_length)
+    tok = text_data.pretrained_tokenizer(pretrained.path, max_length)
     ignored = [k for k in ("num_layers", "hidden_size", "num_heads", "vocab_size") if k in given]
     if ignored:
         notes.append(f"{', '.join(ignored)}: taken from the pretrained model, not given values")
@@ -216,14 +186,16 @@ def _scratch_setup(
 def train(
     model_type: str, data_path: Path, given: dict[str, Any], ctx: TrainContext
 ) -> TrainResult:
+    # Found (and fetched, where downloads are allowed) before the job goes offline.
+    pretrained = checkpoints.locate(given.get("pretrained_model"), ctx.data_roots)
     common.offline()
     accepted, defaults = torch_params.spec_for(model_type)
-    if given.get("pretrained_model") is not None:
+    if pretrained is not None:
         defaults = {**defaults, **torch_params.TEXT_PRETRAINED_DEFAULTS}
     hp = params.validate(given, accepted, defaults)
     choice = common.select_device(ctx.device)
     notes: list[str] = []
-    if given.get("pretrained_model") is None:
+    if pretrained is None:
         hp = torch_params.default_learning_rate(given, hp, notes)
 
     text_col, label_col, kept = _labelled_rows(data_path, hp, notes)
@@ -236,13 +208,9 @@ def train(
         notes.append("validation_split is 0: metrics are measured on the training data")
     ctx.report(0.02)
 
-    pretrained = (
-        _resolve_pretrained(hp["pretrained_model"], ctx) if hp["pretrained_model"] else None
-    )
     signature = common.files_signature([data_path], data_path.parent)
     if pretrained is not None:
-        weights = [*sorted(pretrained.glob("*.safetensors")), pretrained / "config.json"]
-        signature += common.files_signature(weights, pretrained)
+        signature += checkpoints.signature(pretrained)
     fingerprint = common.fingerprint(
         {"model_type": "bert", "hp": {k: v for k, v in hp.items() if k != "epochs"},
          "data": signature, "columns": [text_col, label_col]}
@@ -287,7 +255,7 @@ def train(
         "architecture": architecture,
     }
     if pretrained is not None:
-        info["pretrained_from"] = pretrained.name
+        info |= pretrained.info()
     metrics = {**fitted.metrics, "n_train": len(split[0]), "n_validation": len(split[1])}
     return TrainResult(metrics=metrics, info=info)
 
@@ -302,7 +270,7 @@ def _save(
     pad: int,
     choice: common.DeviceChoice,
     text_col: str,
-    pretrained: Path | None,
+    pretrained: checkpoints.Pretrained | None,
 ) -> None:
     import safetensors.torch
     import transformers
@@ -322,7 +290,7 @@ def _save(
             "pad_id": pad,
             "text_column": text_col,
             "hyperparameters": hp,
-            "pretrained_from": pretrained.name if pretrained is not None else None,
+            **(pretrained.info() if pretrained is not None else {}),
             "trained_device": choice.device.type,
             "torch_version": torch.__version__,
             "transformers_version": transformers.__version__,

@@ -101,6 +101,43 @@ def learning_rate_at(step: int, total: int, hp: dict[str, Any]) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
 
 
+# Below this many steps, batch norm's running averages (momentum 0.1) still lag far behind the
+# weights, and a model that fits its training data scores near chance on held-out data: set them
+# from the current weights before evaluating, as the TensorFlow runtime does.
+RECALIBRATE_BELOW_STEPS = 500
+
+
+def recalibrate_batch_norm(task: Task, batch_size: int, device: torch.device, amp: bool) -> bool:
+    """Batch norm's running statistics set to their average over the training set, computed with
+    the current weights; False when the model has no batch norm."""
+    norms = [m for m in task.model.modules() if isinstance(m, torch.nn.modules.batchnorm._NormBase)]
+    if not norms:
+        return False
+    saved = [m.momentum for m in norms]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # a cumulative average over the batches below
+    try:
+        # Its own generator: the training order (and so a resumed job) is unchanged.
+        batches = task.train_batches(batch_size, torch.Generator().manual_seed(0))
+        with torch.no_grad(), autocast(device, amp):
+            for batch in batches:
+                task.logits(batch.inputs)
+    finally:
+        for norm, momentum in zip(norms, saved, strict=True):
+            norm.momentum = momentum
+    return True
+
+
+def _held_out(
+    task: Task, batch_size: int, device: torch.device, amp: bool, steps: int
+) -> dict[str, float]:
+    """The end of an epoch's evaluation, batch norm recalibrated first while steps are few."""
+    if steps < RECALIBRATE_BELOW_STEPS:
+        recalibrate_batch_norm(task, batch_size, device, amp)
+    return evaluate(task, batch_size, device, amp)
+
+
 def evaluate(task: Task, batch_size: int, device: torch.device, amp: bool) -> dict[str, float]:
     """Held-out loss and accuracy + macro F1 (classifiers) or perplexity (language models)."""
     task.model.eval()
@@ -210,7 +247,7 @@ def fit(
         entry: dict[str, Any] = {"train_loss": train_loss}
         if task.kind == "language_model":
             entry["train_perplexity"] = math.exp(min(train_loss, 50.0))
-        entry |= evaluate(task, batch_size, device, amp)
+        entry |= _held_out(task, batch_size, device, amp, global_step)
         entry |= {
             "learning_rate": lr,
             "epoch_time": elapsed,
