@@ -270,6 +270,31 @@ def test_idempotency_keys_are_per_principal(api: Api) -> None:
     assert other.json()["job_id"] != first.json()["job_id"]
 
 
+def test_errors_and_logs_name_no_host_paths_but_to_an_admin(api: Api) -> None:
+    root = str(api.settings.roots[0])
+    outside = {**TRAIN, "data_path": "/etc/passwd"}
+    refused = api.client.post("/jobs/training", json=outside, headers=api.as_("alice"))
+    assert_refused(refused, 400, "outside the data roots", "<data root 1>")
+    assert root not in refused.json()["detail"]
+    as_admin = api.client.post("/jobs/training", json=outside, headers=api.as_("root"))
+    assert_refused(as_admin, 400, root)
+
+    job_id = api.submit("alice")
+    error = f"FileNotFoundError: {root}/tabular_data.csv vanished"
+
+    async def fail_it(store: Any) -> None:
+        (claim,) = await store.claim(["sklearn"], "w1", 60.0)
+        assert await store.fail(claim.job.id, claim.token, error, log=f"reading {root}/x\n")
+
+    api.run_in_store(fail_it)
+    seen = api.client.get(f"/jobs/{job_id}/status", headers=api.as_("alice")).json()
+    assert seen["error"] == "FileNotFoundError: <data root 1>/tabular_data.csv vanished"
+    log = api.client.get(f"/jobs/{job_id}/logs", headers=api.as_("alice")).text
+    assert log == "reading <data root 1>/x\n"
+    admin = api.client.get(f"/jobs/{job_id}/status", headers=api.as_("root")).json()
+    assert admin["error"] == error
+
+
 def test_models_and_results_are_their_owners_without_host_paths(api: Api) -> None:
     job_id = api.submit("alice")
 

@@ -13,6 +13,7 @@ else's), and no host paths.
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -32,6 +33,9 @@ HOST_PATH_FIELDS = ("model_path",)  # what a job's result names on the API's hos
 class Caller:
     principal: str | None  # None: anonymous (auth off)
     admin: bool
+    # The API host's paths (the data roots, the state directory) and what a caller who is not
+    # an admin reads instead of each, longest first.
+    host_paths: tuple[tuple[re.Pattern[str], str], ...] = ()
 
     @property
     def scope(self) -> str | None:
@@ -45,10 +49,19 @@ class Caller:
     def job(self, job: Job) -> Job:
         """The job as this caller may see it: without host paths unless an admin."""
         self.check(job.principal, f"job {job.id}")
-        if self.admin or not job.result:
+        if self.admin:
             return job
-        result = {k: v for k, v in job.result.items() if k not in HOST_PATH_FIELDS}
-        return job.model_copy(update={"result": result})
+        result = job.result and {k: v for k, v in job.result.items() if k not in HOST_PATH_FIELDS}
+        update = {"result": result, "error": self.redact(job.error), "log": self.redact(job.log)}
+        return job.model_copy(update=update)
+
+    def redact(self, text: str | None) -> str | None:
+        """`text` with the host's paths replaced, for a caller who is not an admin."""
+        if self.admin or not text:
+            return text
+        for path, shown in self.host_paths:
+            text = path.sub(shown, text)
+        return text
 
     def idempotency_key(self, key: str | None) -> str | None:
         """Keys are per principal: one caller's key never names another's job."""
@@ -63,6 +76,7 @@ class Authenticator:
         self.required = settings.auth_required
         self.store = store
         self.tokens = TokenVerifier(settings) if settings.accepts_tokens else None
+        self.host_paths = host_paths(settings)
 
     async def caller(self, request: Request) -> Caller:
         if not self.required:
@@ -77,13 +91,24 @@ class Authenticator:
         if self.tokens is None:
             raise errors.Unauthorized("invalid API key")
         identity = await asyncio.to_thread(self.tokens.verify, credential)
-        return Caller(identity.principal, identity.admin)
+        return Caller(identity.principal, identity.admin, self.host_paths)
 
     async def _key_caller(self, key: str) -> Caller:
         record = await self.store.key_by_hash(apikeys.hash_key(key))
         if record is None or not apikeys.matches(record, key):
             raise errors.Unauthorized("invalid API key")
-        return Caller(KEY_PRINCIPAL_PREFIX + record.name, record.admin)
+        return Caller(KEY_PRINCIPAL_PREFIX + record.name, record.admin, self.host_paths)
+
+
+def host_paths(settings: Settings) -> tuple[tuple[re.Pattern[str], str], ...]:
+    """What a caller who is not an admin reads instead of each of the API host's paths (a
+    whole path, never the start of a longer name), longest first."""
+    named = [(str(root), f"<data root {n}>") for n, root in enumerate(settings.roots, 1)]
+    named.append((str(settings.home.resolve()), "<aijobs home>"))
+    named.sort(key=lambda pair: len(pair[0]), reverse=True)
+    return tuple(
+        (re.compile(re.escape(path) + r"(?![^/\s'\"),:;])"), shown) for path, shown in named
+    )
 
 
 def _credential(request: Request) -> str | None:

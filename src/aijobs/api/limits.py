@@ -1,4 +1,8 @@
-"""Request body size limit, enforced before the body is parsed (chunked uploads included)."""
+"""Request body size limit, enforced before the body is parsed (chunked uploads included).
+
+A refused body is read and dropped, up to DISCARD_BYTES, before the 413 goes out: a server that
+closes on a client still sending makes the client's TCP stack see a reset, and most clients
+(Python's urllib, requests) then report a broken connection instead of the 413."""
 
 from __future__ import annotations
 
@@ -6,6 +10,8 @@ import json
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+DISCARD_BYTES = 64 * 2**20  # of a refused body, read and dropped at most
 
 
 class BodyTooLarge(HTTPException):
@@ -32,6 +38,7 @@ class BodySizeLimit:
             return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await _discard(receive)
             await self._reject(send)
             return
         seen = 0
@@ -55,6 +62,7 @@ class BodySizeLimit:
             await self.app(scope, counted_receive, tracking_send)
         except BodyTooLarge:
             if not started:
+                await _discard(receive)
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
@@ -71,3 +79,15 @@ class BodySizeLimit:
         ]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+
+async def _discard(receive: Receive) -> None:
+    """Read the rest of a refused body (up to DISCARD_BYTES), so the client can read the 413."""
+    dropped = 0
+    while dropped <= DISCARD_BYTES:
+        message = await receive()
+        if message["type"] != "http.request":
+            return  # the client went away
+        dropped += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return

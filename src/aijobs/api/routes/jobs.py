@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import PlainTextResponse
 
-from aijobs import datapaths, model_types, routing
+from aijobs import datapaths, errors, model_types, routing
 from aijobs.api import bounds
 from aijobs.api.auth import CallerDep, own_model
 from aijobs.api.deps import RuntimesDep, SettingsDep, StoreDep
@@ -97,7 +97,10 @@ async def submit_training(
     queue = routing.resolve(body.model_type, body.requires_gpu, body.framework_override)
     if all(root.is_dir() for root in settings.roots):
         # The API sees the data roots: refuse a bad path now rather than fail the job later.
-        datapaths.resolve_data_path(body.data_path, settings.roots)
+        try:
+            datapaths.resolve_data_path(body.data_path, settings.roots)
+        except errors.InvalidDataPath as exc:  # it names the data roots: not to everyone
+            raise errors.InvalidDataPath(who.redact(exc.detail)) from None
     job = await store.submit(
         NewJob(
             job_type=JobType.TRAINING,
