@@ -111,6 +111,7 @@ SMOKES = [
 # Run by another test or script rather than on their own.
 COVERED_ELSEWHERE = {
     "bench/noop_runtime.py": "the runtime of bench/peers/aijobs_bench.py",
+    "bench/direct.py": "the direct scripts of bench_torch, bench_keras and bench_models",
     "scripts/test_api.py": "tests/integration/test_clients.py",
     "scripts/gpu_device_run.sh": "test_the_gpu_machine_script_runs_scripts_that_exist",
 }
