@@ -182,6 +182,13 @@ class Settings(BaseSettings):
         description="How long finished jobs are kept (0: no limit), on either store. "
         "AIJOBS_REDIS_RETAIN_SECONDS is its former name.",
     )
+    retain_models_seconds: float = Field(
+        0.0,
+        ge=0,
+        description="A model neither trained nor used by a submitted inference job for this "
+        "long is forgotten, and its files deleted where the API can reach them (0: keep "
+        "every model), on either store.",
+    )
     # Limits (docs/security.md)
     rate_limit_submit: str = Field(
         "",

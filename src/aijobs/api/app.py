@@ -7,11 +7,12 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI
 
-from aijobs import __version__, errors, logsafe, routing
+from aijobs import __version__, artifacts, errors, logsafe, routing
 from aijobs.api import auth
 from aijobs.api import errors as api_errors
 from aijobs.api.hosts import AllowedHosts
@@ -25,13 +26,23 @@ from aijobs.store import JobStore, open_store
 log = logging.getLogger("aijobs.api")
 
 
-async def rescue_forever(store: JobStore, interval: float) -> None:
-    """Expired leases are rescued even while no worker is alive to do it."""
+async def forget_unused_models(store: JobStore, models_dir: Path) -> None:
+    """Retention of models (AIJOBS_RETAIN_MODELS_SECONDS): the store forgets them, and their
+    files go here, as DELETE /models does; workers elsewhere keep their cached copies."""
+    for record in await store.trim_models():
+        artifacts.remove_model_files(models_dir, record.model_id)
+        log.info("forgot unused model %s", record.model_id)
+
+
+async def rescue_forever(store: JobStore, interval: float, models_dir: Path) -> None:
+    """Expired leases are rescued even while no worker is alive to do it; unused models are
+    forgotten."""
     while True:
         await asyncio.sleep(interval)
         try:
             for job_id, state in await store.rescue_expired():
                 log.info("rescued expired lease job=%s state=%s", job_id, state)
+            await forget_unused_models(store, models_dir)
         except errors.StoreUnavailable as exc:
             log.warning("rescue pass skipped: %s", exc.detail)
         except Exception:
@@ -52,7 +63,9 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
             settings.data_roots,
             " ".join(f"{k}={v}" for k, v in auth.describe(settings).items()),
         )
-        reaper = asyncio.create_task(rescue_forever(store, settings.lease_seconds / 3))
+        reaper = asyncio.create_task(
+            rescue_forever(store, settings.lease_seconds / 3, settings.models_dir)
+        )
         try:
             yield
         finally:

@@ -28,6 +28,7 @@ def open_store(url: str, *, settings: Settings | None = None, **options: object)
             options = {
                 "retain_jobs": settings.retain_jobs,
                 "retain_seconds": settings.retain_seconds,
+                "retain_models_seconds": settings.retain_models_seconds,
                 "retry_backoff": RetryBackoff.from_settings(settings),
                 **options,
             }

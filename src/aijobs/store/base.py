@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -193,6 +194,12 @@ class JobStore(Protocol):
     async def delete_model(self, model_id: str) -> ModelRecord:
         """Forget a model and return its record; raise errors.ModelNotFound when absent."""
 
+    async def trim_models(self) -> list[ModelRecord]:
+        """Forget up to MODEL_TRIM_BATCH models neither trained nor named by a submitted
+        inference job within the store's `retain_models_seconds` (0: keep every model), and
+        return their records (the caller deletes their files). At most one pass per
+        MODEL_TRIM_INTERVAL per client: the others return [] at once."""
+
     # -- API keys (shared by every API process; a revoke holds at the next request) ------------
     async def create_key(self, key: ApiKey) -> None:
         """Record a key; raise errors.KeyNameTaken when another key has its name."""
@@ -207,8 +214,27 @@ class JobStore(Protocol):
         """The key whose SHA-256 digest this is, or None."""
 
 
+MODEL_TRIM_INTERVAL = 30.0  # seconds between passes of trim_models, per client
+MODEL_TRIM_BATCH = 100  # models forgotten per pass at most
+
+
 class StoreBase:
-    """The JobStore methods every backend shares: `finish` is one `finish_many`."""
+    """The JobStore methods every backend shares: `finish` is one `finish_many`, and
+    `trim_models` a throttled `forget_unused_models`."""
+
+    retain_models_ms = 0  # a model unused this long is forgotten (0: never)
+    _next_model_trim = 0.0  # monotonic time of the next trim_models pass
+
+    async def forget_unused_models(self, unused_ms: int, limit: int) -> list[ModelRecord]:
+        """Forget up to `limit` models neither trained nor used (an inference job for it
+        submitted) for `unused_ms` milliseconds, the longest unused first; their records."""
+        raise NotImplementedError
+
+    async def trim_models(self) -> list[ModelRecord]:
+        if not self.retain_models_ms or time.monotonic() < self._next_model_trim:
+            return []
+        self._next_model_trim = time.monotonic() + MODEL_TRIM_INTERVAL
+        return await self.forget_unused_models(self.retain_models_ms, MODEL_TRIM_BATCH)
 
     async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
         raise NotImplementedError

@@ -67,12 +67,13 @@ class RedisCatalog:
 
     # -- models --------------------------------------------------------------------------------
     async def add_model(self, model: ModelRecord) -> None:
-        models, by_time = self.k("models"), self.k("models_by_time")
+        models, by_time, used = self.k("models"), self.k("models_by_time"), self.k("models_used")
 
         async def add(r: aioredis.Redis) -> None:
             async with r.pipeline(transaction=True) as pipe:
                 pipe.hset(models, model.model_id, model.model_dump_json())
                 pipe.zadd(by_time, {model.model_id: int(model.created_at * 1000)})
+                pipe.zadd(used, {model.model_id: int(model.created_at * 1000)})
                 await pipe.execute()
 
         await self.call(add, retry=True)
@@ -96,6 +97,10 @@ class RedisCatalog:
         if record is None:
             raise model_not_found(model_id)
         return ModelRecord.model_validate_json(record)
+
+    async def forget_unused_models(self, unused_ms: int, limit: int) -> list[ModelRecord]:
+        records = await self.run_script("forget_unused_models", unused_ms, limit, retry=True)
+        return [ModelRecord.model_validate_json(r) for r in records]
 
     # -- API keys ------------------------------------------------------------------------------
     async def create_key(self, key: ApiKey) -> None:

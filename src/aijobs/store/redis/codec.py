@@ -161,6 +161,7 @@ WRITE_SCRIPTS = (
     "revoke_key",
     "take_tokens",
     "delete_model",
+    "forget_unused_models",
 )
 READ_SCRIPTS = ("list", "live_workers", "list_models")
 ALL_SCRIPTS = (*WRITE_SCRIPTS, *READ_SCRIPTS)

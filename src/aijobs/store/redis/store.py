@@ -13,7 +13,8 @@ Design:
 * An idle worker waits on the server, and a job submitted meanwhile is claimed for it by the
   submit script and handed over (``handover.py``).
 * Finished jobs are kept (``retain_jobs``/``retain_seconds``), trimmed a few at a time by the
-  scripts that finish jobs, oldest first.
+  scripts that finish jobs, oldest first. Models unused for ``retain_models_seconds`` are
+  forgotten in batches by ``trim_models`` (the API's upkeep).
 * Every key starts with the hash tag ``{prefix}``: one deployment's keys share a hash slot (what
   atomic scripts over the job, its indexes and the counts need in Cluster); deployments with
   different prefixes share a Redis, or spread over a cluster.
@@ -118,6 +119,7 @@ class RedisStore(RedisCatalog, StoreBase):
         connect_timeout: float = 2.0,
         retain_jobs: int = 100_000,
         retain_seconds: float = 30 * 86400.0,
+        retain_models_seconds: float = 0.0,
         max_stalls: int | None = None,
         retry_backoff: RetryBackoff | None = None,
     ) -> None:
@@ -130,6 +132,7 @@ class RedisStore(RedisCatalog, StoreBase):
         self.connect_timeout = connect_timeout
         self.retain_jobs = max(0, retain_jobs)
         self.retain_seconds = max(0.0, retain_seconds)
+        self.retain_models_ms = int(max(0.0, retain_models_seconds) * 1000)
         self.max_stalls = max_stalls
         self.retry_backoff = retry_backoff or RetryBackoff()
         self.key = "{" + prefix + "}"  # every key starts with this hash tag
@@ -148,6 +151,7 @@ class RedisStore(RedisCatalog, StoreBase):
             "connect_timeout": settings.redis_connect_timeout,
             "retain_jobs": settings.retain_jobs,
             "retain_seconds": settings.retain_seconds,
+            "retain_models_seconds": settings.retain_models_seconds,
             "retry_backoff": RetryBackoff.from_settings(settings),
         }
         return cls(url, **{**defaults, **options})

@@ -124,8 +124,10 @@ CREATE TABLE IF NOT EXISTS workers (
 CREATE TABLE IF NOT EXISTS models (
     model_id   TEXT PRIMARY KEY,
     record     TEXT    NOT NULL,
-    created_at INTEGER NOT NULL
+    created_at INTEGER NOT NULL,
+    last_used  INTEGER  -- when an inference job for it was last submitted (retention)
 );
+-- listing newest first, and retention: a model trained long ago, unless used since
 CREATE INDEX IF NOT EXISTS models_created ON models (created_at);
 CREATE TABLE IF NOT EXISTS api_keys (
     name       TEXT PRIMARY KEY,
@@ -182,7 +184,10 @@ def decode_job(
 
 # Columns added since a table was first created: a file made before them gains them on open.
 # (Such a column lands after `log` there, which costs those reads of `log`'s overflow pages.)
-ADDED_COLUMNS = {"jobs": ["principal TEXT", "not_before INTEGER"]}
+ADDED_COLUMNS = {
+    "jobs": ["principal TEXT", "not_before INTEGER"],
+    "models": ["last_used INTEGER"],
+}
 
 
 async def create_schema(db: aiosqlite.Connection) -> None:

@@ -32,6 +32,7 @@ from aijobs.jobs import (
     Finish,
     Job,
     JobType,
+    ModelRecord,
     NewJob,
     PendingLimits,
     Progress,
@@ -76,12 +77,14 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
         clock: StoreClock | None = None,
         retain_jobs: int = 0,
         retain_seconds: float = 0.0,
+        retain_models_seconds: float = 0.0,
         retry_backoff: RetryBackoff | None = None,
     ) -> None:
         self.path = path
         self.max_stalls = max_stalls
         self.retain_jobs = max(0, retain_jobs)
         self.retain_ms = int(max(0.0, retain_seconds) * 1000)
+        self.retain_models_ms = int(max(0.0, retain_models_seconds) * 1000)
         self._next_trim = 0.0  # monotonic time of the next retention pass
         self.clock = clock or StoreClock()
         self.retry_backoff = retry_backoff or RetryBackoff()
@@ -144,6 +147,10 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
                 for row in rows:
                     return first_submission(decode_job(row), job, idempotency_key)
             await upkeep.check_pending_limits(db, job, limits or PendingLimits())
+            if job.job_type == JobType.INFERENCE and job.model_id is not None:
+                await db.execute(  # its last use, for retention (AIJOBS_RETAIN_MODELS_SECONDS)
+                    "UPDATE models SET last_used = ? WHERE model_id = ?", (now, job.model_id)
+                )
             rows = await db.execute_fetchall(
                 "INSERT INTO jobs (id, job_type, queue, state, payload, model_type, model_id, "
                 "description, priority, max_attempts, timeout_seconds, created_at, updated_at, "
@@ -452,6 +459,12 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
         self._next_trim = time.monotonic() + TRIM_INTERVAL
         async with self._db.transaction() as db:
             await upkeep.trim_finished(db, self.retain_jobs, self.retain_ms, self.clock.wall_ms())
+
+    async def forget_unused_models(self, unused_ms: int, limit: int) -> list[ModelRecord]:
+        async with self._db.transaction() as db:
+            before = self.clock.wall_ms() - unused_ms
+            records = await upkeep.forget_unused_models(db, before, limit)
+        return [ModelRecord.model_validate_json(r) for r in records]
 
     @staticmethod
     def _retry_at() -> str:

@@ -1,6 +1,6 @@
 """The SQLite store's limits and upkeep: pending-job limits checked in submit's transaction,
 rate-limit windows, and the retention of finished jobs (what the Redis scripts do as they go,
-done here in small batches)."""
+done here in small batches) and of unused models."""
 
 from __future__ import annotations
 
@@ -79,3 +79,18 @@ async def trim_finished(
         cursor = await db.execute(oldest, (now - retain_ms, TRIM_BATCH))
         deleted += max(0, cursor.rowcount)
     return deleted
+
+
+async def forget_unused_models(
+    db: aiosqlite.Connection, unused_before: int, limit: int
+) -> list[str]:
+    """Delete up to `limit` models trained and last used before `unused_before` (ms), the
+    oldest first; returns their records. Over models_created: a model used since is skipped."""
+    rows = await db.execute_fetchall(
+        "DELETE FROM models WHERE model_id IN (SELECT model_id FROM models "
+        "INDEXED BY models_created WHERE created_at < :before "
+        "AND (last_used IS NULL OR last_used < :before) ORDER BY created_at LIMIT :limit) "
+        "RETURNING record",
+        {"before": unused_before, "limit": limit},
+    )
+    return [record for (record,) in rows]

@@ -33,6 +33,8 @@
 --   P:dur:<durkey>    LIST  latest run times (ms) of completed jobs of one kind, newest first
 --   P:workers         ZSET  worker id -> last seen (ms);  P:worker_info HASH worker id -> JSON
 --   P:models          HASH  model id -> JSON;            P:models_by_time ZSET model id -> ms
+--   P:models_used     ZSET  model id -> when last trained or named by a submitted inference
+--                           job (ms): the retention index (forget_unused_models)
 --   P:owned:all:<principal>     ZSET  the jobs a principal submitted, score seq (GET /jobs for a
 --   P:owned:<state>:<principal> ZSET  non-admin: its own jobs, filtered in the index, not after
 --                               paging); jobs without a principal (auth off) are in neither
@@ -63,6 +65,7 @@ local K_WORKERS = P .. ':workers'
 local K_WORKER_INFO = P .. ':worker_info'
 local K_MODELS = P .. ':models'
 local K_MODELS_BY_TIME = P .. ':models_by_time'
+local K_MODELS_USED = P .. ':models_used'
 local K_DONE = P .. ':done'
 
 local function k_job(id) return P .. ':job:' .. id end
@@ -364,6 +367,15 @@ local function trim_finished(now, budget)
       end
     end
   end
+end
+
+-- Forget a model: its record (returned, false when absent) and its indexes.
+local function forget_model(id)
+  local record = redis.call('HGET', K_MODELS, id)
+  redis.call('HDEL', K_MODELS, id)
+  redis.call('ZREM', K_MODELS_BY_TIME, id)
+  redis.call('ZREM', K_MODELS_USED, id)
+  return record
 end
 
 -- A job just became terminal: index it for retention, trim, announce.

@@ -38,6 +38,7 @@ for i = 3, #ARGV, 8 do
     if ARGV[i + 5] ~= '' then
       redis.call('HSET', K_MODELS, ARGV[i + 5], ARGV[i + 6])
       redis.call('ZADD', K_MODELS_BY_TIME, ARGV[i + 7], ARGV[i + 5])
+      redis.call('ZADD', K_MODELS_USED, ARGV[i + 7], ARGV[i + 5])
     end
     announce(id)
     out[#out + 1] = 1
