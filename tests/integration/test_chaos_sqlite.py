@@ -150,8 +150,9 @@ async def _all_jobs(path: str) -> dict[str, tuple[State, Any]]:
     store = SQLiteStore(path)
     await store.open()
     try:
-        page, _ = await store.list_jobs(limit=10_000)
-        return {job.id: (job.state, job.result) for job in page}
+        page, _ = await store.list_jobs(limit=10_000)  # rows only: each job read for its result
+        jobs = [await store.get(row.id) for row in page]
+        return {job.id: (job.state, job.result) for job in jobs}
     finally:
         await store.close()
 

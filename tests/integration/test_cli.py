@@ -95,11 +95,15 @@ def test_cli_train_follow_then_infer(cli: Any) -> None:
 
 def test_cli_exit_codes(cli: Any, live: System) -> None:
     failed = cli(
-        "submit", "training", "-m", "random_forest", "-d", IRIS, "--hp", "not_a_param=1", "--wait",
-        code=1,
+        "submit", "training", "-m", "random_forest", "-d", IRIS, "--hp", "target_column=nope",
+        "--wait", code=1,
     )  # fmt: skip
     assert "failed" in failed.stdout
-    assert "not_a_param" in failed.stdout
+    assert "nope" in failed.stdout
+    refused = cli(  # refused at submission, before any worker sees it
+        "submit", "training", "-m", "random_forest", "-d", IRIS, "--hp", "not_a_param=1", code=2
+    )  # fmt: skip
+    assert "unknown hyperparameter: not_a_param" in refused.stderr
 
     job = json.loads(
         cli("submit", "training", "-m", "inception", "-d", "/data/cifar10", "--json").stdout
