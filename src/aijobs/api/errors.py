@@ -91,6 +91,9 @@ _TITLES = {
 
 
 def envelope(status_code: int, error: str, detail: str, **headers: str) -> JSONResponse:
+    # A detail may echo the caller's input, a lone surrogate included: written as its escape,
+    # the answer still encodes (and still names it).
+    detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
     body = {"error": error, "detail": detail, "status_code": status_code}
     return JSONResponse(body, status_code=status_code, headers=headers or None)
 
