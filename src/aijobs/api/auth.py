@@ -51,9 +51,9 @@ class Caller:
         self.check(job.principal, f"job {job.id}")
         if self.admin:
             return job
+        # The log is the logs route's to redact: a status read (polled) never shows it.
         result = job.result and {k: v for k, v in job.result.items() if k not in HOST_PATH_FIELDS}
-        update = {"result": result, "error": self.redact(job.error), "log": self.redact(job.log)}
-        return job.model_copy(update=update)
+        return job.model_copy(update={"result": result, "error": self.redact(job.error)})
 
     def redact(self, text: str | None) -> str | None:
         """`text` with the host's paths replaced, for a caller who is not an admin."""

@@ -226,7 +226,7 @@ async def job_logs(
 ) -> str:
     """The job's captured stdout/stderr (kept when its run ends), a page at a time. The
     X-Log-Length header gives the whole log's length, X-Log-Offset where this page starts."""
-    log = who.job(await store.get(job_id)).log or ""
+    log = who.redact(who.job(await store.get(job_id)).log) or ""
     start = max(0, len(log) - tail) if tail is not None else min(offset, len(log))
     page = log[start : start + (tail or limit)]
     response.headers["X-Log-Length"] = str(len(log))
