@@ -19,6 +19,12 @@ _PLAIN = (int, float, bool, type(None))
 UVICORN_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
 
 
+def encodable(text: str) -> str:
+    """`text` as it can be written in UTF-8: a lone surrogate (echoed from a user's JSON) is
+    written as its escape, so the text still names it."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def escape_controls(text: str) -> str:
     """`text` with each control character written as its escape (\\n as \\x0a)."""
     return _CONTROL.sub(

@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException
 
 from aijobs import errors
 from aijobs.api.schemas import ErrorEnvelope
+from aijobs.logsafe import encodable
 
 log = logging.getLogger("aijobs.api")
 
@@ -91,10 +92,8 @@ _TITLES = {
 
 
 def envelope(status_code: int, error: str, detail: str, **headers: str) -> JSONResponse:
-    # A detail may echo the caller's input, a lone surrogate included: written as its escape,
-    # the answer still encodes (and still names it).
-    detail = detail.encode("utf-8", "backslashreplace").decode("utf-8")
-    body = {"error": error, "detail": detail, "status_code": status_code}
+    # A detail may echo the caller's input, a lone surrogate included.
+    body = {"error": error, "detail": encodable(detail), "status_code": status_code}
     return JSONResponse(body, status_code=status_code, headers=headers or None)
 
 

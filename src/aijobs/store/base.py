@@ -33,6 +33,7 @@ from aijobs.jobs import (
     Waiter,
     WorkerInfo,
 )
+from aijobs.logsafe import encodable
 
 if TYPE_CHECKING:
     from aijobs.settings import Settings
@@ -320,8 +321,7 @@ def error_text(text: str) -> str:
     """A job's error as every store records it: text that encodes as UTF-8 (a lone surrogate
     echoed from a user's input is written as its escape, so the error still names it), no
     control characters but tab and newline, at most ERROR_TEXT_LIMIT characters."""
-    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    text = _CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m[0]):02x}", text)
+    text = _CONTROL_CHARACTERS.sub(lambda m: f"\\x{ord(m[0]):02x}", encodable(text))
     if len(text) > ERROR_TEXT_LIMIT:
         text = f"{text[:ERROR_TEXT_LIMIT]}... ({len(text) - ERROR_TEXT_LIMIT} characters more)"
     return text
