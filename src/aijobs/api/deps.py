@@ -1,4 +1,8 @@
-"""Shared request dependencies: the store, the settings, and what this API knows of workers."""
+"""Shared request dependencies: the store, the settings, and what this API knows of workers.
+
+Coroutines, although they never await: FastAPI runs a plain function dependency in its thread
+pool, a thread hand-off per dependency per request.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,17 @@ from aijobs.settings import Settings
 from aijobs.store import JobStore
 
 
-def get_store(request: Request) -> JobStore:
+async def get_store(request: Request) -> JobStore:
     store: JobStore = request.app.state.store
     return store
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_runtimes(request: Request) -> dict[str, Runtime]:
+async def get_runtimes(request: Request) -> dict[str, Runtime]:
     """The runtime plugins installed here, by name (light: their frameworks are not imported)."""
     runtimes: dict[str, Runtime] = request.app.state.runtimes
     return runtimes
