@@ -3,24 +3,32 @@
     .venv/bin/python bench/bench_peers.py                       # 3 runs x 5,000 jobs x 300 trips
     .venv/bin/python bench/bench_peers.py --only huey,rq --runs 1 --jobs 1000 --round-trips 50
 
-Peers: Huey, Dramatiq, SAQ, arq, Celery, RQ, and a bare redis-py loop (one LPUSH / BLMOVE / HSET
-per job) as the baseline; aijobs itself when `bench/peers/aijobs_bench.py` exists (run with
-the project's interpreter, `.venv/bin/python`). Each peer's adapter, `bench/peers/<name>_bench.py`,
+Peers: Huey (four settings: `-w 2 -k process` and one thread, each with and without
+notify_result), Dramatiq, SAQ, arq, Celery, RQ, and a bare redis-py loop (one LPUSH / BLMOVE /
+HSET per job) as the baseline; aijobs itself when `bench/peers/aijobs_bench.py` exists (run with
+the project's interpreter, `.venv/bin/python`). --only takes queue names or a prefix before a
+`-` (`huey` is all four). Each peer's adapter, `bench/peers/<name>_bench.py`,
 runs in a separate benchmark venv that this script creates when it is missing or its
 requirements changed (`bench/peers/.venv` from requirements.txt; arq in `bench/peers/.venv-arq`,
 its redis-py pin conflicting with Celery's).
 
 One redis-server of our own (free port, temporary directory, AOF on with `appendfsync everysec`,
 no RDB snapshots) serves every run; the DB is flushed before each. Each adapter prints one JSON
-line (see `bench/peers/_common.py` for the protocol):
+line (see `bench/peers/_common.py` for the protocol and the method):
 
-    {"queue", "version", "jobs", "enqueue_per_s", "drain_per_s", "round_trips",
-     "rtt_p50_ms", "rtt_p99_ms", "notes"}
+    {"queue", "version", "jobs", "enqueue_per_s", "drain_per_s", "e2e_per_s", "e2e_tail_ms",
+     "cpu_ms_per_job", "producer_cpu_ms_per_job", "worker_cpu_ms_per_job",
+     "redis_cpu_ms_per_job", "round_trips", "rtt_p50_ms", "rtt_p99_ms", "notes"}
 
-Every adapter runs --runs times, the order reversed on every other run; the table gives medians,
-and for aijobs the ratios to the fastest peer (throughput: ours / the highest peer drain;
-latency: ours p50 / the lowest peer p50). The bare redis-py loop is a baseline, not a peer.
-Raw runs and medians go to bench/results/peers.json, the table to bench/results/peers.md.
+The headline is end to end: one producer submitting one job at a time through the library's
+ordinary call while one worker drains, from the first submit to the last completion, with the
+CPU time per job of every process involved (producer, worker and its children, Redis).
+
+Each of --runs runs every adapter once, the order reversed on every other run; each figure of
+the table is the median of one column over the runs. For aijobs, the ratio to the best peer on
+each column (end to end, drain: ours / the highest; CPU per job, round-trip p50: ours / the
+lowest). The bare redis-py loop is a baseline, not a peer. Raw runs and medians go to
+bench/results/peers.json, the table, with the command, to bench/results/peers.md.
 """
 
 from __future__ import annotations
@@ -51,29 +59,41 @@ VENVS = {  # venv folder -> requirements file
     ".venv": "requirements.txt",
     ".venv-arq": "requirements-arq.txt",
 }
-PEERS = {  # queue name in the table -> (adapter file, venv folder)
-    "huey": ("huey_bench.py", ".venv"),
-    "dramatiq": ("dramatiq_bench.py", ".venv"),
-    "saq": ("saq_bench.py", ".venv"),
-    "arq": ("arq_bench.py", ".venv-arq"),
-    "celery": ("celery_bench.py", ".venv"),
-    "rq": ("rq_bench.py", ".venv"),
-    "redis-py": ("redispy_bench.py", ".venv"),
+PEERS = {  # queue name in the table -> (adapter file, venv folder, the adapter's --variant)
+    "huey-w2-process": ("huey_bench.py", ".venv", "w2-process"),
+    "huey-w2-process-notify": ("huey_bench.py", ".venv", "w2-process-notify"),
+    "huey-w1-thread": ("huey_bench.py", ".venv", "w1-thread"),
+    "huey-w1-thread-notify": ("huey_bench.py", ".venv", "w1-thread-notify"),
+    "dramatiq": ("dramatiq_bench.py", ".venv", ""),
+    "saq": ("saq_bench.py", ".venv", ""),
+    "arq": ("arq_bench.py", ".venv-arq", ""),
+    "celery": ("celery_bench.py", ".venv", ""),
+    "rq": ("rq_bench.py", ".venv", ""),
+    "redis-py": ("redispy_bench.py", ".venv", ""),
 }
 BASELINE = "redis-py"
 OURS = "aijobs"
 OURS_ADAPTER = PEERS_DIR / "aijobs_bench.py"
-KEYS = (
-    "queue",
-    "version",
-    "jobs",
-    "enqueue_per_s",
+FIGURES = (  # the numbers of the JSON line, each reported as a median over the runs
+    "e2e_per_s",
+    "cpu_ms_per_job",
+    "redis_cpu_ms_per_job",
+    "producer_cpu_ms_per_job",
+    "worker_cpu_ms_per_job",
+    "e2e_tail_ms",
     "drain_per_s",
-    "round_trips",
+    "enqueue_per_s",
     "rtt_p50_ms",
     "rtt_p99_ms",
-    "notes",
 )
+KEYS = ("queue", "version", "jobs", "round_trips", "notes", *FIGURES)
+# The columns aijobs is compared on: figure -> (label, whether higher is better)
+COMPARED = {
+    "e2e_per_s": ("end to end", True),
+    "cpu_ms_per_job": ("CPU per job", False),
+    "rtt_p50_ms": ("round-trip p50", False),
+    "drain_per_s": ("drain", True),
+}
 RUN_TIMEOUT_S = 1800
 TIMES, DASH = "\u00d7", "\u2013"
 
@@ -191,7 +211,7 @@ def redis_server() -> Iterator[tuple[int, str]]:
 
 
 def run_adapter(
-    python: str, adapter: Path, port: int, args: argparse.Namespace
+    python: str, adapter: Path, variant: str, port: int, args: argparse.Namespace
 ) -> dict[str, Any] | str:
     """One run; the adapter's JSON line, or an error message."""
     redis_command(port, "FLUSHDB")
@@ -201,6 +221,7 @@ def run_adapter(
         str(adapter),
         *("--redis-url", f"redis://127.0.0.1:{port}/0"),
         *("--jobs", str(args.jobs), "--round-trips", str(args.round_trips)),
+        *(("--variant", variant) if variant else ()),
     ]
     try:
         proc = subprocess.run(
@@ -232,32 +253,36 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "runs": len(runs),
         "notes": runs[-1]["notes"],
     }
-    for key in ("drain_per_s", "enqueue_per_s", "rtt_p50_ms", "rtt_p99_ms"):
+    for key in FIGURES:
         values = [float(r[key]) for r in runs]
-        out[key] = round(statistics.median(values), 3)
+        out[key] = round(statistics.median(values), 4)
         out[f"{key}_min"] = round(min(values), 3)
         out[f"{key}_max"] = round(max(values), 3)
     return out
 
 
-def ratios(table: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def ratios(table: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
+    """For each compared column: the best peer, aijobs / that peer, and aijobs / redis-py."""
     peers = {q: m for q, m in table.items() if q not in (OURS, BASELINE)}
     if OURS not in table or not peers:
         return None
     ours = table[OURS]
-    fastest = max(peers, key=lambda q: peers[q]["drain_per_s"])
-    lowest = min(peers, key=lambda q: peers[q]["rtt_p50_ms"])
-    out = {
-        "fastest_peer": fastest,
-        "throughput_ratio": round(ours["drain_per_s"] / peers[fastest]["drain_per_s"], 2),
-        "lowest_latency_peer": lowest,
-        "latency_ratio": round(ours["rtt_p50_ms"] / peers[lowest]["rtt_p50_ms"], 2),
-    }
-    if BASELINE in table:
-        base = table[BASELINE]
-        out["throughput_vs_redis_py"] = round(ours["drain_per_s"] / base["drain_per_s"], 2)
-        out["latency_vs_redis_py"] = round(ours["rtt_p50_ms"] / base["rtt_p50_ms"], 2)
+    out: dict[str, dict[str, Any]] = {}
+    for key, (_, higher_is_better) in COMPARED.items():
+        pick = max if higher_is_better else min
+        best = pick(peers, key=lambda q: float(peers[q][key]))
+        column: dict[str, Any] = {
+            "best_peer": best,
+            "ratio": _ratio(ours[key], peers[best][key]),
+        }
+        if BASELINE in table:
+            column["vs_redis_py"] = _ratio(ours[key], table[BASELINE][key])
+        out[key] = column
     return out
+
+
+def _ratio(ours: float, theirs: float) -> float | None:
+    return round(ours / theirs, 2) if theirs else None
 
 
 def rtt_floor(port: int, args: argparse.Namespace) -> dict[str, float]:
@@ -271,30 +296,69 @@ def rtt_floor(port: int, args: argparse.Namespace) -> dict[str, float]:
     return floor
 
 
+def _span(m: dict[str, Any], key: str) -> str:
+    """A median with its min-max over the runs (when there were several)."""
+    if m["runs"] == 1:
+        return f"{m[key]:,.0f}"
+    return f"{m[key]:,.0f} ({m[f'{key}_min']:,.0f}{DASH}{m[f'{key}_max']:,.0f})"
+
+
 def markdown(
     table: dict[str, dict[str, Any]],
-    rat: dict[str, Any] | None,
+    rat: dict[str, dict[str, Any]] | None,
     n_runs: int,
     floor: dict[str, float],
+    partial: bool,
 ) -> str:
     lines = [
-        f"| Queue | Version | Drain, jobs/s (median of {n_runs}) | Enqueue, jobs/s "
+        f"Each figure is the median over {n_runs} run(s) of the command above; each run ran "
+        "every queue below once. End to end: one producer submits N jobs one at a time while "
+        "one worker drains, from the first submit to the last completion; CPU per job: user + "
+        "system time of the producer, the worker and its children, and redis-server over that "
+        "window, divided by N.",
+        "",
+        "| Queue | Version | **End to end, jobs/s** | CPU per job (all + Redis) | of which Redis "
+        "| Tail after last submit | Drain, jobs/s | Enqueue, jobs/s "
         "| Round trip p50 | Round trip p99 |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for queue, m in table.items():
         name = f"{queue} (baseline)" if queue == BASELINE else queue
+        if m["runs"] < n_runs:
+            name += f" ({m['runs']} of {n_runs} runs)"
         lines.append(
-            f"| {name} | {m['version']} | {m['drain_per_s']:,.0f} "
-            f"({m['drain_per_s_min']:,.0f}{DASH}{m['drain_per_s_max']:,.0f}) "
+            f"| {name} | {m['version']} | {_span(m, 'e2e_per_s')} "
+            f"| {m['cpu_ms_per_job']:.3f} ms | {m['redis_cpu_ms_per_job']:.3f} ms "
+            f"| {m['e2e_tail_ms']:,.1f} ms | {_span(m, 'drain_per_s')} "
             f"| {m['enqueue_per_s']:,.0f} | {m['rtt_p50_ms']:.2f} ms | {m['rtt_p99_ms']:.2f} ms |"
         )
     if rat is not None:
+
+        def cell(key: str) -> str:
+            r = rat[key]
+            return "" if r["ratio"] is None else f"{r['ratio']:.2f}{TIMES} ({r['best_peer']})"
+
+        lines.append(
+            f"| **{OURS} / best peer** | | **{cell('e2e_per_s')}** | {cell('cpu_ms_per_job')} "
+            f"| | | {cell('drain_per_s')} | | {cell('rtt_p50_ms')} | |"
+        )
+        said = ", ".join(
+            f"{label} {rat[key]['ratio']:.2f}{TIMES} {rat[key]['best_peer']}'s"
+            for key, (label, _) in COMPARED.items()
+            if rat[key]["ratio"] is not None
+        )
+        lines += ["", f"{OURS} against the best peer on each column: {said}."]
+        if all("vs_redis_py" in r for r in rat.values()):
+            said = ", ".join(
+                f"{label} {rat[key]['vs_redis_py']:.2f}{TIMES}"
+                for key, (label, _) in COMPARED.items()
+                if rat[key]["vs_redis_py"] is not None
+            )
+            lines.append(f"Against the bare redis-py loop: {said}.")
+    if partial:
         lines += [
             "",
-            f"aijobs vs the fastest peer: throughput {rat['throughput_ratio']:.2f}{TIMES} "
-            f"{rat['fastest_peer']}'s, round-trip p50 {rat['latency_ratio']:.2f}{TIMES} "
-            f"{rat['lowest_latency_peer']}'s.",
+            "Not every peer ran (--only, or a failed run): the ratios are to the peers above.",
         ]
     if floor:
         lines += [
@@ -325,14 +389,19 @@ def machine() -> dict[str, Any]:
 
 
 def _chosen_queues(parser: argparse.ArgumentParser, only: str) -> list[str]:
-    """The queues to measure: all of them, or those --only names, less any not yet written."""
+    """The queues to measure: all of them, or those --only names (a name, or the part before a
+    `-`: `huey` is every Huey setting), less any not yet written."""
     queues = [*PEERS, OURS]
     if only:
         wanted = [q.strip() for q in only.split(",") if q.strip()]
-        unknown = [q for q in wanted if q not in queues]
+
+        def named(queue: str, name: str) -> bool:
+            return queue == name or queue.startswith(f"{name}-")
+
+        unknown = [w for w in wanted if not any(named(q, w) for q in queues)]
         if unknown:
             parser.error(f"unknown queue(s) {unknown}; known: {', '.join(queues)}")
-        queues = [q for q in queues if q in wanted]
+        queues = [q for q in queues if any(named(q, w) for w in wanted)]
     if OURS in queues and not OURS_ADAPTER.exists():
         log(f"skipping {OURS}: {OURS_ADAPTER.relative_to(REPO)} does not exist yet")
         queues.remove(OURS)
@@ -354,13 +423,16 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--jobs", type=int, default=5000)
     p.add_argument("--round-trips", type=int, default=300)
-    p.add_argument("--only", default="", help="comma-separated queues, e.g. huey,rq,aijobs")
+    p.add_argument(
+        "--only", default="", help="comma-separated queues, e.g. huey,rq,aijobs (huey: all four)"
+    )
     p.add_argument("--out", type=Path, default=RESULTS_DIR, help="where peers.json/md go")
     args = p.parse_args()
 
     queues = _chosen_queues(p, args.only)
     pythons = {q: _interpreter(q) for q in queues}
     adapters = {q: OURS_ADAPTER if q == OURS else PEERS_DIR / PEERS[q][0] for q in queues}
+    variants = {q: "" if q == OURS else PEERS[q][2] for q in queues}
 
     raw: dict[str, list[dict[str, Any]]] = {q: [] for q in queues}
     errors: dict[str, list[str]] = {q: [] for q in queues}
@@ -373,24 +445,29 @@ def main() -> None:
             order = queues if k % 2 == 0 else queues[::-1]
             for q in order:
                 t = time.monotonic()
-                result = run_adapter(pythons[q], adapters[q], port, args)
+                result = run_adapter(pythons[q], adapters[q], variants[q], port, args)
                 if isinstance(result, str):
                     errors[q].append(result)
                     log(f"run {k + 1}/{args.runs} {q}: FAILED {result}")
                     continue
                 raw[q].append(result)
                 log(
-                    f"run {k + 1}/{args.runs} {q:9s} drain {result['drain_per_s']:>8,.0f}/s  "
-                    f"enqueue {result['enqueue_per_s']:>8,.0f}/s  "
+                    f"run {k + 1}/{args.runs} {q:22s} e2e {result['e2e_per_s']:>7,.0f}/s  "
+                    f"cpu {result['cpu_ms_per_job']:.3f} ms/job "
+                    f"(redis {result['redis_cpu_ms_per_job']:.3f})  "
+                    f"drain {result['drain_per_s']:>7,.0f}/s  "
+                    f"enqueue {result['enqueue_per_s']:>7,.0f}/s  "
                     f"rtt p50 {result['rtt_p50_ms']:6.2f} ms  p99 {result['rtt_p99_ms']:6.2f} ms"
                     f"  ({time.monotonic() - t:.0f} s)"
                 )
 
         floor = rtt_floor(port, args)
+    meta["loadavg_at_end"] = os.getloadavg()
 
     table = {q: medians(raw[q]) for q in queues if raw[q]}
     rat = ratios(table)
-    md = markdown(table, rat, args.runs, floor)
+    partial = set(table) != {*PEERS, OURS} or any(errors.values())
+    md = markdown(table, rat, args.runs, floor, partial)
     print(md)
     args.out.mkdir(parents=True, exist_ok=True)
     command = "bench/bench_peers.py " + " ".join(sys.argv[1:])
@@ -407,9 +484,11 @@ def main() -> None:
         "errors": {q: e for q, e in errors.items() if e},
     }
     (args.out / "peers.json").write_text(json.dumps(report, indent=2) + "\n")
+    load = meta["loadavg_at_start"][0], meta["loadavg_at_end"][0]
     (args.out / "peers.md").write_text(
         f"`{command.strip()}` — {report['date']}, {meta['cpus']} CPUs ({meta['cpu_model']}), "
-        f"Redis {meta['redis']}, Python {meta['python']}\n\n" + md
+        f"Redis {meta['redis']}, Python {meta['python']}, load average (1 min) "
+        f"{load[0]:.2f} at the start, {load[1]:.2f} at the end\n\n" + md
     )
     log(f"wrote {args.out / 'peers.json'} and {args.out / 'peers.md'}")
     if any(errors.values()):

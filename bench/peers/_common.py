@@ -15,13 +15,23 @@ An adapter is a class with:
 `run(adapter)` then measures, the same way for every peer:
 
 1. flush the DB; enqueue N jobs one by one -> enqueue_per_s;
-2. start the worker; t0 = first time the pending count is seen below N (raw reads every
-   0.5 ms); then the pending count every 5 ms until it is 0, then the last job's done state
-   every 0.5 ms; t1 = the last job seen done (one FIFO worker: it finishes last). Every job
-   is then checked done (else exit 1). drain_per_s = N / (t1 - t0): the worker's import and
-   start-up are outside the window, for every peer alike;
-3. M sequential round trips with the worker still running; the first 10 are warm-up;
-4. SIGTERM the worker's process group, SIGKILL after 10 s; print one JSON line.
+2. drain: start the worker; t0 = first time the pending count is seen below N (raw reads
+   every 0.5 ms); then the pending count every 5 ms until it is 0, then the last job's done
+   state every 0.5 ms; t1 = the last job seen done (one FIFO worker: it finishes last). Every
+   job is then checked done (else exit 1). drain_per_s = N / (t1 - t0): the worker's import
+   and start-up are outside the window, for every peer alike;
+3. end to end, the worker still running (and warm, idle): t0, then N more jobs enqueued one at
+   a time by this process while the worker drains them; after the last enqueue the pending
+   count every 1 ms until it is 0, then the last job's done state every 0.5 ms; t1 = every job
+   seen done. e2e_per_s = N / (t1 - t0); e2e_tail_ms = t1 - the last enqueue's return (near 0
+   when the worker keeps up with the producer). Over the same window, the CPU time (user +
+   system, bench/peers/_cpu.py) of this process (the producer), of the worker and every process
+   below it, and of the redis-server, each divided by N: producer_, worker_, redis_cpu_ms_per_job
+   and their sum cpu_ms_per_job;
+4. M sequential round trips with the worker still running; the first 10 are warm-up;
+5. SIGTERM the worker's process group, SIGKILL after 10 s; print one JSON line.
+
+An adapter run in several settings (Huey's) takes `--variant`, the key of its VARIANTS.
 """
 
 from __future__ import annotations
@@ -36,10 +46,12 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
 import redis
+from _cpu import end_to_end_window, per_job_ms
 
 HERE = Path(__file__).resolve().parent
 WARMUP = 10
@@ -85,11 +97,13 @@ class Adapter(Protocol):
     async def round_trip(self, i: int) -> Any: ...
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(variants: Iterable[str] = ()) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--redis-url", required=True)
     p.add_argument("--jobs", type=int, default=5000)
     p.add_argument("--round-trips", type=int, default=300)
+    if variants:
+        p.add_argument("--variant", choices=list(variants), required=True)
     args = p.parse_args()
     if args.round_trips <= WARMUP:
         p.error(f"--round-trips must be more than the {WARMUP} warm-up trips")
@@ -168,12 +182,14 @@ def _wait_first_claim(adapter: Adapter, r: redis.Redis, worker: Worker, n: int) 
         time.sleep(0.0005)
 
 
-def _wait_last_done(adapter: Adapter, r: redis.Redis, worker: Worker, last: Any) -> None:
+def _wait_last_done(
+    adapter: Adapter, r: redis.Redis, worker: Worker, last: Any, pending_poll_s: float = 0.005
+) -> None:
     """Until nothing is pending and the last job enqueued is done."""
     deadline = time.monotonic() + DRAIN_TIMEOUT_S
     checks = 0
     while adapter.pending(r) > 0:
-        time.sleep(0.005)
+        time.sleep(pending_poll_s)
         checks += 1
         if checks % 200 == 0:
             worker.check_alive()
@@ -200,8 +216,8 @@ def _all_done_at(adapter: Adapter, r: redis.Redis, handles: list[Any]) -> float:
         missing = _missing(adapter, r, missing)
         t1 = time.perf_counter()
     if missing:
-        describe = getattr(adapter, "describe", repr)
-        shown = [describe(r, h) if describe is not repr else repr(h) for h in missing[:3]]
+        describe = getattr(adapter, "describe", None)
+        shown = [repr(h) if describe is None else describe(r, h) for h in missing[:3]]
         fail(
             f"{len(missing)} of {len(handles)} jobs not done 10 s after the last one was, "
             f"e.g. {shown}"
@@ -215,6 +231,25 @@ def _missing(adapter: Adapter, r: redis.Redis, handles: list[Any]) -> list[Any]:
         chunk = handles[k : k + 1000]
         missing += [h for h, ok in zip(chunk, adapter.done_many(r, chunk), strict=True) if not ok]
     return missing
+
+
+async def _end_to_end(
+    adapter: Adapter, r: redis.Redis, worker: Worker, first: int, n: int
+) -> dict[str, float]:
+    """Step 3 of the module's docstring: jobs first .. first + n - 1 submitted while it drains."""
+    cpu = end_to_end_window(worker.proc.pid, int(r.info("server")["process_id"]))
+    cpu.start()
+    t0 = time.perf_counter()
+    handles = [await adapter.enqueue(first + k) for k in range(n)]
+    submitted = time.perf_counter()
+    _wait_last_done(adapter, r, worker, handles[-1], pending_poll_s=0.001)
+    t1 = _all_done_at(adapter, r, handles)
+    spent = cpu.stop()
+    return {
+        "e2e_per_s": round(n / (t1 - t0), 1),
+        "e2e_tail_ms": round((t1 - submitted) * 1000, 2),
+        **per_job_ms(spent, n),
+    }
 
 
 async def _measure(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]:
@@ -232,9 +267,10 @@ async def _measure(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]
     worker = Worker(adapter.worker_cmd())
     try:
         drain_s = _wait_drain(adapter, r, worker, handles)
+        e2e = await _end_to_end(adapter, r, worker, n, n)
         latencies = []
         for k in range(m):
-            i = n + k
+            i = 2 * n + k
             t = time.perf_counter()
             result = await adapter.round_trip(i)
             latencies.append((time.perf_counter() - t) * 1000)
@@ -253,6 +289,7 @@ async def _measure(adapter: Adapter, args: argparse.Namespace) -> dict[str, Any]
         "jobs": n,
         "enqueue_per_s": round(n / enqueue_s, 1),
         "drain_per_s": round(n / drain_s, 1),
+        **e2e,
         "round_trips": m,
         "rtt_p50_ms": round(quantile(kept, 0.50), 3),
         "rtt_p99_ms": round(quantile(kept, 0.99), 3),

@@ -7,6 +7,12 @@ the Redis store, its inference child runs the no-op runtime (bench/noop_runtime.
 the worker finishes them with its claim's fencing token. Jobs are inference jobs on a model that
 a no-op training job (a training child, as always) made first: inference is the path meant for
 short jobs.
+
+The phases and figures are those of every peer (bench/peers/_common.py): the drain of N jobs
+submitted before the worker starts; end to end, N more submitted one at a time with
+`store.submit` (what an API process does per POST) while the warm worker drains them, with the
+CPU time of this process, the worker and its child, and the redis-server (bench/peers/_cpu.py);
+then sequential round trips.
 """
 
 from __future__ import annotations
@@ -23,6 +29,9 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+
+import redis
+from _cpu import end_to_end_window, per_job_ms
 
 from aijobs import __version__
 from aijobs.jobs import Job, JobType, NewJob, State
@@ -77,6 +86,46 @@ async def until_done(store: JobStore, job_id: str, timeout: float = 60.0) -> Job
     return job
 
 
+async def all_completed_at(store: JobStore, expected: int, grace_s: float = 10.0) -> float:
+    """The perf_counter time by which `expected` jobs are seen completed (else exit 1)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        seen = time.perf_counter()
+        _, completed = await store.list_jobs(State.COMPLETED, limit=1)
+        if completed == expected:
+            return seen
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{completed} of {expected} jobs completed")
+        await asyncio.sleep(POLL)
+
+
+def redis_pid(url: str) -> int:
+    with redis.Redis.from_url(url) as r:
+        return int(r.info("server")["process_id"])
+
+
+async def end_to_end(
+    store: JobStore, model_id: str, worker_pid: int, jobs: int, url: str
+) -> dict[str, float]:
+    """N jobs submitted one at a time while the worker drains; clocked to the last completion."""
+    cpu = end_to_end_window(worker_pid, redis_pid(url))
+    _, before = await store.list_jobs(State.COMPLETED, limit=1)
+    cpu.start()
+    t0 = time.perf_counter()
+    last = ""
+    for i in range(jobs):
+        last = (await store.submit(inference(model_id, jobs + i))).id
+    submitted = time.perf_counter()
+    await until_done(store, last)
+    t1 = await all_completed_at(store, before + jobs)
+    spent = cpu.stop()
+    return {
+        "e2e_per_s": round(jobs / (t1 - t0), 1),
+        "e2e_tail_ms": round((t1 - submitted) * 1000, 2),
+        **per_job_ms(spent, jobs),
+    }
+
+
 def inference(model_id: str, i: int) -> NewJob:
     payload = {"model_id": model_id, "input_data": str(i), "parameters": {}}
     return NewJob(job_type=JobType.INFERENCE, queue=QUEUE, payload=payload, model_id=model_id)
@@ -119,10 +168,8 @@ async def run(url: str, jobs: int, round_trips: int) -> dict[str, object]:
             await asyncio.sleep(POLL)
         t0 = time.perf_counter()
         await until_done(store, last)
-        t1 = time.perf_counter()
-        _, completed = await store.list_jobs(State.COMPLETED, limit=1)
-        if completed != jobs + 1:
-            raise SystemExit(f"{completed - 1} of {jobs} jobs completed")
+        t1 = await all_completed_at(store, jobs + 1)  # + the training job
+        e2e = await end_to_end(store, model_id, worker.pid, jobs, url)
 
         samples = []
         for i in range(round_trips + WARMUP):
@@ -142,6 +189,7 @@ async def run(url: str, jobs: int, round_trips: int) -> dict[str, object]:
         "jobs": jobs,
         "enqueue_per_s": round(jobs / enqueue_s, 1),
         "drain_per_s": round(jobs / (t1 - t0), 1),
+        **e2e,
         "round_trips": round_trips,
         "rtt_p50_ms": round(statistics.median(samples), 3),
         "rtt_p99_ms": round(samples[min(len(samples) - 1, int(0.99 * len(samples)))], 3),

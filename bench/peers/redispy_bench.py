@@ -23,7 +23,7 @@ POLL_S = 0.0001
 def worker() -> None:
     r = redis.Redis.from_url(redis_url())
     while True:
-        raw = r.blmove(QUEUE, PROCESSING, 1.0, "RIGHT", "LEFT")
+        raw = r.blmove(QUEUE, PROCESSING, 1, "RIGHT", "LEFT")
         if raw is None:
             continue
         r.hset(RESULTS, raw, noop(int(raw)))

@@ -4,7 +4,9 @@ elsewhere cannot break one silently.
 Each runs as its own process, as a user runs it, with the real server, workers and redis-server
 it starts; only the sizes are tiny. Where a script needs what a CI machine lacks, the part that
 runs without it is smoked: the GPU scripts on the CPU (--dry-run-on-cpu), the peer benchmark
-with aijobs alone (the peers need a virtual environment of their own, built from the network).
+with aijobs alone (the peers need a virtual environment of their own, built from the network),
+and the peers' shared protocol (bench/peers/_common.py) through the bare redis-py adapter, which
+needs nothing but redis-py.
 scripts/test_api.py runs against a live system in tests/integration/test_clients.py.
 """
 
@@ -38,7 +40,8 @@ class Smoke:
         return self.name or Path(self.script).stem
 
 
-# {out}, {port} and {redis_url} are filled in per run.
+# {out}, {port}, {redis_url} (the session's shared Redis) and {own_redis_url} (a Redis of the
+# test's own, for a script that flushes its DB) are filled in per run.
 SMOKES = [
     Smoke(
         "bench/bench_api.py",
@@ -60,6 +63,12 @@ SMOKES = [
         "bench/bench_peers.py",  # --out: not over the committed bench/results
         "--only aijobs --runs 1 --jobs 20 --round-trips 10 --out {out}",
         "Round-trip floor, p50",
+    ),
+    Smoke(
+        "bench/peers/redispy_bench.py",  # drain, end to end with CPU per job, round trips
+        "--redis-url {own_redis_url} --jobs 20 --round-trips 11",
+        '"redis_cpu_ms_per_job": ',
+        name="peer-protocol",
     ),
     *(
         Smoke(
@@ -131,6 +140,8 @@ def test_script_runs_at_its_smallest_sizes(
     fill = {"out": str(tmp_path / "out"), "port": str(free_port())}
     if "{redis_url}" in smoke.args:
         fill["redis_url"] = request.getfixturevalue("redis_server").url
+    if "{own_redis_url}" in smoke.args:
+        fill["own_redis_url"] = request.getfixturevalue("own_redis").url
     args = [arg.format(**fill) for arg in smoke.args.split()]
     done = subprocess.run(
         [sys.executable, smoke.script, *args],
@@ -152,7 +163,8 @@ def test_every_script_has_a_smoke_run() -> None:
         for path in (REPO / folder).glob("*")
         if path.suffix in (".py", ".sh")
     }
-    assert scripts == {s.script for s in SMOKES} | set(COVERED_ELSEWHERE)
+    smoked = {s.script for s in SMOKES if Path(s.script).parent.name in ("bench", "scripts")}
+    assert scripts == smoked | set(COVERED_ELSEWHERE)
 
 
 def test_the_gpu_machine_script_runs_scripts_that_exist() -> None:
