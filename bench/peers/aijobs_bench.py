@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ import uuid
 from pathlib import Path
 
 import redis
+from _common import quantile
 from _cpu import end_to_end_window, per_job_ms
 
 from aijobs import __version__
@@ -191,8 +191,8 @@ async def run(url: str, jobs: int, round_trips: int) -> dict[str, object]:
         "drain_per_s": round(jobs / (t1 - t0), 1),
         **e2e,
         "round_trips": round_trips,
-        "rtt_p50_ms": round(statistics.median(samples), 3),
-        "rtt_p99_ms": round(samples[min(len(samples) - 1, int(0.99 * len(samples)))], 3),
+        "rtt_p50_ms": round(quantile(samples, 0.50), 3),  # as every peer's
+        "rtt_p99_ms": round(quantile(samples, 0.99), 3),
         "notes": (
             "one `aijobs worker` process; its inference child runs the no-op runtime; "
             f"AIJOBS_INFERENCE_PREFETCH={PREFETCH}; round trip: store.wait_terminal (pub/sub)"
