@@ -45,13 +45,17 @@ class _Request(BaseModel):
     )
 
 
+MODEL_TYPE_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+NAME_MAX_LENGTH = 64  # a model type's or a framework_override's
+
+
 class TrainingRequest(_Request):
-    model_type: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    model_type: str = Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=MODEL_TYPE_PATTERN)
     data_path: str = Field(min_length=1, max_length=4096)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     description: str | None = Field(None, max_length=10_000)
     requires_gpu: bool = False
-    framework_override: str | None = Field(None, max_length=64)
+    framework_override: str | None = Field(None, max_length=NAME_MAX_LENGTH)
 
 
 def _override_family(name: str) -> str:
@@ -222,6 +226,15 @@ class QueueInfo(_Answer):
 
 class QueueList(_Answer):
     queues: list[QueueInfo]
+
+
+class RouteInfo(_Answer):
+    """Where a training job with these fields would go (the routing table's answer)."""
+
+    queue: str
+    label: str
+    gpu: bool
+    has_worker: bool = Field(description="whether a live worker serves the queue now")
 
 
 class LiveWorker(_Answer):

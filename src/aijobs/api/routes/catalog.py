@@ -11,7 +11,17 @@ from aijobs.api.auth import CallerDep, own_model
 from aijobs.api.deps import SettingsDep, StoreDep
 from aijobs.api.errors import error_responses
 from aijobs.api.ratelimit import ReadLimit, SubmitLimit
-from aijobs.api.schemas import LiveWorker, ModelInfo, ModelList, QueueInfo, QueueList, WorkerList
+from aijobs.api.schemas import (
+    MODEL_TYPE_PATTERN,
+    NAME_MAX_LENGTH,
+    LiveWorker,
+    ModelInfo,
+    ModelList,
+    QueueInfo,
+    QueueList,
+    RouteInfo,
+    WorkerList,
+)
 
 router = APIRouter(tags=["catalog"])
 
@@ -42,6 +52,35 @@ async def queues(store: StoreDep, settings: SettingsDep) -> QueueList:
             )
         )
     return QueueList(queues=rows)
+
+
+@router.get(
+    "/routing",
+    response_model=RouteInfo,
+    responses=error_responses(400, 422, 429, 503),
+    dependencies=[ReadLimit],
+    summary="The queue a training job would go to",
+)
+async def route(
+    store: StoreDep,
+    settings: SettingsDep,
+    model_type: Annotated[
+        str,
+        Query(min_length=1, max_length=NAME_MAX_LENGTH, pattern=MODEL_TYPE_PATTERN),
+    ],
+    requires_gpu: bool = False,
+    framework_override: Annotated[str | None, Query(max_length=NAME_MAX_LENGTH)] = None,
+) -> RouteInfo:
+    """The routing of POST /jobs/training for these fields, without submitting anything (the
+    dashboard shows it before a job is sent): the same rules, the same 400s."""
+    queue = routing.QUEUES[routing.resolve(model_type, requires_gpu, framework_override)]
+    workers = await store.live_workers(settings.worker_ttl_seconds)
+    return RouteInfo(
+        queue=queue.name,
+        label=queue.label,
+        gpu=queue.gpu,
+        has_worker=any(queue.name in w.queues for w in workers),
+    )
 
 
 @router.get(
