@@ -5,6 +5,7 @@ import { clear, h } from "./dom.js";
 const COLOURS = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
 const WIDTH = 520;
 const HEIGHT = 240;
+const EPOCH_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]; // whole epochs on the x axis
 
 export function lineChart(id, title, wanted) {
   const plotArea = h("div", { class: "plot" });
@@ -35,7 +36,7 @@ export function lineChart(id, title, wanted) {
         width: WIDTH,
         height: HEIGHT,
         scales: { x: { time: false } },
-        axes: [{ label: "epoch" }, {}],
+        axes: [{ label: "epoch", incrs: EPOCH_STEPS }, {}],
         series: [{ label: "epoch" }, ...keys.map((k, i) => ({
           label: k, stroke: COLOURS[i % COLOURS.length], width: 2, points: { show: true, size: 6 },
         }))],

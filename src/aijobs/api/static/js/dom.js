@@ -62,9 +62,9 @@ export function number(value) {
   return Number.isInteger(value) ? String(value) : value.toPrecision(4);
 }
 
-// A definition list of a flat object's fields (nested values as JSON).
+// A definition list of a flat object's fields (nested values as JSON; empty ones left out).
 export function fields(object) {
-  const entries = Object.entries(object || {});
+  const entries = Object.entries(object || {}).filter(([, v]) => v !== null && v !== undefined);
   if (!entries.length) return h("p", { class: "muted" }, "none");
   return h("dl", { class: "fields" }, entries.map(([key, value]) => [
     h("dt", {}, key),
