@@ -268,10 +268,16 @@ class ModelInfo(_Answer):
     sha256: str | None
     metrics: dict[str, Any]
     created_at: str
+    size_bytes: int | None = Field(
+        None, description="the model's files, where the API's host sees them (else null)"
+    )
 
     @classmethod
-    def of(cls, model: ModelRecord, with_path: bool = True) -> ModelInfo:
+    def of(
+        cls, model: ModelRecord, with_path: bool = True, size_bytes: int | None = None
+    ) -> ModelInfo:
         shown = model.model_dump(exclude={"principal"}) | {"created_at": iso(model.created_at)}
+        shown["size_bytes"] = size_bytes
         return cls.model_validate(shown | ({} if with_path else {"path": None}))
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -22,6 +24,7 @@ from aijobs.api.schemas import (
     RouteInfo,
     WorkerList,
 )
+from aijobs.jobs import ModelRecord
 
 router = APIRouter(tags=["catalog"])
 
@@ -109,8 +112,9 @@ async def models(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> ModelList:
     page, total = await store.list_models(limit, offset, principal=who.scope)
+    sizes = await asyncio.to_thread(lambda: [files_size(m) for m in page])
     return ModelList(
-        models=[ModelInfo.of(m, with_path=who.admin) for m in page],
+        models=[ModelInfo.of(m, who.admin, size) for m, size in zip(page, sizes, strict=True)],
         total=total,
         limit=limit,
         offset=offset,
@@ -118,6 +122,21 @@ async def models(
 
 
 ModelId = Annotated[str, Path(max_length=128)]
+
+
+def files_size(model: ModelRecord) -> int | None:
+    """The bytes of a model's files, or None where this API process does not see them (a
+    worker on another host without a shared AIJOBS_HOME keeps them there)."""
+    if not os.path.isdir(model.path):
+        return None
+    total = 0
+    for root, _dirs, files in os.walk(model.path, followlinks=False):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:  # removed as we walked (retention, a delete): not counted
+                continue
+    return total
 
 
 @router.get(
@@ -128,7 +147,8 @@ ModelId = Annotated[str, Path(max_length=128)]
     dependencies=[ReadLimit],
 )
 async def model(model_id: ModelId, store: StoreDep, who: CallerDep) -> ModelInfo:
-    return ModelInfo.of(await own_model(store, who, model_id), with_path=who.admin)
+    record = await own_model(store, who, model_id)
+    return ModelInfo.of(record, who.admin, await asyncio.to_thread(files_size, record))
 
 
 @router.delete(
