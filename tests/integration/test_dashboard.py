@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.harness import QUICK, System
+from tests.integration.harness import QUICK, System, child_pids, wait_until
 
 pytest.importorskip("torch")
 
@@ -181,6 +181,12 @@ def test_a_job_from_the_form_shows_progress_and_a_loss_chart(
     assert tab.page.title() == "aijobs"
     tab.shot("trained-job")
 
+    # Its model, one click from an inference job: the form names it and says where it runs.
+    model_id = torch_system.status(job_id)["model_id"]
+    tab.page.click("text=Run inference")
+    assert tab.page.input_value("#model-id") == model_id
+    tab.page.locator("#routing").filter(has_text=QUEUE).wait_for()
+
     tab.open("#/jobs")
     row = tab.page.wait_for_selector(f"tr[data-job-id='{job_id}']")
     assert row is not None
@@ -197,6 +203,7 @@ def test_cancel_stops_a_running_job(tab: Tab, torch_system: System) -> None:
     tab.page.click("#cancel-job")
     tab.page.locator("#job-status").filter(has_text="cancelled").wait_for()
     assert torch_system.status(job_id)["status"] == "cancelled"
+    wait_until(lambda: not child_pids(job_id), 15, "the training child to be stopped")
     assert tab.page.is_disabled("#cancel-job")
     assert tab.errors == []
 

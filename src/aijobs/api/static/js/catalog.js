@@ -16,8 +16,6 @@ export function queuesView() {
       h("td", {}, queue.gpu ? "GPU" : "CPU"),
       h("td", { class: "number" }, queue.pending),
       h("td", { class: "number" }, queue.running),
-      h("td", { title: queue.oldest_pending_at || "" },
-        queue.oldest_pending_at ? age(queue.oldest_pending_at) : ""),
       h("td", { class: queue.has_worker ? "" : "muted" },
         queue.has_worker ? queue.workers.length : "none"))));
     clear(workers, w.workers.length ? w.workers.map((worker) =>
@@ -26,20 +24,18 @@ export function queuesView() {
         h("td", {}, `${worker.host} (pid ${worker.pid})`),
         h("td", {}, worker.queues.join(", ")),
         h("td", { class: "number" }, `${worker.running} / ${worker.concurrency}`),
-        h("td", {}, worker.device || ""),
-        h("td", {}, Object.entries(worker.frameworks || {}).map(([n, v]) => `${n} ${v}`).join(", ")),
         h("td", { title: worker.last_seen }, age(worker.last_seen))))
-      : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No live worker.")));
+      : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No live worker.")));
   }
 
   const head = (...names) => h("thead", {}, h("tr", {}, names.map((n) => h("th", {}, n))));
   const root = h("section", { id: "queues" },
     h("h2", {}, "Queues"), message,
     h("table", {},
-      head("Queue", "Name", "Device", "Pending", "Running", "Oldest waiting", "Workers"), queues),
+      head("Queue", "Name", "Device", "Pending", "Running", "Workers"), queues),
     h("h2", {}, "Workers"),
     h("table", { id: "workers" },
-      head("Worker", "Host", "Queues", "Busy slots", "Device", "Frameworks", "Seen"), workers));
+      head("Worker", "Host", "Queues", "Busy slots", "Seen"), workers));
   return { root, refresh, showError: (error) => clear(message, errorBox(error)) };
 }
 
