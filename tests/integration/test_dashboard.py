@@ -26,6 +26,8 @@ from tests.integration.harness import QUICK, System, child_pids, wait_until
 
 pytest.importorskip("torch")
 
+import torch
+
 pytestmark = pytest.mark.torch
 
 CHROMIUM_ENV = "AIJOBS_TEST_CHROMIUM"  # another chromium binary, if wanted
@@ -136,7 +138,10 @@ def test_the_page_loads_and_shows_queues_and_workers(tab: Tab, torch_system: Sys
     tab.open("#/queues")
     worker = tab.page.wait_for_selector(f"#workers tr[data-worker-id]:has-text('{QUEUE}')")
     assert worker is not None
-    assert "0 / 1" in worker.text_content()  # busy slots of its one
+    shown = worker.text_content()
+    assert "0 / 1" in shown  # busy slots of its one
+    assert f"pytorch {torch.__version__}" in shown  # the framework it runs, and on what
+    assert "CPU" in shown
     assert tab.page.text_content(f"tr[data-queue='{QUEUE}'] td:last-child") == "1"
     tab.open("#/models")
     tab.page.wait_for_selector("#models-view")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import pytest
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from aijobs.api.app import create_app
 from aijobs.api.routes.dashboard import STATIC
 from aijobs.jobs import ModelRecord, WorkerInfo, now
+from aijobs.runtimes.choice import RuntimeChoice
 from aijobs.settings import Settings
 from tests.auth_support import LOCAL, add_key
 
@@ -150,3 +152,30 @@ def test_a_model_says_its_size_where_its_files_are_seen(client: TestClient, tmp_
     assert client.get("/models/m2").json()["size_bytes"] is None  # on another host
     listed = {m["model_id"]: m["size_bytes"] for m in client.get("/models").json()["models"]}
     assert listed == {"m1": 1024, "m2": None}
+
+
+def test_workers_say_their_device_and_framework_versions(client: TestClient) -> None:
+    store = client.app.state.store  # type: ignore[attr-defined]
+    fields = {"host": "h", "pid": 1, "started_at": now(), "last_seen": now()}
+    gpu = WorkerInfo(
+        worker_id="w1",
+        queues=["pytorch-2.1-gpu"],
+        gpus=["0", "1"],
+        frameworks={"pytorch": "2.1.2"},
+        **fields,
+    )
+    older = WorkerInfo(worker_id="w2", queues=["sklearn"], **fields)
+    for worker in (gpu, older):
+        client.portal.call(store.register_worker, worker)  # type: ignore[union-attr]
+    shown = {w["worker_id"]: w for w in client.get("/workers").json()["workers"]}
+    assert shown["w1"]["gpus"] == ["0", "1"]
+    assert shown["w1"]["frameworks"] == {"pytorch": "2.1.2"}
+    assert (shown["w2"]["gpus"], shown["w2"]["frameworks"]) == ([], {})
+
+
+def test_a_worker_reads_its_framework_versions_without_importing_them() -> None:
+    choice = RuntimeChoice()
+    assert choice.versions(["sklearn"]) == {"sklearn": metadata.version("scikit-learn")}
+    both = choice.versions(["sklearn", "sklearn"])
+    assert list(both) == ["sklearn"]
+    assert RuntimeChoice("sklearn").versions(["pytorch-2.1-cpu"]) == both  # --runtime serves all

@@ -246,6 +246,8 @@ class LiveWorker(_Answer):
     running: int
     started_at: str
     last_seen: str
+    gpus: list[str] = Field(description="the GPUs it hands out, one per job; none: the CPU")
+    frameworks: dict[str, str] = Field(description="its frameworks' versions, by framework")
 
     @classmethod
     def of(cls, worker: WorkerInfo) -> LiveWorker:

@@ -24,8 +24,10 @@ export function queuesView() {
         h("td", {}, `${worker.host} (pid ${worker.pid})`),
         h("td", {}, worker.queues.join(", ")),
         h("td", { class: "number" }, `${worker.running} / ${worker.concurrency}`),
+        h("td", {}, worker.gpus.length ? `GPU ${worker.gpus.join(", ")}` : "CPU"),
+        h("td", {}, Object.entries(worker.frameworks).map(([n, v]) => `${n} ${v}`).join(", ")),
         h("td", { title: worker.last_seen }, age(worker.last_seen))))
-      : h("tr", {}, h("td", { colspan: 5, class: "muted" }, "No live worker.")));
+      : h("tr", {}, h("td", { colspan: 7, class: "muted" }, "No live worker.")));
   }
 
   const head = (...names) => h("thead", {}, h("tr", {}, names.map((n) => h("th", {}, n))));
@@ -35,7 +37,7 @@ export function queuesView() {
       head("Queue", "Name", "Device", "Pending", "Running", "Workers"), queues),
     h("h2", {}, "Workers"),
     h("table", { id: "workers" },
-      head("Worker", "Host", "Queues", "Busy slots", "Seen"), workers));
+      head("Worker", "Host", "Queues", "Busy slots", "Device", "Frameworks", "Seen"), workers));
   return { root, refresh, showError: (error) => clear(message, errorBox(error)) };
 }
 
