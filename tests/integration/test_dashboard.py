@@ -143,8 +143,9 @@ def test_the_page_loads_and_shows_queues_and_workers(tab: Tab, torch_system: Sys
     assert f"pytorch {torch.__version__}" in shown  # the framework it runs, and on what
     assert "CPU" in shown
     assert tab.page.text_content(f"tr[data-queue='{QUEUE}'] td:last-child") == "1"
+    tab.shot("queues")
     tab.open("#/models")
-    tab.page.wait_for_selector("#models-view")
+    tab.page.get_by_text("No models.").wait_for()
     assert tab.errors == []
 
 
@@ -186,9 +187,16 @@ def test_a_job_from_the_form_shows_progress_and_a_loss_chart(
     assert tab.page.title() == "aijobs"
     tab.shot("trained-job")
 
-    # Its model, one click from an inference job: the form names it and says where it runs.
+    # Its model, with its size (this host sees its files) and its training job.
     model_id = torch_system.status(job_id)["model_id"]
-    tab.page.click("text=Run inference")
+    tab.open("#/models")
+    card = tab.page.locator(f".model[data-model-id='{model_id}']")
+    card.wait_for()
+    assert re.search(r"size\s*\d+(\.\d)? (B|KiB|MiB)", card.text_content())
+    assert card.locator(f"a[href='#/job/{job_id}']").count() == 1
+    tab.shot("models")
+    # One click from an inference job: the form names the model and says where it runs.
+    card.locator("text=Run inference").click()
     assert tab.page.input_value("#model-id") == model_id
     tab.page.locator("#routing").filter(has_text=QUEUE).wait_for()
 
