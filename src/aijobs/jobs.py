@@ -137,6 +137,9 @@ class WorkerInfo(BaseModel):
     running: int = 0
     started_at: float
     last_seen: float
+    # What it runs on: the GPUs it hands out (none: the CPU), and its frameworks' versions.
+    gpus: list[str] = Field(default_factory=list)
+    frameworks: dict[str, str] = Field(default_factory=dict)
 
 
 class ModelRecord(BaseModel):

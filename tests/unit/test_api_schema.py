@@ -85,6 +85,7 @@ def test_error_answers_are_declared_as_the_envelope(spec: dict[str, Any]) -> Non
         "DELETE /jobs/{job_id}": ["400", "401", "403", "404", "422", "429", "503"],
         "GET /jobs": ["401", "422", "429", "503"],
         "GET /queues": ["401", "429", "503"],
+        "GET /routing": ["400", "401", "422", "429", "503"],
         "GET /workers": ["401", "429", "503"],
         "GET /models": ["401", "422", "429", "503"],
         "GET /models/{model_id}": ["401", "403", "404", "422", "429", "503"],

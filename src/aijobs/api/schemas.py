@@ -45,13 +45,17 @@ class _Request(BaseModel):
     )
 
 
+MODEL_TYPE_PATTERN = r"^[A-Za-z0-9_.\-]+$"
+NAME_MAX_LENGTH = 64  # a model type's or a framework_override's
+
+
 class TrainingRequest(_Request):
-    model_type: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.\-]+$")
+    model_type: str = Field(min_length=1, max_length=NAME_MAX_LENGTH, pattern=MODEL_TYPE_PATTERN)
     data_path: str = Field(min_length=1, max_length=4096)
     hyperparameters: dict[str, Any] = Field(default_factory=dict)
     description: str | None = Field(None, max_length=10_000)
     requires_gpu: bool = False
-    framework_override: str | None = Field(None, max_length=64)
+    framework_override: str | None = Field(None, max_length=NAME_MAX_LENGTH)
 
 
 def _override_family(name: str) -> str:
@@ -224,6 +228,15 @@ class QueueList(_Answer):
     queues: list[QueueInfo]
 
 
+class RouteInfo(_Answer):
+    """Where a training job with these fields would go (the routing table's answer)."""
+
+    queue: str
+    label: str
+    gpu: bool
+    has_worker: bool = Field(description="whether a live worker serves the queue now")
+
+
 class LiveWorker(_Answer):
     worker_id: str
     host: str
@@ -233,6 +246,8 @@ class LiveWorker(_Answer):
     running: int
     started_at: str
     last_seen: str
+    gpus: list[str] = Field(description="the GPUs it hands out, one per job; none: the CPU")
+    frameworks: dict[str, str] = Field(description="its frameworks' versions, by framework")
 
     @classmethod
     def of(cls, worker: WorkerInfo) -> LiveWorker:
@@ -255,10 +270,16 @@ class ModelInfo(_Answer):
     sha256: str | None
     metrics: dict[str, Any]
     created_at: str
+    size_bytes: int | None = Field(
+        None, description="the model's files, where the API's host sees them (else null)"
+    )
 
     @classmethod
-    def of(cls, model: ModelRecord, with_path: bool = True) -> ModelInfo:
+    def of(
+        cls, model: ModelRecord, with_path: bool = True, size_bytes: int | None = None
+    ) -> ModelInfo:
         shown = model.model_dump(exclude={"principal"}) | {"created_at": iso(model.created_at)}
+        shown["size_bytes"] = size_bytes
         return cls.model_validate(shown | ({} if with_path else {"path": None}))
 
 

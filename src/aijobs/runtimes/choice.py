@@ -51,6 +51,21 @@ class RuntimeChoice:
         own = self.installed.get(routing.QUEUES[queue].runtime)
         return set(own.model_types if own is not None else ()) | set(self._own_types())
 
+    def versions(self, queues: list[str]) -> dict[str, str]:
+        """The framework versions of the runtimes serving `queues`: {framework: version} (read
+        from the installed packages' metadata: nothing is imported)."""
+        names = [self.override] if self.override else [routing.QUEUES[q].runtime for q in queues]
+        found: dict[str, str] = {}
+        for name in dict.fromkeys(names):
+            runtime = load_runtime(name, self.installed)
+            if runtime is None or runtime.missing() is not None:
+                continue  # preflight refused the queue already; say nothing
+            try:
+                found[runtime.framework] = runtime.framework_version()
+            except Exception:  # a plugin's own: its heartbeat goes on without the version
+                continue
+        return found
+
     def declared(self, queues: list[str]) -> list[str]:
         """What a worker serving `queues` registers: the model types it trains, sorted."""
         return sorted(set().union(*(self.trains(q) for q in queues)))

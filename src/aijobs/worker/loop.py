@@ -55,6 +55,7 @@ class Worker:
         if free_gpus and any(q.gpu for q in served) and concurrency > len(free_gpus):
             log.warning("concurrency %d capped at %d GPUs", concurrency, len(free_gpus))
             self.concurrency = len(free_gpus)
+        self.gpus = list(free_gpus)  # what its heartbeat tells: free_gpus is handed out
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.running: dict[str, Running] = {}
         self.stopping = asyncio.Event()
@@ -85,6 +86,7 @@ class Worker:
             runtime=runtime,
             spawn=spawn_training,
         )
+        self.frameworks = self.training.runtimes.versions(queues)
         self.inference = Inference(
             settings,
             store,
@@ -133,6 +135,8 @@ class Worker:
             pid=os.getpid(),
             queues=self.queues,
             model_types=self.training.runtimes.declared(self.queues),
+            gpus=self.gpus,
+            frameworks=self.frameworks,
             concurrency=self.concurrency,
             running=len(self.running),
             started_at=self.started_at,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -11,7 +13,18 @@ from aijobs.api.auth import CallerDep, own_model
 from aijobs.api.deps import SettingsDep, StoreDep
 from aijobs.api.errors import error_responses
 from aijobs.api.ratelimit import ReadLimit, SubmitLimit
-from aijobs.api.schemas import LiveWorker, ModelInfo, ModelList, QueueInfo, QueueList, WorkerList
+from aijobs.api.schemas import (
+    MODEL_TYPE_PATTERN,
+    NAME_MAX_LENGTH,
+    LiveWorker,
+    ModelInfo,
+    ModelList,
+    QueueInfo,
+    QueueList,
+    RouteInfo,
+    WorkerList,
+)
+from aijobs.jobs import ModelRecord
 
 router = APIRouter(tags=["catalog"])
 
@@ -45,6 +58,35 @@ async def queues(store: StoreDep, settings: SettingsDep) -> QueueList:
 
 
 @router.get(
+    "/routing",
+    response_model=RouteInfo,
+    responses=error_responses(400, 422, 429, 503),
+    dependencies=[ReadLimit],
+    summary="The queue a training job would go to",
+)
+async def route(
+    store: StoreDep,
+    settings: SettingsDep,
+    model_type: Annotated[
+        str,
+        Query(min_length=1, max_length=NAME_MAX_LENGTH, pattern=MODEL_TYPE_PATTERN),
+    ],
+    requires_gpu: bool = False,
+    framework_override: Annotated[str | None, Query(max_length=NAME_MAX_LENGTH)] = None,
+) -> RouteInfo:
+    """The routing of POST /jobs/training for these fields, without submitting anything (the
+    dashboard shows it before a job is sent): the same rules, the same 400s."""
+    queue = routing.QUEUES[routing.resolve(model_type, requires_gpu, framework_override)]
+    workers = await store.live_workers(settings.worker_ttl_seconds)
+    return RouteInfo(
+        queue=queue.name,
+        label=queue.label,
+        gpu=queue.gpu,
+        has_worker=any(queue.name in w.queues for w in workers),
+    )
+
+
+@router.get(
     "/workers",
     response_model=WorkerList,
     responses=error_responses(429, 503),
@@ -70,8 +112,9 @@ async def models(
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> ModelList:
     page, total = await store.list_models(limit, offset, principal=who.scope)
+    sizes = await asyncio.to_thread(lambda: [files_size(m) for m in page])
     return ModelList(
-        models=[ModelInfo.of(m, with_path=who.admin) for m in page],
+        models=[ModelInfo.of(m, who.admin, size) for m, size in zip(page, sizes, strict=True)],
         total=total,
         limit=limit,
         offset=offset,
@@ -79,6 +122,21 @@ async def models(
 
 
 ModelId = Annotated[str, Path(max_length=128)]
+
+
+def files_size(model: ModelRecord) -> int | None:
+    """The bytes of a model's files, or None where this API process does not see them (a
+    worker on another host without a shared AIJOBS_HOME keeps them there)."""
+    if not os.path.isdir(model.path):
+        return None
+    total = 0
+    for root, _dirs, files in os.walk(model.path, followlinks=False):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:  # removed as we walked (retention, a delete): not counted
+                continue
+    return total
 
 
 @router.get(
@@ -89,7 +147,8 @@ ModelId = Annotated[str, Path(max_length=128)]
     dependencies=[ReadLimit],
 )
 async def model(model_id: ModelId, store: StoreDep, who: CallerDep) -> ModelInfo:
-    return ModelInfo.of(await own_model(store, who, model_id), with_path=who.admin)
+    record = await own_model(store, who, model_id)
+    return ModelInfo.of(record, who.admin, await asyncio.to_thread(files_size, record))
 
 
 @router.delete(
