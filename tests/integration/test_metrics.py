@@ -77,8 +77,10 @@ def test_two_api_processes_answer_the_same_figures(system: System) -> None:
     assert value(here, "aijobs_jobs_submitted_total", **sklearn) == 4
     for status, n in (("completed", 1), ("failed", 1), ("cancelled", 2)):
         assert value(here, "aijobs_jobs_finished_total", status=status, **sklearn) == n
-    for reason in ("timeout", "crashed", "error", "lost", "cancelled"):
-        expected = 1 if reason == "timeout" else 0  # cancelled while pending: no attempt
+    # Cancelled while pending: no attempt, no failure. (A lease lost on a busy host counts as
+    # `lost`: not asserted.)
+    for reason in ("timeout", "crashed", "error", "cancelled"):
+        expected = 1 if reason == "timeout" else 0
         assert value(here, "aijobs_job_failures_total", queue="sklearn", reason=reason) == expected
     assert value(here, "aijobs_job_wait_seconds_count", queue="sklearn") == 2
     assert value(here, "aijobs_job_wait_seconds_bucket", queue="sklearn", le="+Inf") == 2
