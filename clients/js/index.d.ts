@@ -64,6 +64,19 @@ export interface JobStatus {
   history: Array<Record<string, unknown>>;
   result: Record<string, unknown> | null;
   error: string | null;
+  /** Why a pending job waits; null for any other job. */
+  waiting: Waiting | null;
+}
+
+/** A pending job's place in its queue and the workers serving it (docs/monitoring.md). */
+export interface Waiting {
+  jobs_ahead: number;
+  retried_jobs_ahead: number;
+  retry_in_seconds: number | null;
+  claimed: boolean;
+  workers: number;
+  idle_slots: number;
+  reason: string;
 }
 
 export interface JobSummary {

@@ -158,6 +158,11 @@ class Settings(BaseSettings):
         description="CLAIM=VALUE: a JWT whose CLAIM (a space-separated string or a list) holds "
         "VALUE is an admin's, e.g. `roles=admin`.",
     )
+    metrics_token: str = Field(
+        "",
+        description="With auth on, GET /metrics also accepts `Authorization: Bearer` this token "
+        "(a scraper's, instead of an admin's key). Empty: admins only.",
+    )
     # Redis store (AIJOBS_STORE_URL=redis://, rediss:// or unix://)
     redis_prefix: str = Field(
         "aijobs",

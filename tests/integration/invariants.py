@@ -1,5 +1,6 @@
 """The chaos oracle for either store: every non-terminal job is in exactly the index its state
-names, and no index is orphaned (Redis: aijobs.store.redis.check; SQLite: the same rules in SQL)."""
+names, and no index is orphaned (Redis: aijobs.store.redis.check; SQLite: the same rules in SQL);
+and the metrics counted every job that came and went (counted_problems)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from aijobs.store.sqlite.schema import SHOWN_STATE
+from aijobs.store.stats import JobStats
 from tests.integration.harness import TERMINAL, System
 
 FINISHED_ONE = re.compile(r"job finish worker=\S+ job=(\S+) accepted=True")
@@ -35,7 +37,8 @@ def redis_problems(url: str, prefix: str) -> list[str]:
         store = RedisStore(url, prefix=prefix)
         await store.open()
         try:
-            return await check_invariants(store)
+            counted = counted_problems(await store.job_stats(), await store.queue_depths())
+            return await check_invariants(store) + counted
         finally:
             await store.close()
 
@@ -66,9 +69,32 @@ def sqlite_problems(path: Path) -> list[str]:
         for key in set(actual) | set(counted):
             if actual.get(key, 0) != counted.get(key, 0):
                 problems.append(f"counts{key} = {counted.get(key, 0)}, jobs: {actual.get(key, 0)}")
-        return problems
+        depths: dict[str, dict[str, int]] = {}
+        for (queue, state), n in actual.items():
+            depths.setdefault(queue, {})[state] = n
+        rows = db.execute("SELECT metric, job_type, queue, label, value FROM job_stats")
+        return problems + counted_problems(JobStats.from_rows(rows), depths)
     finally:
         db.close()
+
+
+def counted_problems(stats: JobStats, depths: dict[str, dict[str, int]]) -> list[str]:
+    """Every job submitted and not finished yet is pending or running: the metrics counted each
+    job's submission and its end exactly once, whatever killed what (retention forgets only
+    finished jobs)."""
+    problems = []
+    submitted: Counter[str] = Counter()
+    for (_, queue), n in stats.submitted.items():
+        submitted[queue] += n
+    for (_, queue, _), n in stats.finished.items():
+        submitted[queue] -= n
+    for queue in set(submitted) | set(depths):
+        active = depths.get(queue, {}).get("pending", 0) + depths.get(queue, {}).get("running", 0)
+        if submitted[queue] != active:
+            problems.append(
+                f"metrics of {queue}: {submitted[queue]} submitted, not finished; {active} active"
+            )
+    return problems
 
 
 def assert_each_ended_once(

@@ -78,6 +78,7 @@ def test_error_answers_are_declared_as_the_envelope(spec: dict[str, Any]) -> Non
     assert declared == {
         "GET /health": [],
         "GET /health/redis": ["503"],
+        "GET /metrics": ["401", "403", "503"],
         "POST /jobs/training": ["400", "401", "413", "422", "429", "503"],
         "POST /jobs/inference": ["400", "401", "403", "404", "413", "422", "429", "503"],
         "GET /jobs/{job_id}/status": ["401", "403", "404", "422", "429", "503"],

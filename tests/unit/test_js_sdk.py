@@ -20,6 +20,7 @@ JS = Path(__file__).resolve().parents[2] / "clients" / "js"
 SCHEMA_OF: dict[str, tuple[str, frozenset[str]]] = {
     "SubmitResponse": ("SubmitResponse", frozenset()),
     "JobStatus": ("JobStatus", frozenset()),
+    "Waiting": ("Waiting", frozenset()),
     "JobSummary": ("JobSummary", frozenset()),
     "JobList": ("JobList", frozenset()),
     "ModelInfo": ("ModelInfo", frozenset()),

@@ -81,7 +81,7 @@ class Authenticator:
     async def caller(self, request: Request) -> Caller:
         if not self.required:
             return ANONYMOUS
-        credential = _credential(request)
+        credential = request_credential(request)
         if not credential:
             raise errors.Unauthorized(
                 "send an API key (Authorization: Bearer <key>, or X-API-Key) or a bearer token"
@@ -111,7 +111,7 @@ def host_paths(settings: Settings) -> tuple[tuple[re.Pattern[str], str], ...]:
     )
 
 
-def _credential(request: Request) -> str | None:
+def request_credential(request: Request) -> str | None:
     scheme, _, value = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer" and value.strip():
         return value.strip()

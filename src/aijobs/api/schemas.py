@@ -126,6 +126,26 @@ class SubmitResponse(_Answer):
     message: str | None = None
 
 
+class Waiting(_Answer):
+    """Why a pending job has not started: its place in its queue and the workers serving it."""
+
+    jobs_ahead: int = Field(
+        description="Claimable jobs of its queue that are taken before it (priority, then age)"
+    )
+    retried_jobs_ahead: int = Field(
+        description="Jobs ranked before it that wait out a retry's back-off: ahead once due"
+    )
+    retry_in_seconds: float | None = Field(
+        default=None, description="It was retried and waits out its back-off this much longer"
+    )
+    claimed: bool = Field(
+        default=False, description="A worker took it and starts it once its earlier jobs end"
+    )
+    workers: int = Field(description="Live workers serving its queue")
+    idle_slots: int = Field(description="Their free slots (concurrency less the jobs they run)")
+    reason: str = Field(description="All of this in a sentence")
+
+
 class JobStatus(_Answer):
     job_id: str
     job_type: JobType
@@ -145,9 +165,12 @@ class JobStatus(_Answer):
     history: list[dict[str, Any]]
     result: dict[str, Any] | None = None
     error: str | None = None
+    waiting: Waiting | None = Field(
+        default=None, description="Why a pending job waits; null for any other job"
+    )
 
     @classmethod
-    def of(cls, job: Job) -> JobStatus:
+    def of(cls, job: Job, waiting: Waiting | None = None) -> JobStatus:
         return cls(
             job_id=job.id,
             job_type=job.job_type,
@@ -168,6 +191,7 @@ class JobStatus(_Answer):
             history=job.history,
             result=job.result,
             error=job.error,
+            waiting=waiting,
         )
 
 

@@ -105,12 +105,14 @@ def show_status(status: JobStatus) -> None:
         rows["metrics"] = metrics
     if status.error:
         rows["error"] = f"[red]{escape(status.error)}[/]"
+    if status.waiting is not None:
+        rows["waiting"] = escape(status.waiting.reason)
     if status.result:
         pretty = json.dumps(status.result, indent=2, default=str)
         rows["result"] = escape(pretty.replace("\n", "\n" + " " * 13))
     names = list(text)
     out = stdout_console()
-    for name in [*names[:2], "status", *names[2:], "metrics", "error", "result"]:
+    for name in [*names[:2], "status", "waiting", *names[2:], "metrics", "error", "result"]:
         if name in rows:
             out.print(f"[bold]{name:<12}[/] {rows[name]}")
 

@@ -34,6 +34,7 @@ from aijobs.jobs import (
     WorkerInfo,
 )
 from aijobs.logsafe import encodable
+from aijobs.store.stats import FailureReason, JobStats, QueuePosition
 
 if TYPE_CHECKING:
     from aijobs.settings import Settings
@@ -99,6 +100,16 @@ class JobStore(Protocol):
     ) -> list[float]:
         """Run times (s) of the latest completed jobs of that kind, newest first."""
 
+    async def job_stats(self) -> JobStats:
+        """The counters and histograms GET /metrics exposes (store/stats.py), as every client of
+        the store reads them: kept in the steps that change the jobs, never recounted."""
+
+    async def queue_position(self, job_id: str) -> QueuePosition | None:
+        """Where a job that shows pending stands in its queue: the claimable jobs ahead of it
+        (priority desc, then FIFO: the order of claims), the retried ones ahead waiting out
+        their back-off, its own back-off, or the worker holding it; None for any other job.
+        Raise errors.JobNotFound."""
+
     # -- workers -------------------------------------------------------------------------------
     async def claim(
         self,
@@ -162,11 +173,13 @@ class JobStore(Protocol):
         retry: bool = False,
         log: str | None = None,
         count_attempt: bool = True,
+        reason: FailureReason = FailureReason.ERROR,
     ) -> bool:
         """running -> failed, or -> pending again when retry and attempts are left, claimable
         after the store's RetryBackoff. With retry and not count_attempt (a run stopped for the
         worker's sake, such as its shutdown), the job goes back to pending at once, its attempt
-        undone. `error` is stored as error_text()."""
+        undone. `error` is stored as error_text(). A counted attempt is counted as a failure
+        for `reason` (job_stats); one not counted is not a failure."""
 
     async def rescue_expired(self) -> list[tuple[str, State]]:
         """Expired leases: back to pending (claimable after the store's RetryBackoff), or

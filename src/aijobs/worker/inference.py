@@ -13,6 +13,7 @@ from aijobs.jobs import Job, ModelRecord
 from aijobs.runtimes.choice import RuntimeChoice
 from aijobs.settings import Settings
 from aijobs.store import JobStore
+from aijobs.store.stats import FailureReason
 from aijobs.worker.commits import Commits
 from aijobs.worker.protocol import InferenceReply, InferenceRequest
 from aijobs.worker.running import EventLog, Running, log, time_limit
@@ -83,7 +84,7 @@ class Inference:
             for held in batch:
                 if not held.committing:
                     error = f"worker error: {type(exc).__name__}: {exc}"
-                    await self.commits.write(held, "fail", error)
+                    await self.commits.write(held, "fail", error, reason=FailureReason.CRASHED)
 
     async def _infer(self, batch: list[Running]) -> None:
         ready: list[tuple[Running, ModelRecord]] = []
@@ -128,13 +129,16 @@ class Inference:
             if held.stop_reason is not None:
                 continue  # cancelled or lost: nothing of it is ours to write
             if reply in late:
-                await self._fail(held, f"inference timed out after {limit:g}s")
+                await self._fail(
+                    held, f"inference timed out after {limit:g}s", FailureReason.TIMEOUT
+                )
             elif isinstance(error := reply.exception(), NotRun):
                 again.append((held, model))
             elif isinstance(error, UnreadableReply):  # it would be the same the next time
                 await self._fail(held, str(error))
             elif error is not None:
-                await self._fail(held, f"inference process died: {error}", retry=True)
+                died = f"inference process died: {error}"
+                await self._fail(held, died, FailureReason.CRASHED, retry=True)
             elif not (answer := reply.result()).ok:
                 await self._fail(held, str(answer.error))
             else:
@@ -148,10 +152,16 @@ class Inference:
         await self._finish(done)
         return again
 
-    async def _fail(self, held: Running, error: str, retry: bool = False) -> None:
+    async def _fail(
+        self,
+        held: Running,
+        error: str,
+        reason: FailureReason = FailureReason.ERROR,
+        retry: bool = False,
+    ) -> None:
         """Fail one job of a batch: whatever its write meets, the others' writes go on."""
         try:
-            await self.commits.write(held, "fail", error, retry=retry)
+            await self.commits.write(held, "fail", error, retry=retry, reason=reason)
         except Exception:
             log.exception("failing job %s crashed in the worker", held.job.id)
             held.committing = False  # renewed until the batch ends, then rescued at lease expiry

@@ -12,6 +12,7 @@ from aijobs import artifacts, routing
 from aijobs.jobs import Progress
 from aijobs.runtimes.choice import RuntimeChoice
 from aijobs.settings import Settings
+from aijobs.store.stats import FailureReason
 from aijobs.worker.commits import Commits
 from aijobs.worker.protocol import (
     EXIT_JOB_FAILURE,
@@ -74,7 +75,8 @@ class Training:
             await self._train(held)
         except Exception as exc:  # a bug here must not kill the worker or strand the job
             log.exception("job %s crashed in the worker", job.id)
-            await self.commits.write(held, "fail", f"worker error: {type(exc).__name__}: {exc}")
+            error = f"worker error: {type(exc).__name__}: {exc}"
+            await self.commits.write(held, "fail", error, reason=FailureReason.CRASHED)
         finally:
             if held.gpu is not None:
                 self.free_gpus.append(held.gpu)
@@ -134,6 +136,7 @@ class Training:
                 "fail",
                 f"job timed out after {limit:g} seconds and was stopped",
                 log=tail(log_path),
+                reason=FailureReason.TIMEOUT,
             )
             shutil.rmtree(staging, ignore_errors=True)
             return
@@ -149,5 +152,8 @@ class Training:
         error = child_error(attempt_dir, code)
         # A child killed by a signal (OOM killer, SIGKILL) may succeed on another try;
         # a job that failed on its own input or code will fail the same way again.
-        await self.commits.write(held, "fail", error, retry=code < 0, log=tail(log_path))
+        reason = FailureReason.ERROR if code == EXIT_JOB_FAILURE else FailureReason.CRASHED
+        await self.commits.write(
+            held, "fail", error, retry=code < 0, log=tail(log_path), reason=reason
+        )
         shutil.rmtree(staging, ignore_errors=True)

@@ -24,6 +24,7 @@ from aijobs.api.schemas import (
     TrainingRequest,
     iso,
 )
+from aijobs.api.waiting import waiting
 from aijobs.jobs import Job, JobType, NewJob, PendingLimits, State
 from aijobs.settings import Settings
 from aijobs.store import JobStore
@@ -187,7 +188,12 @@ def _server_stopping() -> bool:
     dependencies=[ReadLimit],
 )
 async def job_status(
-    job_id: JobId, store: StoreDep, request: Request, who: CallerDep, wait: Wait = 0
+    job_id: JobId,
+    store: StoreDep,
+    settings: SettingsDep,
+    request: Request,
+    who: CallerDep,
+    wait: Wait = 0,
 ) -> JobStatus:
     job = who.job(await store.get(job_id))
     if wait > 0 and not job.terminal:
@@ -197,7 +203,7 @@ async def job_status(
             job = await store.wait_terminal(job_id, min(WAIT_SLICE_SECONDS, left))
             if _server_stopping() or await request.is_disconnected():
                 break  # shutting down, or nobody is listening any more: stop holding
-    return JobStatus.of(who.job(job))
+    return JobStatus.of(who.job(job), await waiting(store, settings, job))
 
 
 LOG_PAGE_MAX = 1_048_576  # characters of a log one answer carries at most

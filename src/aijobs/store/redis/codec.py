@@ -30,6 +30,7 @@ from aijobs.jobs import (
     shown_state,
 )
 from aijobs.store.base import compact_json
+from aijobs.store.stats import BUCKET_BOUNDS_MS
 
 PRIORITY_SPAN = 2**31 - 1  # priorities are ordered exactly within ±(2^31 - 1), clamped beyond
 PRIORITY_DIGITS = len(str(2 * PRIORITY_SPAN))  # 10
@@ -163,7 +164,7 @@ WRITE_SCRIPTS = (
     "delete_model",
     "forget_unused_models",
 )
-READ_SCRIPTS = ("list", "live_workers", "list_models")
+READ_SCRIPTS = ("list", "live_workers", "list_models", "queue_position")
 ALL_SCRIPTS = (*WRITE_SCRIPTS, *READ_SCRIPTS)
 
 
@@ -178,7 +179,8 @@ def _header() -> str:
         f"local ROW_FIELDS = {_lua_list(ROW_FIELDS)}  -- what a listing reads of a job\n"
         f"local N_LIMITS = {len(PendingLimits._fields)}  -- submit's limit arguments\n"
         f"local SEQ_DIGITS = {SEQ_DIGITS}  -- the zero-padded sequence number in a rank\n"
-        f"local RANK_LEN = {RANK_LEN}  -- priority key and sequence number, then the id\n\n"
+        f"local RANK_LEN = {RANK_LEN}  -- priority key and sequence number, then the id\n"
+        f"local BUCKET_BOUNDS_MS = {{{', '.join(map(str, BUCKET_BOUNDS_MS))}}}  -- histograms\n\n"
     )
 
 

@@ -79,6 +79,8 @@ from aijobs.store.redis.codec import (
     submit_args,
 )
 from aijobs.store.redis.server import check_server, health_report
+from aijobs.store.redis.stats import RedisStats
+from aijobs.store.stats import FailureReason
 
 if TYPE_CHECKING:
     from aijobs.settings import Settings
@@ -104,7 +106,7 @@ def _honour_cancel() -> None:
         raise asyncio.CancelledError
 
 
-class RedisStore(RedisCatalog, StoreBase):
+class RedisStore(RedisCatalog, RedisStats, StoreBase):
     """JobStore over Redis ≥ 7.0 (see the module docstring for the design)."""
 
     kind = "redis"
@@ -427,6 +429,7 @@ class RedisStore(RedisCatalog, StoreBase):
         retry: bool = False,
         log: str | None = None,
         count_attempt: bool = True,
+        reason: FailureReason = FailureReason.ERROR,
     ) -> bool:
         reply = await self.run_script(
             "fail",
@@ -438,6 +441,7 @@ class RedisStore(RedisCatalog, StoreBase):
             log or "",
             "1" if count_attempt else "0",
             *self._backoff_args(),
+            FailureReason(reason).value,
         )
         return bool(reply)
 

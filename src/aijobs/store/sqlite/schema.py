@@ -15,6 +15,7 @@ from typing import Any
 import aiosqlite
 
 from aijobs.jobs import JOB_FIELDS, ROW_FIELDS, Job, shown_state
+from aijobs.store.sqlite.stats import STATS_SCHEMA
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -49,6 +50,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     stalls           INTEGER NOT NULL DEFAULT 0,
     idem             TEXT UNIQUE,
     not_before       INTEGER,  -- a retried pending job waits out its back-off (lease clock)
+    fail_reason      TEXT,  -- why its last attempt failed (stats.FailureReason), for job_stats
     log              TEXT  -- last: reading the columns before it never touches its overflow pages
 );
 -- claim: an index seek per queue and job type, already in (priority desc, seq) order; by type,
@@ -185,7 +187,7 @@ def decode_job(
 # Columns added since a table was first created: a file made before them gains them on open.
 # (Such a column lands after `log` there, which costs those reads of `log`'s overflow pages.)
 ADDED_COLUMNS = {
-    "jobs": ["principal TEXT", "not_before INTEGER"],
+    "jobs": ["principal TEXT", "not_before INTEGER", "fail_reason TEXT"],
     "models": ["last_used INTEGER"],
 }
 
@@ -193,7 +195,7 @@ ADDED_COLUMNS = {
 async def create_schema(db: aiosqlite.Connection) -> None:
     """In an open write transaction: the tables, indexes and triggers, with the columns added
     since an older file was created (before the indexes that use them)."""
-    for stmt in split_sql(SCHEMA):
+    for stmt in split_sql(SCHEMA + STATS_SCHEMA):
         await db.execute(stmt)
         created = re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+)", stmt)
         if created and (added := ADDED_COLUMNS.get(created[1])):

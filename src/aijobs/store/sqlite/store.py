@@ -58,12 +58,14 @@ from aijobs.store.sqlite.catalog import SQLiteCatalog, insert_model
 from aijobs.store.sqlite.clock import StoreClock, settle_lease_clock
 from aijobs.store.sqlite.database import BUSY_TIMEOUT, Database
 from aijobs.store.sqlite.schema import COLUMNS, NCOLS, ROW_COLUMNS, SHOWN_STATE, decode_job
+from aijobs.store.sqlite.stats import SQLiteStats
 from aijobs.store.sqlite.watch import ChangeWatcher
+from aijobs.store.stats import FailureReason
 
 TRIM_INTERVAL = 30.0  # seconds between retention passes (rescue_expired runs them)
 
 
-class SQLiteStore(SQLiteCatalog, StoreBase):
+class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
     """JobStore over one SQLite file (see the module docstring for the design)."""
 
     kind = "sqlite"
@@ -232,7 +234,8 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
             # nothing the worker writes afterwards lands.
             rows = await db.execute_fetchall(
                 "UPDATE jobs SET state = 'cancelled', error = ?, finished_at = ?, updated_at = ?, "
-                "lease_until = NULL, cancel_requested = (state = 'running') "
+                "lease_until = NULL, cancel_requested = (state = 'running'), "
+                "fail_reason = CASE WHEN state = 'running' THEN 'cancelled' END "
                 f"WHERE id = ? RETURNING {COLUMNS}, log",
                 (reason, now, now, job_id),
             )
@@ -384,6 +387,7 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
         retry: bool = False,
         log: str | None = None,
         count_attempt: bool = True,
+        reason: FailureReason = FailureReason.ERROR,
     ) -> bool:
         now = self.clock.wall_ms()
         # Back to pending (seq unchanged: it keeps its FIFO place) on a retry with attempts
@@ -395,6 +399,7 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
             rows = await db.execute_fetchall(
                 "UPDATE jobs SET error = :error, log = coalesce(:log, log), updated_at = :now, "
                 "token = NULL, lease_until = NULL, "
+                "fail_reason = CASE WHEN :counted THEN :reason END, "
                 f"state = CASE WHEN {back} THEN 'pending' ELSE 'failed' END, "
                 f"owner = CASE WHEN {back} THEN NULL ELSE owner END, "
                 f"started_at = CASE WHEN {back} THEN NULL ELSE started_at END, "
@@ -410,6 +415,7 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
                     "now": now,
                     "retry": retry,
                     "counted": count_attempt,
+                    "reason": FailureReason(reason).value,
                     "id": job_id,
                     "token": token,
                 },
@@ -433,7 +439,7 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
             # finish changes nothing. (In UPDATE, every right-hand side sees the old row.)
             rows = await db.execute_fetchall(
                 "UPDATE jobs INDEXED BY jobs_lease SET stalls = stalls + 1, token = NULL, "
-                "owner = NULL, lease_until = NULL, updated_at = :now, "
+                "owner = NULL, lease_until = NULL, updated_at = :now, fail_reason = 'lost', "
                 f"state = CASE WHEN {spent} THEN 'failed' ELSE 'pending' END, "
                 f"error = CASE WHEN {spent} "
                 "THEN 'worker lost: lease expired after ' || attempt || ' attempt(s)' "

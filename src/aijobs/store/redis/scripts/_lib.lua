@@ -41,6 +41,9 @@
 --   P:keys            HASH  API key name -> SHA-256 of the key (hex)
 --   P:key_hashes      HASH  SHA-256 of a key -> its record (JSON): the lookup on every request
 --   P:watch:<id>      STRING set (with a TTL) while a client waits for the job to end
+--   P:stats           HASH  "<metric>|<job type>|<label>|<queue>" -> integer: the counters and
+--                           histograms of GET /metrics (aijobs.store.stats), kept by the scripts
+--                           that make each transition (count_start, count_end, count_failure)
 --   P:done            CHANNEL a watched job's fields (JSON array) are published here when it ends
 --
 -- Invariant (checked by store/redis/check.py): a pending job is in exactly ready:<its queue>
@@ -67,6 +70,7 @@ local K_MODELS = P .. ':models'
 local K_MODELS_BY_TIME = P .. ':models_by_time'
 local K_MODELS_USED = P .. ':models_used'
 local K_DONE = P .. ':done'
+local K_STATS = P .. ':stats'
 
 local function k_job(id) return P .. ':job:' .. id end
 local function k_state(state) return P .. ':state:' .. state end
@@ -99,6 +103,36 @@ local function each_chunk(command, key, values)
 end
 
 local function read_job(id) return redis.call('HMGET', k_job(id), unpack(FIELDS)) end
+
+-- The metrics (aijobs.store.stats): one HINCRBY per counter, two per histogram observation.
+-- The queue comes last in a field: it may hold any character, the parts before it cannot.
+local function stat(metric, job_type, label, queue, by)
+  redis.call('HINCRBY', K_STATS, metric .. '|' .. job_type .. '|' .. label .. '|' .. queue, by)
+end
+local function observe(metric, job_type, queue, ms)
+  ms = math.max(0, ms)
+  local bucket = #BUCKET_BOUNDS_MS
+  for i, bound in ipairs(BUCKET_BOUNDS_MS) do
+    if ms <= bound then bucket = i - 1; break end
+  end
+  stat(metric, job_type, bucket, queue, 1)
+  stat(metric, job_type, 'sum', queue, num(ms))
+end
+-- A job starts (its started_at set at `now`): its wait, on its first attempt only.
+local function count_start(jk, now)
+  local f = redis.call('HMGET', jk, 'queue', 'created_at', 'attempt')
+  if f[3] == '1' then observe('wait', '', f[1], now - tonumber(f[2])) end
+end
+-- A job became `status` (completed, failed, cancelled) at `now`: its run time if it started.
+local function count_end(jk, status, now)
+  local f = redis.call('HMGET', jk, 'job_type', 'queue', 'started_at')
+  stat('finished', f[1], status, f[2], 1)
+  if f[3] then observe('run', f[1], f[2], now - tonumber(f[3])) end
+end
+-- An attempt failed for `reason` (aijobs.store.stats.FailureReason; '' : not a failure).
+local function count_failure(queue, reason)
+  if reason ~= '' then stat('failure', '', reason, queue, 1) end
+end
 
 -- Count changes are summed here and written once per script by flush_counts(), which every
 -- script that changes a state calls before it returns (a batch moves many jobs at once).
@@ -254,6 +288,7 @@ local function lease_job(jk, worker, token_prefix, deadline, now)
     'lease_until', deadline, 'updated_at', num(now), 'progress', '0')
   if redis.call('HGET', jk, 'job_type') == 'training' then
     redis.call('HSET', jk, 'started_at', num(now))
+    count_start(jk, now)
     return token, 'running'
   end
   return token, 'pending'

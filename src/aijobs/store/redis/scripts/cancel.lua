@@ -13,6 +13,7 @@ redis.call('HSET', jk, 'error', ARGV[4], 'finished_at', num(now), 'updated_at', 
 redis.call('HDEL', jk, 'lease_until')
 if f[1] == 'running' then
   redis.call('HSET', jk, 'cancel_requested', '1')
+  count_failure(f[2], 'cancelled')
   redis.call('ZREM', K_LEASES, id)
 else
   redis.call('HSET', jk, 'cancel_requested', '0')
@@ -21,6 +22,7 @@ else
   redis.call('HDEL', jk, 'not_before')
 end
 set_state(id, f[2], f[3], 'cancelled')
+count_end(jk, 'cancelled', now)
 local job = read_job(id)
 local log = redis.call('HGET', jk, 'log')
 finished(id, now)

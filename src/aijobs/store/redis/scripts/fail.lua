@@ -4,7 +4,8 @@
 -- A counted retry waits out the back-off (retry_at) in delayed; one not counted is claimable
 -- at once.
 -- ARGV: 3 id, 4 token, 5 error, 6 retry '1'/'0', 7 '1' when a log follows, 8 log,
---       9 count the attempt '1'/'0', 10 back-off base ms, 11 its cap ms, 12 jitter seed
+--       9 count the attempt '1'/'0', 10 back-off base ms, 11 its cap ms, 12 jitter seed,
+--       13 the failure's reason (aijobs.store.stats.FailureReason), counted with the attempt
 -- Returns 1, or 0 (and no change at all) for a stale token.
 local id, token = ARGV[3], ARGV[4]
 local jk = k_job(id)
@@ -17,6 +18,7 @@ redis.call('HDEL', jk, 'token', 'lease_until')
 if ARGV[7] == '1' then redis.call('HSET', jk, 'log', ARGV[8]) end
 redis.call('ZREM', K_LEASES, id)
 local counted = ARGV[9] ~= '0'
+if counted then count_failure(f[3], ARGV[13]) end
 if ARGV[6] == '1' and (not counted or tonumber(f[5]) < tonumber(f[6])) then
   local not_before = nil
   if counted then
@@ -29,6 +31,7 @@ if ARGV[6] == '1' and (not counted or tonumber(f[5]) < tonumber(f[6])) then
 else
   redis.call('HSET', jk, 'finished_at', num(now))
   set_state(id, f[3], f[4], 'failed')
+  count_end(jk, 'failed', now)
   finished(id, now)
 end
 flush_counts()

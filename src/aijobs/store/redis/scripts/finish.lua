@@ -17,11 +17,13 @@ for i = 3, #ARGV, 8 do
   else
     -- A job whose start no renewal reported yet (it shows pending) ran between two of them.
     local started = f[5] or num(now)
+    if not f[5] then count_start(jk, now) end
     local shown = f[5] and 'running' or 'pending'
     redis.call('HSET', jk, 'state', 'completed', 'result', ARGV[i + 2], 'progress', '1',
       'finished_at', num(now), 'updated_at', num(now), 'started_at', started)
     redis.call('HDEL', jk, 'error', 'token', 'lease_until')
     if ARGV[i + 3] == '1' then redis.call('HSET', jk, 'log', ARGV[i + 4]) end
+    count_end(jk, 'completed', now)
     count(f[3], shown, -1)
     count(f[3], 'completed', 1)
     if shown == 'pending' then redis.call('ZREM', k_state('pending'), id) end

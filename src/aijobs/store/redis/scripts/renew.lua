@@ -20,6 +20,7 @@ for i = 5, #ARGV, 6 do
     if ARGV[i + 4] ~= '' then redis.call('HSET', jk, 'history', ARGV[i + 4]) end
     if ARGV[i + 5] == '1' and shown(jk) == 'pending' then
       redis.call('HSET', jk, 'started_at', num(now))
+      count_start(jk, now)
       local q = redis.call('HMGET', jk, 'queue', 'seq')
       relist(id, q[1], q[2], 'pending')
     end

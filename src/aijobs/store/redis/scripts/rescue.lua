@@ -25,10 +25,12 @@ for _, id in ipairs(due) do
     local attempt = tonumber(f[3])
     redis.call('HDEL', jk, 'token', 'owner', 'lease_until')
     redis.call('HSET', jk, 'updated_at', num(now))
+    count_failure(f[5], 'lost')
     if attempt >= tonumber(f[4]) or (max_stalls and stalls > max_stalls) then
       redis.call('HSET', jk, 'finished_at', num(now),
         'error', 'worker lost: lease expired after ' .. attempt .. ' attempt(s)')
       set_state(id, f[5], f[6], 'failed')
+      count_end(jk, 'failed', now)
       finished(id, now)
       out[#out + 1] = id
       out[#out + 1] = 'failed'

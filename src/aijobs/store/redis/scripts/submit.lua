@@ -44,6 +44,7 @@ if idem ~= '' then
   redis.call('SET', k_idem(idem), id)
 end
 redis.call('ZADD', K_ALL, seq, id)
+stat('submitted', redis.call('HGET', jk, 'job_type'), '', queue, 1)
 local job_type, model_id = unpack(redis.call('HMGET', jk, 'job_type', 'model_id'))
 if job_type == 'inference' and model_id then  -- its model's last use, for retention
   redis.call('ZADD', K_MODELS_USED, 'XX', 'GT', now, model_id)

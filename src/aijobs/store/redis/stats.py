@@ -1,0 +1,48 @@
+"""The Redis store's metrics (store/stats.py) and queue positions, mixed into the store.
+
+The counters are the hash ``P:stats``, kept by the scripts that make each transition (the
+helpers count_start, count_end and count_failure in scripts/_lib.lua): a few HINCRBY inside
+the script that already runs, no round trip of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from aijobs.store.base import job_not_found
+from aijobs.store.stats import JobStats, QueuePosition
+
+
+class RedisStats:
+    # The store's plumbing, which these methods use.
+    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[Any]], *, retry: bool) -> Any:
+        raise NotImplementedError
+
+    async def run_script(self, name: str, *args: Any, retry: bool = False) -> Any:
+        raise NotImplementedError
+
+    async def read_hash(self, name: str, field: str | None = None) -> Any:
+        raise NotImplementedError
+
+    async def job_stats(self) -> JobStats:
+        fields: dict[str, str] = await self.read_hash("stats")
+        rows = []
+        for field, value in fields.items():
+            metric, job_type, label, queue = field.split("|", 3)
+            rows.append((metric, job_type, queue, label, int(value)))
+        return JobStats.from_rows(rows)
+
+    async def queue_position(self, job_id: str) -> QueuePosition | None:
+        reply = await self.run_script("queue_position", job_id, retry=True)
+        if reply[0] == "missing":
+            raise job_not_found(job_id)
+        if reply[0] == "claimed":
+            return QueuePosition(claimed_by=reply[1] or None)
+        if reply[0] != "pending":
+            return None
+        _, ahead, backing_off, left_ms = reply
+        retry_in = int(left_ms) / 1000.0 if left_ms else None
+        return QueuePosition(int(ahead), int(backing_off), retry_in)
