@@ -23,7 +23,7 @@ lint: install
 	$(BIN)/mypy
 
 test: lint
-	$(BIN)/pytest --cov --cov-report=term --durations=30
+	$(BIN)/pytest -n 2 --dist loadgroup --cov --cov-report=term --durations=30
 	@if command -v node >/dev/null 2>&1 && node -e 'process.exit(Number(process.versions.node.split(".")[0] < 18))'; then \
 		cd clients/js && node --test; \
 	else \
