@@ -49,6 +49,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     stalls           INTEGER NOT NULL DEFAULT 0,
     idem             TEXT UNIQUE,
     not_before       INTEGER,  -- a retried pending job waits out its back-off (lease clock)
+    log_length       INTEGER NOT NULL DEFAULT 0,  -- characters written to `log`, dropped ones too
     log              TEXT  -- last: reading the columns before it never touches its overflow pages
 );
 -- claim: an index seek per queue and job type, already in (priority desc, seq) order; by type,
@@ -185,7 +186,7 @@ def decode_job(
 # Columns added since a table was first created: a file made before them gains them on open.
 # (Such a column lands after `log` there, which costs those reads of `log`'s overflow pages.)
 ADDED_COLUMNS = {
-    "jobs": ["principal TEXT", "not_before INTEGER"],
+    "jobs": ["principal TEXT", "not_before INTEGER", "log_length INTEGER NOT NULL DEFAULT 0"],
     "models": ["last_used INTEGER"],
 }
 

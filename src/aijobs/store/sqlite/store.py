@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aijobs.jobs import (
+    LOG_KEEP_CHARS,
     ROW_FIELDS,
     TERMINAL,
     Claim,
@@ -62,6 +63,18 @@ from aijobs.store.sqlite.watch import ChangeWatcher
 
 TRIM_INTERVAL = 30.0  # seconds between retention passes (rescue_expired runs them)
 
+# A renewal's log chunk (:log, at offset :log_at; :log_keep characters kept), appended
+# where it goes on from the stored log: only what the log lacks of it (a retried renewal adds
+# nothing twice); after a gap (output the worker skipped to keep the tail) it starts the kept
+# text afresh. The kept text is the tail. SET reads the row as it was before the update.
+LOG_APPEND = (
+    "log = CASE WHEN :log IS NULL OR :log_at + length(:log) <= log_length THEN log "
+    "ELSE substr(CASE WHEN :log_at > log_length THEN :log "
+    "ELSE coalesce(log, '') || substr(:log, log_length - :log_at + 1) END, -:log_keep) END, "
+    "log_length = CASE WHEN :log IS NULL THEN log_length "
+    "ELSE max(log_length, :log_at + length(:log)) END"
+)
+
 
 class SQLiteStore(SQLiteCatalog, StoreBase):
     """JobStore over one SQLite file (see the module docstring for the design)."""
@@ -79,8 +92,10 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
         retain_seconds: float = 0.0,
         retain_models_seconds: float = 0.0,
         retry_backoff: RetryBackoff | None = None,
+        log_keep_chars: int = LOG_KEEP_CHARS,
     ) -> None:
         self.path = path
+        self.log_keep_chars = max(1, log_keep_chars)
         self.max_stalls = max_stalls
         self.retain_jobs = max(0, retain_jobs)
         self.retain_ms = int(max(0.0, retain_seconds) * 1000)
@@ -335,12 +350,26 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
                     if progress.history is not None:
                         history = compact_json(progress.history)
                 rows = await db.execute_fetchall(
-                    "UPDATE jobs SET lease_until = ?, updated_at = ?, "
-                    "progress = coalesce(?, progress), metrics = coalesce(?, metrics), "
-                    "history = coalesce(?, history), "
-                    "started_at = CASE WHEN ? THEN coalesce(started_at, ?) ELSE started_at END "
-                    "WHERE id = ? AND token = ? AND state = 'running' RETURNING 1",
-                    (until, now, fraction, metrics, history, started, now, job_id, token),
+                    "UPDATE jobs SET lease_until = :until, updated_at = :now, "
+                    "progress = coalesce(:fraction, progress), "
+                    "metrics = coalesce(:metrics, metrics), "
+                    "history = coalesce(:history, history), "
+                    "started_at = CASE WHEN :started THEN coalesce(started_at, :now) "
+                    f"ELSE started_at END, {LOG_APPEND} "
+                    "WHERE id = :id AND token = :token AND state = 'running' RETURNING 1",
+                    {
+                        "until": until,
+                        "now": now,
+                        "fraction": fraction,
+                        "metrics": metrics,
+                        "history": history,
+                        "started": started,
+                        "log": progress.log if progress else None,
+                        "log_at": progress.log_at if progress else 0,
+                        "log_keep": self.log_keep_chars,
+                        "id": job_id,
+                        "token": token,
+                    },
                 )
                 if rows:
                     out[job_id] = Renewal.OK
