@@ -7,6 +7,9 @@ import codecs
 from pathlib import Path
 
 READ_BLOCK = 1 << 20  # bytes read at a time: a job that prints a lot is decoded in pieces
+# How often the worker looks for new output between renewals: a job that prints is renewed
+# (its output sent) about this often, one that does not every third of the lease.
+LOG_CHECK_SECONDS = 1.0
 
 
 class LogFollower:
@@ -26,6 +29,13 @@ class LogFollower:
         self.decoder = codecs.getincrementaldecoder("utf-8")("replace")
         self.pending = ""  # read, not acknowledged by the store
         self.pending_at = start  # its offset in the job's log
+
+    def grew(self) -> bool:
+        """Whether the child wrote more since the last read."""
+        try:
+            return self.path.stat().st_size > self.read_bytes
+        except OSError:
+            return False
 
     def chunk(self, final: bool = False) -> tuple[str, int] | None:
         """The text to send (read up to the file's end now) and its offset; None when there is
