@@ -17,7 +17,7 @@ from aijobs.api import auth
 from aijobs.api import errors as api_errors
 from aijobs.api.hosts import AllowedHosts
 from aijobs.api.limits import BodySizeLimit
-from aijobs.api.routes import catalog, health, jobs
+from aijobs.api.routes import catalog, events, health, jobs
 from aijobs.api.schemas import declare_training_routes
 from aijobs.runtimes.base import discover
 from aijobs.settings import Settings
@@ -101,7 +101,11 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.openapi = openapi  # type: ignore[method-assign]
     api_errors.install(app)
     app.include_router(health.router)
-    for module in (jobs, catalog):  # everything but /health needs credentials when auth applies
+    for module in (
+        jobs,
+        events,
+        catalog,
+    ):  # everything but /health needs credentials when auth applies
         app.include_router(
             module.router,
             dependencies=[Depends(auth.caller)],
