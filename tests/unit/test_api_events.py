@@ -11,8 +11,11 @@ from aijobs.api.logview import LogView
 from aijobs.api.routes.events import Cursor, job_events
 from aijobs.jobs import Job, JobType, Progress, State
 from aijobs.store import JobStore
+from tests.unit import test_api_limits
 from tests.unit.test_api import assert_envelope, train
-from tests.unit.test_api_limits import Client, make_client, run  # noqa: F401 - a fixture
+from tests.unit.test_api_limits import Client, run
+
+make_client = test_api_limits.make_client  # the fixture
 
 Event = tuple[str, str, dict[str, Any]]
 
