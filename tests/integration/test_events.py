@@ -146,17 +146,14 @@ def test_the_stream_of_a_cancelled_job_ends(echo: System) -> None:
 
 def test_logs_follow_prints_lines_while_the_job_runs_and_exits_at_its_end(echo: System) -> None:
     job_id = submit_echo(echo, epochs=5, epoch_seconds=1.0, lines_per_epoch=2)
-    follow = subprocess.Popen(
-        [sys.executable, "-m", "aijobs", "logs", "-f", job_id, "--url", echo.url],
-        stdout=subprocess.PIPE,
-        env=echo.env,
-    )
-    assert follow.stdout is not None
-    first = follow.stdout.readline().decode()
-    assert first == "training echo on " + first.removeprefix("training echo on ")
-    assert echo.status(job_id)["status"] == "running"  # printed before the job ended
-    rest = follow.stdout.read().decode()
-    assert follow.wait(timeout=60) == 0  # completed
+    command = [sys.executable, "-m", "aijobs", "logs", "-f", job_id, "--url", echo.url]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, env=echo.env) as follow:
+        assert follow.stdout is not None
+        first = follow.stdout.readline().decode()
+        assert first.startswith("training echo on ")
+        assert echo.status(job_id)["status"] == "running"  # printed before the job ended
+        rest = follow.stdout.read().decode()
+        assert follow.wait(timeout=60) == 0  # completed
     assert echo.status(job_id)["status"] == "completed"
     assert first + rest == echo.get(f"/jobs/{job_id}/logs").text
     assert (first + rest).count("✓") == 10

@@ -184,17 +184,15 @@ class AsyncClient:
             failure: Exception | None = None
             try:
                 headers = core.events_headers(last_event_id)
-                read = self._timeout.read
-                if deadline is not None:
-                    read = max(0.001, min(read or timeout or 1.0, deadline - time.monotonic()))
-                limits = httpx.Timeout(self._timeout.connect, read=read)
+                limits = core.stream_timeout(self._timeout, deadline)
                 async with self._http.stream(
                     "GET", path, headers=headers, timeout=limits
                 ) as response:
+                    if response.status_code == 204:
+                        return  # the job ended, and every one of its events was received
                     if response.status_code != 200:
                         await response.aread()
-                        if response.status_code not in core.RETRY_STATUSES:
-                            core.raise_for_envelope(response)
+                        core.raise_unless_busy(response)
                     else:
                         parser = core.EventParser()
                         async for line in response.aiter_lines():

@@ -408,3 +408,17 @@ class Reconnects:
         delay = self.policy.delay(self.failures)
         self.failures += 1
         return delay
+
+
+def stream_timeout(timeout: httpx.Timeout, deadline: float | None) -> httpx.Timeout:
+    """The timeouts of an event stream's request: a read ends by the wait's deadline."""
+    read = timeout.read
+    if deadline is not None:
+        read = max(0.001, min(read or 60.0, deadline - time.monotonic()))
+    return httpx.Timeout(timeout.connect, read=read)
+
+
+def raise_unless_busy(response: httpx.Response) -> None:
+    """An event stream's error answer: raised, unless a retry may do better (429, 503, ...)."""
+    if response.status_code not in RETRY_STATUSES:
+        raise_for_envelope(response)

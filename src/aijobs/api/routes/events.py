@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from aijobs import errors
 from aijobs.api.auth import Caller, CallerDep
@@ -155,6 +155,7 @@ async def _stream(
             "content": {"text/event-stream": {"schema": {"type": "string"}}},
             "description": "Server-Sent Events: state, progress and log, until the job ends",
         },
+        204: {"description": "The job has ended and the client has seen all of its events"},
         **error_responses(400, 403, 404, 422, 429, 503),
     },
     summary="Follow a job: its state, progress and log as Server-Sent Events",
@@ -173,14 +174,17 @@ async def job_events_stream(
             description="Resume after the event with this id (a reconnecting client sends it)",
         ),
     ] = None,
-) -> StreamingResponse:
+) -> Response:
     """Events `state` (the job's status, as GET /jobs/{id}/status gives it), `progress`
     (fraction, metrics and the new per-epoch history entries) and `log` (new output at its
     absolute offset), each with an id to resume from; comments keep an idle stream open. The
-    response ends after the job's final `state` event."""
+    response ends after the job's final `state` event; a reconnect after that answers 204."""
     seen = Cursor.parse(last_event_id)
     job = await store.get(job_id)
     who.job(job)  # the same ownership check as the status route, before the stream starts
+    if job.terminal and next(job_events(job, seen, who), None) is None:
+        # Nothing left to send, ever: 204 is what tells an EventSource to stop reconnecting.
+        return Response(status_code=204)
     stream = _stream(
         store, who, job, seen, settings.events_poll_seconds, settings.events_heartbeat_seconds
     )
