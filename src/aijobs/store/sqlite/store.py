@@ -46,7 +46,6 @@ from aijobs.jobs import (
 from aijobs.store.base import (
     RetryBackoff,
     StoreBase,
-    clamp_fraction,
     compact_json,
     distinct_queues,
     error_text,
@@ -58,22 +57,18 @@ from aijobs.store.sqlite import upkeep
 from aijobs.store.sqlite.catalog import SQLiteCatalog, insert_model
 from aijobs.store.sqlite.clock import StoreClock, settle_lease_clock
 from aijobs.store.sqlite.database import BUSY_TIMEOUT, Database
-from aijobs.store.sqlite.schema import COLUMNS, NCOLS, ROW_COLUMNS, SHOWN_STATE, decode_job
+from aijobs.store.sqlite.schema import (
+    COLUMNS,
+    LOG_APPEND,
+    NCOLS,
+    ROW_COLUMNS,
+    SHOWN_STATE,
+    decode_job,
+    progress_params,
+)
 from aijobs.store.sqlite.watch import ChangeWatcher
 
 TRIM_INTERVAL = 30.0  # seconds between retention passes (rescue_expired runs them)
-
-# A renewal's log chunk (:log, at offset :log_at; :log_keep characters kept), appended
-# where it goes on from the stored log: only what the log lacks of it (a retried renewal adds
-# nothing twice); after a gap (output the worker skipped to keep the tail) it starts the kept
-# text afresh. The kept text is the tail. SET reads the row as it was before the update.
-LOG_APPEND = (
-    "log = CASE WHEN :log IS NULL OR :log_at + length(:log) <= log_length THEN log "
-    "ELSE substr(CASE WHEN :log_at > log_length THEN :log "
-    "ELSE coalesce(log, '') || substr(:log, log_length - :log_at + 1) END, -:log_keep) END, "
-    "log_length = CASE WHEN :log IS NULL THEN log_length "
-    "ELSE max(log_length, :log_at + length(:log)) END"
-)
 
 
 class SQLiteStore(SQLiteCatalog, StoreBase):
@@ -340,15 +335,6 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
         out: dict[str, Renewal] = {}
         async with self._db.transaction() as db:
             for job_id, (token, progress) in leases.items():
-                fraction = metrics = history = None
-                started = progress is not None and progress.started
-                if progress is not None:
-                    if progress.fraction is not None:
-                        fraction = clamp_fraction(progress.fraction)
-                    if progress.metrics is not None:
-                        metrics = compact_json(progress.metrics)
-                    if progress.history is not None:
-                        history = compact_json(progress.history)
                 rows = await db.execute_fetchall(
                     "UPDATE jobs SET lease_until = :until, updated_at = :now, "
                     "progress = coalesce(:fraction, progress), "
@@ -357,19 +343,9 @@ class SQLiteStore(SQLiteCatalog, StoreBase):
                     "started_at = CASE WHEN :started THEN coalesce(started_at, :now) "
                     f"ELSE started_at END, {LOG_APPEND} "
                     "WHERE id = :id AND token = :token AND state = 'running' RETURNING 1",
-                    {
-                        "until": until,
-                        "now": now,
-                        "fraction": fraction,
-                        "metrics": metrics,
-                        "history": history,
-                        "started": started,
-                        "log": progress.log if progress else None,
-                        "log_at": progress.log_at if progress else 0,
-                        "log_keep": self.log_keep_chars,
-                        "id": job_id,
-                        "token": token,
-                    },
+                    progress_params(progress)
+                    | {"until": until, "now": now, "log_keep": self.log_keep_chars}
+                    | {"id": job_id, "token": token},
                 )
                 if rows:
                     out[job_id] = Renewal.OK
