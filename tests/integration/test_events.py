@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from aijobs.client import Client, JobEvent
+from aijobs.client import AsyncClient, Client, JobEvent
 from aijobs.jobs import JobType, NewJob
 from aijobs.settings import Settings
 from aijobs.store import open_store
@@ -130,6 +130,31 @@ def test_a_dropped_stream_resumes_without_loss_or_repeat(echo: System) -> None:
     assert epochs_of(union) == epochs_of(uninterrupted) == [1, 2, 3, 4]
     assert states_of(union)[-1] == states_of(uninterrupted)[-1] == "completed"
     assert states_of(union).count("running") == 1
+
+    async def follow_async() -> list[JobEvent]:
+        async with AsyncClient(echo.url) as client:
+            return [event async for event in client.events(job_id)]
+
+    with Client(echo.url) as client:  # the job has ended: both clients read the same events
+        assert asyncio.run(follow_async()) == list(client.events(job_id)) != []
+
+
+def test_the_sdk_resumes_across_an_api_restart(echo: System) -> None:
+    """The API stops mid-stream (its streams end, without a final state); the SDK reconnects
+    with Last-Event-ID to the restarted API and misses nothing."""
+    job_id = submit_echo(echo, epochs=5, epoch_seconds=1.0, lines_per_epoch=2)
+    events: list[JobEvent] = []
+    with Client(echo.url, retries=30, backoff=0.5) as client:
+        for event in client.events(job_id, timeout=120):
+            events.append(event)
+            if len(events) == 2:
+                echo.stop(echo.api)
+                echo.start_api()
+    assert states_of(events)[-1] == "completed"
+    assert len({e.id for e in events}) == len(events)
+    assert epochs_of(events) == [1, 2, 3, 4, 5]
+    assert log_text(events) == echo.get(f"/jobs/{job_id}/logs").text
+    assert log_text(events).count("✓") == 10
 
 
 def test_the_stream_of_a_cancelled_job_ends(echo: System) -> None:
