@@ -4,13 +4,15 @@ store (the live stream of a running job, with real workers, is in tests/integrat
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 from aijobs.api.auth import ANONYMOUS, Caller
 from aijobs.api.logview import LogView
-from aijobs.api.routes.events import Cursor, job_events
-from aijobs.jobs import Job, JobType, Progress, State
+from aijobs.api.routes.events import Cursor, event_stream, job_events
+from aijobs.jobs import Job, JobType, NewJob, Progress, State
 from aijobs.store import JobStore
+from aijobs.store.sqlite import SQLiteStore
 from tests.unit import test_api_limits
 from tests.unit.test_api import assert_envelope, train
 from tests.unit.test_api_limits import Client, run
@@ -170,3 +172,21 @@ def test_a_caller_who_is_not_an_admin_reads_whole_lines_while_the_job_runs() -> 
     assert running.cut(100, 111, ANONYMOUS) == ("one\ntwo\nthr", 100, 111)
     ended = LogView("one\ntwo\nthr", 100, 111, complete=True)
     assert ended.cut(108, 111, who) == ("thr", 108, 111)
+
+
+async def test_an_idle_stream_sends_heartbeats_until_the_job_ends(tmp_path: Path) -> None:
+    store = SQLiteStore(str(tmp_path / "aijobs.db"))
+    await store.open()
+    try:
+        pending = await store.submit(NewJob(job_type=JobType.TRAINING, queue="q", payload={}))
+        stream = event_stream(store, ANONYMOUS, pending, Cursor(), poll=0.01, heartbeat=0.05)
+        chunks = [await anext(stream) for _ in range(4)]
+        assert chunks[0].startswith("retry: ")
+        assert "event: state" in chunks[1]  # pending
+        assert chunks[2:] == [": keep-alive\n\n"] * 2  # nothing happens: comments only
+        await store.cancel(pending.id)
+        rest = [chunk async for chunk in stream]  # the final state, then the end
+        assert rest[-1].startswith("id: ")
+        assert '"status":"cancelled"' in rest[-1]
+    finally:
+        await store.close()

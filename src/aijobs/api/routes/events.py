@@ -125,7 +125,7 @@ def _sse(name: str, data: dict[str, Any], cursor: Cursor) -> str:
     return f"id: {cursor}\nevent: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
-async def _stream(
+async def event_stream(
     store: JobStore, who: Caller, job: Job, seen: Cursor, poll: float, heartbeat: float
 ) -> AsyncIterator[str]:
     loop = asyncio.get_running_loop()
@@ -185,7 +185,7 @@ async def job_events_stream(
     if job.terminal and next(job_events(job, seen, who), None) is None:
         # Nothing left to send, ever: 204 is what tells an EventSource to stop reconnecting.
         return Response(status_code=204)
-    stream = _stream(
+    stream = event_stream(
         store, who, job, seen, settings.events_poll_seconds, settings.events_heartbeat_seconds
     )
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
