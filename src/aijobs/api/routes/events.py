@@ -128,6 +128,9 @@ def _sse(name: str, data: dict[str, Any], cursor: Cursor) -> str:
 async def event_stream(
     store: JobStore, who: Caller, job: Job, seen: Cursor, poll: float, heartbeat: float
 ) -> AsyncIterator[str]:
+    """The response body: `job`'s events after `seen`, then the job read every `poll` seconds
+    (or at once when it ends) for more, a comment after `heartbeat` quiet seconds, until the
+    job's final event (or the server stops: the client resumes from another)."""
     loop = asyncio.get_running_loop()
     yield f"retry: {RETRY_MS}\n\n"
     quiet_since = loop.time()
