@@ -188,7 +188,9 @@ async def fill(store: RedisStore, n: int, rng: random.Random) -> None:
                 if target is State.COMPLETED:
                     await store.queue_script(pipe, "finish", jid, tok, "{}", "0", "", "", "", 0)
                 elif target is State.FAILED:
-                    await store.queue_script(pipe, "fail", jid, tok, "boom", "0", "0", "")
+                    await store.queue_script(  # fail.lua's ARGV: no retry, no log, counted
+                        pipe, "fail", jid, tok, "boom", "0", "0", "", "1", 0, 0, 0, "error"
+                    )
                 elif target is State.CANCELLED:
                     await store.queue_script(pipe, "cancel", jid, "bench")
             await pipe.execute()

@@ -1,6 +1,8 @@
 """A runtime for worker tests, served with `aijobs worker --runtime tests.echo_runtime:EchoRuntime`.
 
-Training sleeps `hyperparameters.sleep` seconds, then writes `weights_mib` MiB of weights one MiB
+Training runs `hyperparameters.epochs` epochs of `epoch_seconds` each first, printing
+`lines_per_epoch` lines and reporting each epoch (a job with a log and a history), sleeps
+`hyperparameters.sleep` seconds, then writes `weights_mib` MiB of weights one MiB
 at a time, `write_pause` seconds apart (a save a test can kill midway). Inference echoes its
 input; `sleep:S` takes S seconds first, `big:N` answers N characters, `exit` kills the inference
 process and a parameter `fail` fails the job with that text, so tests can drive the worker's
@@ -32,6 +34,12 @@ class EchoRuntime:
     def train(
         self, model_type: str, data_path: Path, hyperparameters: dict[str, Any], ctx: TrainContext
     ) -> TrainResult:
+        epochs = int(hyperparameters.get("epochs", 0))
+        for epoch in range(1, epochs + 1):
+            for line in range(int(hyperparameters.get("lines_per_epoch", 0))):
+                print(f"epoch {epoch} line {line} ✓", flush=True)  # noqa: T201 - its log
+            time.sleep(float(hyperparameters.get("epoch_seconds", 0)))
+            ctx.report(epoch / epochs, {"loss": 1 / epoch}, epoch=epoch)
         time.sleep(float(hyperparameters.get("sleep", 0)))
         with (ctx.model_dir / "weights.bin").open("wb") as weights:
             for _ in range(int(hyperparameters.get("weights_mib", 0))):

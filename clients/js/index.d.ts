@@ -182,6 +182,22 @@ export declare class AIJobsTimeoutError extends Error {
 
 export declare function isTerminal(status: JobState | JobStatus | string): boolean;
 
+/** One event of GET /jobs/{id}/events; `id` resumes the stream after it. */
+export type JobEvent =
+  | { id: string; event: 'state'; data: JobStatus }
+  | {
+      id: string;
+      event: 'progress';
+      data: {
+        attempt: number;
+        progress: number;
+        metrics: Record<string, unknown>;
+        history_from: number;
+        history: Record<string, unknown>[];
+      };
+    }
+  | { id: string; event: 'log'; data: { offset: number; end: number; text: string } };
+
 export declare class AIJobClient {
   /** `baseUrl` defaults to $AIJOBS_URL (Node) or http://localhost:8000. */
   constructor(baseUrl?: string, options?: ClientOptions);
@@ -208,10 +224,22 @@ export declare class AIJobClient {
     options?: RequestOptions & { onUpdate?: (status: JobStatus) => void; pollSeconds?: number },
   ): Promise<JobStatus>;
 
+  /** Each event of the job's event stream, as it happens; resolves with its final status. */
+  watchJob(
+    jobId: string,
+    onEvent: (event: JobEvent) => void | Promise<void>,
+    options?: RequestOptions & { lastEventId?: string | null },
+  ): Promise<JobStatus>;
+  /** Its status about every `everySeconds` (long-polls), until it ends. */
   watchJob(
     jobId: string,
     options?: RequestOptions & { everySeconds?: number; timeout?: number | null },
   ): AsyncGenerator<JobStatus, void, undefined>;
+  /** The job's events until its final state; a dropped stream resumes with Last-Event-ID. */
+  events(
+    jobId: string,
+    options?: RequestOptions & { lastEventId?: string | null },
+  ): AsyncGenerator<JobEvent, void, undefined>;
   cancelJob(jobId: string, options?: RequestOptions): Promise<JobStatus>;
   listJobs(
     options?: RequestOptions & { status?: JobState; limit?: number; offset?: number },

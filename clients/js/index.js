@@ -113,6 +113,44 @@ async function errorFrom(response) {
   );
 }
 
+/** The last event of a job's stream: its final state. */
+function isFinalEvent(event) {
+  return event.event === 'state' && TERMINAL_STATES.includes(event.data?.status);
+}
+
+/** The events of a text/event-stream body (the fields this API sends). */
+async function* readEvents(body) {
+  const reader = body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  let fields = {};
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffer += decoder.decode(value, { stream: true });
+      let newline;
+      while ((newline = buffer.indexOf('\n')) >= 0) {
+        const line = buffer.slice(0, newline).replace(/\r$/, '');
+        buffer = buffer.slice(newline + 1);
+        if (line === '') {
+          if (fields.id !== undefined && fields.data !== undefined) {
+            yield { id: fields.id, event: fields.event ?? 'message', data: JSON.parse(fields.data) };
+          }
+          fields = {};
+        } else if (!line.startsWith(':')) {
+          const colon = line.indexOf(':');
+          const name = colon < 0 ? line : line.slice(0, colon);
+          const value = colon < 0 ? '' : line.slice(colon + 1);
+          fields[name] = value.startsWith(' ') ? value.slice(1) : value;
+        }
+      }
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
 function jobPath(jobId, suffix = '') {
   return `/jobs/${encodeURIComponent(jobId)}${suffix}`;
 }
@@ -252,10 +290,74 @@ export class AIJobClient {
 
   // -- the rest ------------------------------------------------------------------------------------
   /**
+   * Follow a job. `watchJob(jobId, onEvent, { lastEventId, signal })`: call `onEvent` with each
+   * event of its event stream (GET /jobs/{id}/events: `{id, event, data}`, event "state",
+   * "progress" or "log"), as it happens, and resolve with the job's final status; a dropped
+   * connection resumes with Last-Event-ID, so no event is missed or repeated.
+   * `watchJob(jobId, { everySeconds, timeout, signal })`: an async iterator of the job's status
+   * about every `everySeconds` (and at once when it ends), until it is terminal; throws
+   * AIJobsTimeoutError when `timeout` ms pass first.
+   */
+  watchJob(jobId, onEventOrOptions = {}, options = {}) {
+    if (typeof onEventOrOptions === 'function') return this._watchEvents(jobId, onEventOrOptions, options);
+    return this._watchStatuses(jobId, onEventOrOptions);
+  }
+
+  async _watchEvents(jobId, onEvent, { lastEventId = null, signal } = {}) {
+    let final = null;
+    for await (const event of this.events(jobId, { lastEventId, signal })) {
+      await onEvent(event);
+      if (isFinalEvent(event)) final = event.data;
+    }
+    return final;
+  }
+
+  /**
+   * The job's events (GET /jobs/{id}/events) as an async iterator, until its final state
+   * event (the last one). A dropped connection is opened again with the id of the last event
+   * received; `lastEventId` resumes an earlier stream.
+   */
+  async *events(jobId, { lastEventId = null, signal } = {}) {
+    const url = new URL(this.baseUrl + jobPath(jobId, '/events'));
+    for (let failures = 0; ; ) {
+      if (signal?.aborted) throw abortError(signal);
+      const headers = { ...this.headers, Accept: 'text/event-stream' };
+      if (lastEventId) headers['Last-Event-ID'] = lastEventId;
+      if (globalThis.process?.versions?.node) headers['User-Agent'] ??= `aijobs-js/${VERSION}`;
+      let failure = null;
+      try {
+        const response = await this.fetch(url, { headers, signal });
+        if (response.status === 204) return; // the job ended, and every one of its events came
+        if (!response.ok) {
+          if (!RETRY_STATUSES.has(response.status)) throw await errorFrom(response);
+          await response.body?.cancel?.().catch(() => {});
+        } else {
+          for await (const event of readEvents(response.body)) {
+            lastEventId = event.id;
+            failures = 0;
+            yield event;
+            if (isFinalEvent(event)) return;
+          }
+        }
+      } catch (err) {
+        if (signal?.aborted) throw abortError(signal);
+        if (err instanceof AIJobsError) throw err;
+        failure = err; // the network: resume the stream
+      }
+      // The stream failed or ended early (a server stopping): resume it, backing off.
+      if (failures >= this.retries) {
+        const reason = failure ? describe(failure) : 'the stream kept ending';
+        throw new AIJobsConnectionError(`cannot follow job ${jobId} at ${this.baseUrl}: ${reason}`, failure);
+      }
+      await sleep(this._delay(failures++, null), signal);
+    }
+  }
+
+  /**
    * Yield the job's status about every `everySeconds` (and at once when it ends), until it
    * is terminal. Throws AIJobsTimeoutError when `timeout` ms pass first.
    */
-  async *watchJob(jobId, { everySeconds = 1, timeout = null, signal } = {}) {
+  async *_watchStatuses(jobId, { everySeconds = 1, timeout = null, signal } = {}) {
     const start = Date.now();
     const deadline = timeout == null ? null : start + timeout;
     for (;;) {

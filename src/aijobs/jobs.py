@@ -92,6 +92,9 @@ class Job(BaseModel):
     updated_at: float
     started_at: float | None = None
     finished_at: float | None = None
+    # Characters the job has written to its log in all its runs: the kept `log` is the tail of
+    # them, so its first character is at offset log_length - len(log) (offsets stay absolute).
+    log_length: int = 0
     log: str | None = None
 
     @property
@@ -124,6 +127,26 @@ class Progress(BaseModel):
     # The job's run has begun: an inference job waits in its worker's queue after the claim,
     # and is told apart as pending until then (see shown_state).
     started: bool = False
+    # Log text written since the last renewal, starting at character `log_at` of the job's log
+    # (absolute: it counts the characters of every run). The store appends what it lacks of it
+    # (a retried renewal appends nothing twice) and keeps the tail, LOG_KEEP_CHARS at most.
+    log: str | None = None
+    log_at: int = 0
+
+
+LOG_KEEP_CHARS = 65_536  # the default of AIJOBS_LOG_KEEP_CHARS
+
+
+def log_start(job: Job) -> int:
+    """The offset of the first character of `job.log` in the job's whole log (the part
+    before it was dropped to keep the tail). A log a store was handed whole (finish or fail
+    with `log`) counts from 0."""
+    return max(0, job.log_length - len(job.log or ""))
+
+
+def log_total(job: Job) -> int:
+    """The length of the job's whole log: the offset after its last character."""
+    return max(job.log_length, len(job.log or ""))
 
 
 class WorkerInfo(BaseModel):

@@ -12,6 +12,8 @@ from typing import NamedTuple
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from aijobs.jobs import LOG_KEEP_CHARS
+
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -193,6 +195,28 @@ class Settings(BaseSettings):
         description="A model neither trained nor used by a submitted inference job for this "
         "long is forgotten, and its files deleted where the API can reach them (0: keep "
         "every model), on either store.",
+    )
+    log_keep_chars: int = Field(
+        LOG_KEEP_CHARS,
+        ge=1024,
+        le=16_777_216,
+        description="Characters of a job's log the store keeps, the tail (its total length is "
+        "kept too, so log offsets stay absolute). A worker sends its jobs' new output with "
+        "every lease renewal, so the log is readable while the job runs.",
+    )
+    events_poll_seconds: float = Field(
+        0.5,
+        gt=0,
+        le=10,
+        description="How often GET /jobs/{id}/events reads a running job for new events (its "
+        "end is seen at once).",
+    )
+    events_heartbeat_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=300,
+        description="A comment line on an idle event stream this often, so that proxies keep "
+        "it open.",
     )
     # Limits (docs/security.md)
     rate_limit_submit: str = Field(

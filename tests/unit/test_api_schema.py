@@ -83,6 +83,7 @@ def test_error_answers_are_declared_as_the_envelope(spec: dict[str, Any]) -> Non
         "POST /jobs/inference": ["400", "401", "403", "404", "413", "422", "429", "503"],
         "GET /jobs/{job_id}/status": ["401", "403", "404", "422", "429", "503"],
         "GET /jobs/{job_id}/logs": ["401", "403", "404", "422", "429", "503"],
+        "GET /jobs/{job_id}/events": ["400", "401", "403", "404", "422", "429", "503"],
         "DELETE /jobs/{job_id}": ["400", "401", "403", "404", "422", "429", "503"],
         "GET /jobs": ["401", "422", "429", "503"],
         "GET /queues": ["401", "429", "503"],

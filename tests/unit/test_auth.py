@@ -228,6 +228,7 @@ def test_a_principal_sees_lists_and_cancels_only_its_own_jobs(api: Api) -> None:
     for method, path in [
         ("GET", f"/jobs/{theirs}/status"),
         ("GET", f"/jobs/{theirs}/logs"),
+        ("GET", f"/jobs/{theirs}/events"),
         ("DELETE", f"/jobs/{theirs}"),
     ]:
         answer = api.client.request(method, path, headers=api.as_("alice"))
@@ -291,6 +292,10 @@ def test_errors_and_logs_name_no_host_paths_but_to_an_admin(api: Api) -> None:
     assert seen["error"] == "FileNotFoundError: <data root 1>/tabular_data.csv vanished"
     log = api.client.get(f"/jobs/{job_id}/logs", headers=api.as_("alice")).text
     assert log == "reading <data root 1>/x\n"
+    events = api.client.get(f"/jobs/{job_id}/events", headers=api.as_("alice")).text
+    assert "reading <data root 1>/x" in events
+    assert root not in events
+    assert root in api.client.get(f"/jobs/{job_id}/events", headers=api.as_("root")).text
     admin = api.client.get(f"/jobs/{job_id}/status", headers=api.as_("root")).json()
     assert admin["error"] == error
 

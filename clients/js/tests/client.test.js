@@ -147,6 +147,32 @@ describe('AIJobClient against a running server', { skip: missing ?? false }, () 
     );
   });
 
+  test('watchJob follows the event stream to the end; lastEventId resumes after any event', async () => {
+    const job = await client.submitTrainingJob('random_forest', '/data/tabular_data.csv', FOREST);
+    const events = [];
+    const final = await client.watchJob(job.job_id, (event) => events.push(event));
+    assert.equal(final.status, 'completed', JSON.stringify(final));
+    assert.equal(events.at(-1).event, 'state');
+    assert.equal(events.at(-1).data.status, 'completed');
+    assert.ok(['pending', 'running'].includes(events[0].data.status), JSON.stringify(events[0]));
+    const text = events.filter((e) => e.event === 'log').map((e) => e.data.text).join('');
+    assert.match(text, /training random_forest on/);
+    assert.equal(text, await client.getJobLogs(job.job_id));
+    const epochs = events.filter((e) => e.event === 'progress').flatMap((e) => e.data.history);
+    assert.deepEqual(epochs.map((h) => h.epoch), [1]);
+    assert.equal(new Set(events.map((e) => e.id)).size, events.length);
+    for (let cut = 0; cut < events.length; cut++) {
+      const rest = [];
+      for await (const event of client.events(job.job_id, { lastEventId: events[cut].id })) rest.push(event);
+      // the job has ended: the events after the cut, but for progress snapshots read once
+      const logs = rest.filter((e) => e.event === 'log').map((e) => e.data.text).join('');
+      const before = events.slice(0, cut + 1).filter((e) => e.event === 'log').map((e) => e.data.text).join('');
+      assert.equal(before + logs, text);
+      assert.equal(rest.length === 0, cut === events.length - 1);
+      if (rest.length) assert.equal(rest.at(-1).data.status, 'completed');
+    }
+  });
+
   test('a retried POST whose answer was lost creates one job (Idempotency-Key)', async () => {
     const keys = [];
     let calls = 0;

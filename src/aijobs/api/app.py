@@ -17,7 +17,7 @@ from aijobs.api import auth
 from aijobs.api import errors as api_errors
 from aijobs.api.hosts import AllowedHosts
 from aijobs.api.limits import BodySizeLimit
-from aijobs.api.routes import catalog, dashboard, health, jobs, metrics
+from aijobs.api.routes import catalog, dashboard, events, health, jobs, metrics
 from aijobs.api.schemas import declare_training_routes
 from aijobs.runtimes.base import discover
 from aijobs.settings import Settings
@@ -103,7 +103,8 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.include_router(health.router)
     dashboard.install(app)  # the page holds no data: the API calls behind it need credentials
     app.include_router(metrics.router)  # its own check: an admin or the metrics token
-    for module in (jobs, catalog):  # everything but /health needs credentials when auth applies
+    # everything but /health needs credentials when auth applies
+    for module in (jobs, events, catalog):
         app.include_router(
             module.router,
             dependencies=[Depends(auth.caller)],

@@ -246,7 +246,10 @@ def logs(
     ctx: typer.Context,
     job_id: Annotated[str, typer.Argument(help="The job's id")],
     follow: Annotated[
-        bool, typer.Option("--follow", "-f", help="Keep printing until the job ends")
+        bool,
+        typer.Option(
+            "--follow", "-f", help="Print its output as it is written, until the job ends"
+        ),
     ] = False,
     url: UrlOpt = None,
     as_json: JsonOpt = False,
@@ -261,17 +264,18 @@ def logs(
             else:
                 sys.stdout.write(text)
             return
-        shown, current = "", None
-        for current in client.watch(job_id, every=1.0):  # noqa: B007 - the last one counts
-            text = client.logs(job_id)
-            if text.startswith(shown):
-                sys.stdout.write(text[len(shown) :])
-            else:  # the job started over (rescued after a lost worker): its log did too
-                sys.stdout.write(f"\n--- log of a new attempt ---\n{text}")
-            sys.stdout.flush()
-            shown = text
-        assert current is not None
-        code = exit_for(current)
+        from aijobs.client import apply_event
+
+        # The job's events: its output as it is written, then its final state.
+        final = None
+        for event in client.events(job_id):
+            if event.event == "log":
+                sys.stdout.write(event.data["text"])
+                sys.stdout.flush()
+            elif event.final:
+                final = apply_event(None, event)
+        assert final is not None
+        code = exit_for(final)
     raise typer.Exit(code)
 
 

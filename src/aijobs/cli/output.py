@@ -4,6 +4,7 @@ end with a live progress bar (or one line per change without a terminal)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import typer
@@ -161,6 +162,17 @@ def follow(client: Client, job_id: str, timeout: float | None, as_json: bool) ->
     return exit_for(final)
 
 
+def statuses(client: Client, job_id: str, timeout: float | None) -> Iterator[JobStatus]:
+    """The job's status after each of its events (GET /jobs/{id}/events), the final one last."""
+    from aijobs.client import apply_event
+
+    status = None
+    for event in client.events(job_id, timeout=timeout):
+        status = apply_event(status, event)
+        if status is not None and event.event != "log":
+            yield status
+
+
 def _live_bar(client: Client, job_id: str, timeout: float | None, err: Console) -> JobStatus:
     columns = (
         SpinnerColumn(),
@@ -173,7 +185,7 @@ def _live_bar(client: Client, job_id: str, timeout: float | None, err: Console) 
     final = None
     with Progress(*columns, console=err, transient=False) as bar:
         task = bar.add_task(job_id, total=1.0, state=styled_state("pending"), info="")
-        for final in client.watch(job_id, every=0.5, timeout=timeout):
+        for final in statuses(client, job_id, timeout):
             bar.update(
                 task,
                 completed=final.progress,
@@ -187,7 +199,7 @@ def _live_bar(client: Client, job_id: str, timeout: float | None, err: Console) 
 def _progress_lines(client: Client, job_id: str, timeout: float | None, err: Console) -> JobStatus:
     """Without a terminal (CI logs, pipes): one line per change instead of a live bar."""
     final, seen = None, None
-    for final in client.watch(job_id, every=1.0, timeout=timeout):
+    for final in statuses(client, job_id, timeout):
         line = f"{final.status.value} {final.progress:.0%} {progress_info(final)}".strip()
         if line != seen:
             err.print(f"{job_id} {line}", markup=False)

@@ -22,8 +22,10 @@ from aijobs.client._core import (
     TERMINAL_STATES,
     APIConnectionError,
     APIError,
+    JobEvent,
     NotFoundError,
     WaitTimeout,
+    apply_event,
 )
 from aijobs.client._spec import AIJobClient
 from aijobs.client._sync import Client
@@ -37,6 +39,7 @@ __all__ = [
     "APIError",
     "AsyncClient",
     "Client",
+    "JobEvent",
     "JobList",
     "JobStatus",
     "JobSummary",
@@ -44,4 +47,5 @@ __all__ = [
     "State",
     "SubmitResponse",
     "WaitTimeout",
+    "apply_event",
 ]

@@ -172,6 +172,43 @@ class AsyncClient:
             clock.check(current)
             await asyncio.sleep(clock.pause(hold, time.monotonic() - started))
 
+    async def events(
+        self, job_id: str, *, last_event_id: str | None = None, timeout: float | None = None
+    ) -> AsyncIterator[core.JobEvent]:
+        """Follow the job's events (GET /jobs/{id}/events) until its final state; a dropped
+        connection resumes with Last-Event-ID. See Client.events."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reconnects = core.Reconnects(self.retry)
+        path = core.job_path(job_id, "/events")
+        while True:
+            failure: Exception | None = None
+            try:
+                headers = core.events_headers(last_event_id)
+                limits = core.stream_timeout(self._timeout, deadline)
+                async with self._http.stream(
+                    "GET", path, headers=headers, timeout=limits
+                ) as response:
+                    if response.status_code == 204:
+                        return  # the job ended, and every one of its events was received
+                    if response.status_code != 200:
+                        await response.aread()
+                        core.raise_unless_busy(response)
+                    else:
+                        parser = core.EventParser()
+                        async for line in response.aiter_lines():
+                            if (event := parser.feed(line)) is None:
+                                continue
+                            last_event_id = event.id
+                            reconnects.event_seen()
+                            yield event
+                            if event.final:
+                                return
+            except core.RETRYABLE as exc:
+                failure = exc
+            if deadline is not None and time.monotonic() >= deadline:
+                raise core.WaitTimeout(job_id, timeout or 0.0, await self.status(job_id))
+            await asyncio.sleep(reconnects.next_delay(self.base_url, failure))
+
     async def wait(
         self, job_id: str, timeout: float | None = None, poll: float = 30.0
     ) -> JobStatus:

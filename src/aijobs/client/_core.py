@@ -7,6 +7,7 @@ only send calls (with retries) and hand the response to `Call.parse`, so the two
 from __future__ import annotations
 
 import email.utils
+import json
 import os
 import random
 import time
@@ -327,3 +328,97 @@ class WaitClock:
 
 def is_terminal(status: JobStatus) -> bool:
     return status.status in TERMINAL
+
+
+# -- events ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobEvent:
+    """One event of GET /jobs/{id}/events: `event` is "state" (`data` is the job's status),
+    "progress" (fraction, metrics, new history entries) or "log" (output at an offset); `id`
+    resumes the stream after it."""
+
+    id: str
+    event: str
+    data: dict[str, Any]
+
+    @property
+    def final(self) -> bool:
+        """The job's last event: its terminal state."""
+        return self.event == "state" and self.data.get("status") in TERMINAL_STATES
+
+
+class EventParser:
+    """Reads a text/event-stream line by line (the fields this API sends)."""
+
+    def __init__(self) -> None:
+        self.fields: dict[str, str] = {}
+
+    def feed(self, line: str) -> JobEvent | None:
+        """The event that `line` completes, if any."""
+        if line:
+            if not line.startswith(":"):  # a comment (heartbeat) otherwise
+                name, _, value = line.partition(":")
+                self.fields[name] = value.removeprefix(" ")
+            return None
+        fields, self.fields = self.fields, {}
+        if "data" not in fields or "id" not in fields:
+            return None  # the retry field, or a blank line
+        return JobEvent(fields["id"], fields.get("event", "message"), json.loads(fields["data"]))
+
+
+def events_headers(last_event_id: str | None) -> dict[str, str]:
+    headers = {"Accept": "text/event-stream"}
+    if last_event_id:
+        headers["Last-Event-ID"] = last_event_id
+    return headers
+
+
+def apply_event(status: JobStatus | None, event: JobEvent) -> JobStatus | None:
+    """The job's status after `event` (None until the first state event)."""
+    if event.event == "state":
+        return JobStatus.model_validate(event.data)
+    if event.event == "progress" and status is not None:
+        history = status.history[: event.data.get("history_from", 0)]
+        return status.model_copy(
+            update={
+                "progress": event.data.get("progress", status.progress),
+                "metrics": event.data.get("metrics", status.metrics),
+                "history": history + list(event.data.get("history", [])),
+            }
+        )
+    return status
+
+
+@dataclass
+class Reconnects:
+    """When a dropped event stream is opened again: at once the first time after an event came
+    through, then backing off; a stream that keeps failing raises."""
+
+    policy: RetryPolicy
+    failures: int = 0
+
+    def event_seen(self) -> None:
+        self.failures = 0
+
+    def next_delay(self, base_url: str, exc: Exception | None) -> float:
+        if self.failures >= self.policy.retries:
+            raise connection_error(
+                base_url, exc or ConnectionError("stream ended"), 1 + self.failures
+            )
+        delay = self.policy.delay(self.failures)
+        self.failures += 1
+        return delay
+
+
+def stream_timeout(timeout: httpx.Timeout, deadline: float | None) -> httpx.Timeout:
+    """The timeouts of an event stream's request: a read ends by the wait's deadline."""
+    read = timeout.read
+    if deadline is not None:
+        read = max(0.001, min(read or 60.0, deadline - time.monotonic()))
+    return httpx.Timeout(timeout.connect, read=read)
+
+
+def raise_unless_busy(response: httpx.Response) -> None:
+    """An event stream's error answer: raised, unless a retry may do better (429, 503, ...)."""
+    if response.status_code not in RETRY_STATUSES:
+        raise_for_envelope(response)

@@ -178,6 +178,47 @@ class Client:
             clock.check(current)
             time.sleep(clock.pause(hold, time.monotonic() - started))
 
+    def events(
+        self, job_id: str, *, last_event_id: str | None = None, timeout: float | None = None
+    ) -> Iterator[core.JobEvent]:
+        """Follow the job's events (GET /jobs/{id}/events): its state changes, progress and
+        log output, as they happen, until its final state (the last event yielded).
+
+        A dropped connection is opened again with the id of the last event received
+        (Last-Event-ID), so nothing is missed or yielded twice. `last_event_id` resumes from an
+        earlier stream. Raises WaitTimeout after `timeout` seconds.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        reconnects = core.Reconnects(self.retry)
+        path = core.job_path(job_id, "/events")
+        while True:
+            failure: Exception | None = None
+            try:
+                headers = core.events_headers(last_event_id)
+                limits = core.stream_timeout(self._timeout, deadline)
+                with self._http.stream("GET", path, headers=headers, timeout=limits) as response:
+                    if response.status_code == 204:
+                        return  # the job ended, and every one of its events was received
+                    if response.status_code != 200:
+                        response.read()
+                        core.raise_unless_busy(response)
+                    else:
+                        parser = core.EventParser()
+                        for line in response.iter_lines():
+                            if (event := parser.feed(line)) is None:
+                                continue
+                            last_event_id = event.id
+                            reconnects.event_seen()
+                            yield event
+                            if event.final:
+                                return
+            except core.RETRYABLE as exc:
+                failure = exc
+            if deadline is not None and time.monotonic() >= deadline:
+                raise core.WaitTimeout(job_id, timeout or 0.0, self.status(job_id))
+            # The stream ended early (a server stopping, a proxy) or failed: resume it.
+            time.sleep(reconnects.next_delay(self.base_url, failure))
+
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 30.0) -> JobStatus:
         """Block until the job is completed, failed or cancelled; its final status.
 

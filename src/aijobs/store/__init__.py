@@ -30,6 +30,7 @@ def open_store(url: str, *, settings: Settings | None = None, **options: object)
                 "retain_seconds": settings.retain_seconds,
                 "retain_models_seconds": settings.retain_models_seconds,
                 "retry_backoff": RetryBackoff.from_settings(settings),
+                "log_keep_chars": settings.log_keep_chars,
                 **options,
             }
         return SQLiteStore(url.removeprefix("sqlite:///"), **options)  # type: ignore[arg-type]

@@ -17,7 +17,7 @@ from aijobs.jobs import Finish, ModelRecord, Progress, Renewal, State, now
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.protocol import TrainingOutcome
-from aijobs.worker.running import Clock, EventLog, Running, tail
+from aijobs.worker.running import Clock, EventLog, Running
 
 T = TypeVar("T")
 
@@ -113,19 +113,24 @@ class Commits:
         return ours and job.state is State.COMPLETED
 
     async def land_last_progress(self, held: Running) -> bool:
-        """Write the last progress report before the result (through outages, like every
-        write); False when the job turned out not to be ours any more."""
-        if held.progress is None or held.stop_reason is not None:
-            return held.stop_reason is None
-        leases: dict[str, tuple[str, Progress | None]] = {
-            held.job.id: (held.claim.token, held.progress)
-        }
+        """Write the last progress report and the rest of the job's log before its outcome
+        (through outages, like every write); False when the job turned out not to be ours
+        any more."""
+        if held.stop_reason is not None:
+            return False
+        report = held.report(final=True)
+        if report is None:
+            return True
+        leases: dict[str, tuple[str, Progress | None]] = {held.job.id: (held.claim.token, report)}
 
         async def renew(_: bool) -> dict[str, Renewal]:
             return await self.store.renew(self.worker_id, leases, self.settings.lease_seconds)
 
         answers = await self.despite_outages(renew, "job progress", [held])
-        return answers is not None and answers.get(held.job.id) is Renewal.OK
+        ok = answers is not None and answers.get(held.job.id) is Renewal.OK
+        if ok:
+            held.reported(report)
+        return ok
 
     async def publish(
         self,
@@ -133,7 +138,6 @@ class Commits:
         model_id: str,
         model_dir: Path,
         attempt_dir: Path,
-        log_path: Path,
         device: str,
     ) -> None:
         """A training job that succeeded: its model, written in model_dir's staging directory,
@@ -173,7 +177,7 @@ class Commits:
             "metrics": outcome.metrics,
             **outcome.info,
         }
-        if await self.write(held, "finish", result=result, log=tail(log_path), model=record):
+        if await self.write(held, "finish", result=result, model=record):
             # Resume state is only for a rescued run; a committed job never resumes.
             shutil.rmtree(self.settings.jobs_dir / job.id / "checkpoint", ignore_errors=True)
         else:

@@ -15,11 +15,12 @@ import uuid
 from collections.abc import Awaitable
 
 from aijobs import routing
-from aijobs.jobs import Claim, Progress, Renewal, Waiter, WorkerInfo, now
+from aijobs.jobs import Claim, Renewal, Waiter, WorkerInfo, now
 from aijobs.settings import Settings
 from aijobs.store import JobStore
 from aijobs.worker.commits import STORE_RETRY_SECONDS, Commits
 from aijobs.worker.inference import Inference, InferenceChild
+from aijobs.worker.logs import LOG_CHECK_SECONDS
 from aijobs.worker.preflight import gpu_devices
 from aijobs.worker.running import Clock, EventLog, Running, StopReason, log
 from aijobs.worker.supervisor import InferenceProcess, TrainingProcess
@@ -279,7 +280,7 @@ class Worker:
         hang_after = self.settings.lease_seconds - self.renew_interval
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.progress_flush.wait(), self.renew_interval)
+                await asyncio.wait_for(self._until_report(), self.renew_interval)
                 await asyncio.sleep(0.2)  # coalesce bursts of progress reports
             self.progress_flush.clear()
             rescue = self.clock.monotonic() - last_rescue > self.renew_interval
@@ -301,6 +302,15 @@ class Worker:
                 if self.clock.monotonic() - last_ok > fence_after:
                     self._fence()
 
+    async def _until_report(self) -> None:
+        """Until a progress report comes in or a job's log grows: the next renewal sends it."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.progress_flush.wait(), LOG_CHECK_SECONDS)
+                return
+            if any(h.log is not None and h.log.grew() for h in self.running.values()):
+                return
+
     async def _lease_round(self, rescue: bool) -> None:
         await self._renew_all()
         await self.store.register_worker(self._info())
@@ -317,9 +327,7 @@ class Worker:
         if not self.running:
             return
         leases = {
-            jid: (h.claim.token, self._report(h))
-            for jid, h in self.running.items()
-            if not h.committing
+            jid: (h.claim.token, h.report()) for jid, h in self.running.items() if not h.committing
         }
         if not leases:
             return
@@ -330,18 +338,10 @@ class Worker:
             held_or_none = self.running.get(job_id)
             if held_or_none is None:
                 continue
-            sent = leases[job_id][1]
-            if answer is Renewal.OK and sent is not None and sent.started:
-                held_or_none.unreported_start = False
-            elif answer is not Renewal.OK:
+            if answer is Renewal.OK:
+                held_or_none.reported(leases[job_id][1])
+            else:
                 self._stop(held_or_none, StopReason.of(answer))
-
-    @staticmethod
-    def _report(held: Running) -> Progress | None:
-        """What a renewal carries for `held`: its progress, and that it started."""
-        if not held.unreported_start:
-            return held.progress
-        return (held.progress or Progress()).model_copy(update={"started": True})
 
     def _stop(self, held: Running, reason: StopReason) -> None:
         if held.stop_reason is None:

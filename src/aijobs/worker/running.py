@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from pathlib import Path
 from typing import Any, Protocol
 
 from aijobs.jobs import Claim, Job, JobType, Progress, Renewal
 from aijobs.settings import Settings
+from aijobs.worker.logs import LogFollower
 
 log = logging.getLogger("aijobs.worker")
-
-LOG_TAIL_BYTES = 64 * 1024
 
 
 class StopReason(StrEnum):
@@ -57,6 +54,7 @@ class Running:
     # tells the store, which shows the job pending until then.
     unreported_start: bool = False
     child: TrainingChild | None = None
+    log: LogFollower | None = None  # a training job's output, sent with its renewals
     task: asyncio.Task[None] | None = None
     stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -67,6 +65,25 @@ class Running:
     @property
     def training(self) -> bool:
         return self.job.job_type is JobType.TRAINING
+
+    def report(self, final: bool = False) -> Progress | None:
+        """What a renewal carries for this job: its progress, that it started, and the output
+        the store lacks (`final`: all of it, the child having ended)."""
+        report = self.progress
+        if self.unreported_start:
+            report = (report or Progress()).model_copy(update={"started": True})
+        if self.log is not None and (new := self.log.chunk(final)) is not None:
+            report = (report or Progress()).model_copy(update={"log": new[0], "log_at": new[1]})
+        return report
+
+    def reported(self, report: Progress | None) -> None:
+        """A renewal that carried `report` was answered OK."""
+        if report is None:
+            return
+        if report.started:
+            self.unreported_start = False
+        if report.log is not None and self.log is not None:
+            self.log.sent(report.log, report.log_at)
 
 
 class Clock:
@@ -94,13 +111,3 @@ class EventLog:
 
 def time_limit(job: Job, settings: Settings) -> float:
     return job.timeout_seconds or settings.job_timeout_seconds
-
-
-def tail(path: Path, limit: int = LOG_TAIL_BYTES) -> str:
-    """The end of a job's log, stored with its outcome."""
-    try:
-        with open(path, "rb") as f:
-            f.seek(max(0, f.seek(0, os.SEEK_END) - limit))
-            return f.read().decode("utf-8", "replace")
-    except OSError:
-        return ""

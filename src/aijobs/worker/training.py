@@ -14,6 +14,7 @@ from aijobs.runtimes.choice import RuntimeChoice
 from aijobs.settings import Settings
 from aijobs.store.stats import FailureReason
 from aijobs.worker.commits import Commits
+from aijobs.worker.logs import LogFollower
 from aijobs.worker.protocol import (
     EXIT_JOB_FAILURE,
     EXIT_OK,
@@ -21,7 +22,7 @@ from aijobs.worker.protocol import (
     TrainingError,
     TrainingSpec,
 )
-from aijobs.worker.running import EventLog, Running, TrainingChild, log, tail, time_limit
+from aijobs.worker.running import EventLog, Running, TrainingChild, log, time_limit
 from aijobs.worker.supervisor import TrainingProcess
 
 # How a training child is started: (spec, log, progress callback, GPU) -> the child, not yet
@@ -116,6 +117,8 @@ class Training:
         spec_path = attempt_dir / "spec.json"
         spec.write(spec_path)
         log_path = attempt_dir / "log.txt"
+        # Its output goes to the store with the renewals, after the earlier runs' output.
+        held.log = LogFollower(log_path, job.log_length, self.settings.log_keep_chars)
 
         def on_progress(report: ProgressReport) -> None:
             held.progress = Progress(
@@ -131,11 +134,11 @@ class Training:
             code = await asyncio.wait_for(child.wait(), limit)
         except TimeoutError:
             await child.kill(self.settings.kill_grace_seconds)
+            await self.commits.land_last_progress(held)
             await self.commits.write(
                 held,
                 "fail",
                 f"job timed out after {limit:g} seconds and was stopped",
-                log=tail(log_path),
                 reason=FailureReason.TIMEOUT,
             )
             shutil.rmtree(staging, ignore_errors=True)
@@ -145,15 +148,12 @@ class Training:
             shutil.rmtree(staging, ignore_errors=True)  # not ours to publish
             return
         if code == EXIT_OK:
-            await self.commits.publish(
-                held, model_id, model_dir, attempt_dir, log_path, device_for(held)
-            )
+            await self.commits.publish(held, model_id, model_dir, attempt_dir, device_for(held))
             return
         error = child_error(attempt_dir, code)
         # A child killed by a signal (OOM killer, SIGKILL) may succeed on another try;
         # a job that failed on its own input or code will fail the same way again.
         reason = FailureReason.ERROR if code == EXIT_JOB_FAILURE else FailureReason.CRASHED
-        await self.commits.write(
-            held, "fail", error, retry=code < 0, log=tail(log_path), reason=reason
-        )
+        await self.commits.land_last_progress(held)
+        await self.commits.write(held, "fail", error, retry=code < 0, reason=reason)
         shutil.rmtree(staging, ignore_errors=True)

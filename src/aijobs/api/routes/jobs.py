@@ -14,6 +14,7 @@ from aijobs.api import bounds
 from aijobs.api.auth import CallerDep, own_model
 from aijobs.api.deps import RuntimesDep, SettingsDep, StoreDep
 from aijobs.api.errors import error_responses
+from aijobs.api.logview import LogView
 from aijobs.api.ratelimit import ReadLimit, SubmitLimit
 from aijobs.api.schemas import (
     InferenceRequest,
@@ -169,7 +170,7 @@ Wait = Annotated[
 ]
 
 
-def _server_stopping() -> bool:
+def server_stopping() -> bool:
     """Whether the uvicorn server running this app was told to stop (SIGTERM or Ctrl-C).
 
     Uvicorn lets in-flight requests finish before it exits, so a held long-poll would delay its
@@ -201,7 +202,7 @@ async def job_status(
         deadline = loop.time() + wait
         while not job.terminal and (left := deadline - loop.time()) > 0:
             job = await store.wait_terminal(job_id, min(WAIT_SLICE_SECONDS, left))
-            if _server_stopping() or await request.is_disconnected():
+            if server_stopping() or await request.is_disconnected():
                 break  # shutting down, or nobody is listening any more: stop holding
     return JobStatus.of(who.job(job), await waiting(store, settings, job))
 
@@ -221,7 +222,10 @@ async def job_logs(
     store: StoreDep,
     who: CallerDep,
     response: Response,
-    offset: Annotated[int, Query(ge=0, le=2**62, description="First character of the page")] = 0,
+    offset: Annotated[
+        int,
+        Query(ge=0, le=2**62, description="First character of the page (an absolute offset)"),
+    ] = 0,
     limit: Annotated[
         int, Query(ge=1, le=LOG_PAGE_MAX, description="Characters in the page at most")
     ] = LOG_PAGE_MAX,
@@ -230,13 +234,16 @@ async def job_logs(
         Query(ge=1, le=LOG_PAGE_MAX, description="The last this many characters instead"),
     ] = None,
 ) -> str:
-    """The job's captured stdout/stderr (kept when its run ends), a page at a time. The
-    X-Log-Length header gives the whole log's length, X-Log-Offset where this page starts."""
-    log = who.redact(who.job(await store.get(job_id)).log) or ""
-    start = max(0, len(log) - tail) if tail is not None else min(offset, len(log))
-    page = log[start : start + (tail or limit)]
-    response.headers["X-Log-Length"] = str(len(log))
+    """The job's captured stdout/stderr, a page at a time, readable while the job runs.
+    Offsets are absolute: they count every character the job wrote, also those dropped to keep
+    the log's tail. X-Log-Length gives the whole log's length, X-Log-Offset where this page
+    starts and X-Log-Next-Offset where the next one does."""
+    view = LogView.of(who.job(await store.get(job_id)))
+    offset = view.clamp(view.total - tail if tail is not None else offset)
+    page, start, end = view.cut(offset, offset + (tail or limit), who)
+    response.headers["X-Log-Length"] = str(view.total)
     response.headers["X-Log-Offset"] = str(start)
+    response.headers["X-Log-Next-Offset"] = str(end)
     return page
 
 

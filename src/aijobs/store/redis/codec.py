@@ -91,6 +91,7 @@ def decode_job(
         updated_at=updated,
         started_at=seconds(f["started_at"]),
         finished_at=seconds(f["finished_at"]),
+        log_length=int(f["log_length"] or 0),  # a job stored before logs were streamed: none
         log=log_text,
     )
 

@@ -43,6 +43,7 @@ from redis.backoff import NoBackoff
 from aijobs import errors
 from aijobs.jobs import (
     JOB_FIELDS,
+    LOG_KEEP_CHARS,
     ROW_FIELDS,
     Claim,
     Finish,
@@ -124,6 +125,7 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
         retain_models_seconds: float = 0.0,
         max_stalls: int | None = None,
         retry_backoff: RetryBackoff | None = None,
+        log_keep_chars: int = LOG_KEEP_CHARS,
     ) -> None:
         if not prefix or "{" in prefix or "}" in prefix:
             raise ValueError(f"invalid Redis key prefix {prefix!r}: non-empty, without braces")
@@ -137,6 +139,7 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
         self.retain_models_ms = int(max(0.0, retain_models_seconds) * 1000)
         self.max_stalls = max_stalls
         self.retry_backoff = retry_backoff or RetryBackoff()
+        self.log_keep_chars = max(1, log_keep_chars)
         self.key = "{" + prefix + "}"  # every key starts with this hash tag
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
@@ -155,6 +158,7 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
             "retain_seconds": settings.retain_seconds,
             "retain_models_seconds": settings.retain_models_seconds,
             "retry_backoff": RetryBackoff.from_settings(settings),
+            "log_keep_chars": settings.log_keep_chars,
         }
         return cls(url, **{**defaults, **options})
 
@@ -401,9 +405,18 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
                 if progress.history is not None:
                     history = compact_json(progress.history)
             started = "1" if progress is not None and progress.started else ""
-            args += [job_id, token, fraction, metrics, history, started]
+            log_args: list[Any] = ["", 0, 0]
+            if progress is not None and progress.log is not None:
+                # With its length in characters, which Lua (bytes) cannot take from it.
+                log_args = [progress.log, progress.log_at, len(progress.log)]
+            args += [job_id, token, fraction, metrics, history, started, *log_args]
         reply = await self.run_script(
-            "renew", worker_id, max(1, int(lease_seconds * 1000)), *args, retry=True
+            "renew",
+            worker_id,
+            max(1, int(lease_seconds * 1000)),
+            self.log_keep_chars,
+            *args,
+            retry=True,
         )
         return {job_id: Renewal(answer) for job_id, answer in zip(leases, reply, strict=True)}
 

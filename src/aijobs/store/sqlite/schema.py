@@ -14,7 +14,8 @@ from typing import Any
 
 import aiosqlite
 
-from aijobs.jobs import JOB_FIELDS, ROW_FIELDS, Job, shown_state
+from aijobs.jobs import JOB_FIELDS, ROW_FIELDS, Job, Progress, shown_state
+from aijobs.store.base import clamp_fraction, compact_json
 from aijobs.store.sqlite.stats import STATS_SCHEMA
 
 SCHEMA = """
@@ -51,6 +52,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     idem             TEXT UNIQUE,
     not_before       INTEGER,  -- a retried pending job waits out its back-off (lease clock)
     fail_reason      TEXT,  -- why its last attempt failed (stats.FailureReason), for job_stats
+    log_length       INTEGER NOT NULL DEFAULT 0,  -- characters written to `log`, dropped ones too
     log              TEXT  -- last: reading the columns before it never touches its overflow pages
 );
 -- claim: an index seek per queue and job type, already in (priority desc, seq) order; by type,
@@ -157,6 +159,32 @@ CREATE TABLE IF NOT EXISTS meta (
 # The state a job shows, in SQL (jobs.shown_state): what listings filter on and counts count.
 SHOWN_STATE = "CASE WHEN state = 'running' AND started_at IS NULL THEN 'pending' ELSE state END"
 
+# A renewal's log chunk (:log, at offset :log_at; :log_keep characters kept), appended
+# where it goes on from the stored log: only what the log lacks of it (a retried renewal adds
+# nothing twice); after a gap (output the worker skipped to keep the tail) it starts the kept
+# text afresh. The kept text is the tail. SET reads the row as it was before the update.
+LOG_APPEND = (
+    "log = CASE WHEN :log IS NULL OR :log_at + length(:log) <= log_length THEN log "
+    "ELSE substr(CASE WHEN :log_at > log_length THEN :log "
+    "ELSE coalesce(log, '') || substr(:log, log_length - :log_at + 1) END, -:log_keep) END, "
+    "log_length = CASE WHEN :log IS NULL THEN log_length "
+    "ELSE max(log_length, :log_at + length(:log)) END"
+)
+
+
+def progress_params(progress: Progress | None) -> dict[str, Any]:
+    """A renewal's progress as the parameters of its UPDATE (None: a value left unchanged)."""
+    p = progress or Progress()
+    return {
+        "fraction": None if p.fraction is None else clamp_fraction(p.fraction),
+        "metrics": None if p.metrics is None else compact_json(p.metrics),
+        "history": None if p.history is None else compact_json(p.history),
+        "started": p.started,
+        "log": p.log,
+        "log_at": p.log_at,
+    }
+
+
 # The columns of a Job's fields but `log`, in Job's order: what decode_job() maps.
 COLUMNS = ", ".join(JOB_FIELDS)
 NCOLS = len(JOB_FIELDS)  # a row's columns after these: `log`, or what a query adds
@@ -187,7 +215,12 @@ def decode_job(
 # Columns added since a table was first created: a file made before them gains them on open.
 # (Such a column lands after `log` there, which costs those reads of `log`'s overflow pages.)
 ADDED_COLUMNS = {
-    "jobs": ["principal TEXT", "not_before INTEGER", "fail_reason TEXT"],
+    "jobs": [
+        "principal TEXT",
+        "not_before INTEGER",
+        "fail_reason TEXT",
+        "log_length INTEGER NOT NULL DEFAULT 0",
+    ],
     "models": ["last_used INTEGER"],
 }
 

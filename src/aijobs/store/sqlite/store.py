@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aijobs.jobs import (
+    LOG_KEEP_CHARS,
     ROW_FIELDS,
     TERMINAL,
     Claim,
@@ -45,7 +46,6 @@ from aijobs.jobs import (
 from aijobs.store.base import (
     RetryBackoff,
     StoreBase,
-    clamp_fraction,
     compact_json,
     distinct_queues,
     error_text,
@@ -57,7 +57,15 @@ from aijobs.store.sqlite import upkeep
 from aijobs.store.sqlite.catalog import SQLiteCatalog, insert_model
 from aijobs.store.sqlite.clock import StoreClock, settle_lease_clock
 from aijobs.store.sqlite.database import BUSY_TIMEOUT, Database
-from aijobs.store.sqlite.schema import COLUMNS, NCOLS, ROW_COLUMNS, SHOWN_STATE, decode_job
+from aijobs.store.sqlite.schema import (
+    COLUMNS,
+    LOG_APPEND,
+    NCOLS,
+    ROW_COLUMNS,
+    SHOWN_STATE,
+    decode_job,
+    progress_params,
+)
 from aijobs.store.sqlite.stats import SQLiteStats
 from aijobs.store.sqlite.watch import ChangeWatcher
 from aijobs.store.stats import FailureReason
@@ -81,8 +89,10 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         retain_seconds: float = 0.0,
         retain_models_seconds: float = 0.0,
         retry_backoff: RetryBackoff | None = None,
+        log_keep_chars: int = LOG_KEEP_CHARS,
     ) -> None:
         self.path = path
+        self.log_keep_chars = max(1, log_keep_chars)
         self.max_stalls = max_stalls
         self.retain_jobs = max(0, retain_jobs)
         self.retain_ms = int(max(0.0, retain_seconds) * 1000)
@@ -328,22 +338,17 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         out: dict[str, Renewal] = {}
         async with self._db.transaction() as db:
             for job_id, (token, progress) in leases.items():
-                fraction = metrics = history = None
-                started = progress is not None and progress.started
-                if progress is not None:
-                    if progress.fraction is not None:
-                        fraction = clamp_fraction(progress.fraction)
-                    if progress.metrics is not None:
-                        metrics = compact_json(progress.metrics)
-                    if progress.history is not None:
-                        history = compact_json(progress.history)
                 rows = await db.execute_fetchall(
-                    "UPDATE jobs SET lease_until = ?, updated_at = ?, "
-                    "progress = coalesce(?, progress), metrics = coalesce(?, metrics), "
-                    "history = coalesce(?, history), "
-                    "started_at = CASE WHEN ? THEN coalesce(started_at, ?) ELSE started_at END "
-                    "WHERE id = ? AND token = ? AND state = 'running' RETURNING 1",
-                    (until, now, fraction, metrics, history, started, now, job_id, token),
+                    "UPDATE jobs SET lease_until = :until, updated_at = :now, "
+                    "progress = coalesce(:fraction, progress), "
+                    "metrics = coalesce(:metrics, metrics), "
+                    "history = coalesce(:history, history), "
+                    "started_at = CASE WHEN :started THEN coalesce(started_at, :now) "
+                    f"ELSE started_at END, {LOG_APPEND} "
+                    "WHERE id = :id AND token = :token AND state = 'running' RETURNING 1",
+                    progress_params(progress)
+                    | {"until": until, "now": now, "log_keep": self.log_keep_chars}
+                    | {"id": job_id, "token": token},
                 )
                 if rows:
                     out[job_id] = Renewal.OK
