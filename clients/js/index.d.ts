@@ -111,6 +111,8 @@ export interface ModelInfo {
   sha256: string | null;
   metrics: Record<string, unknown>;
   created_at: string;
+  /** Bytes of its files; null where the API's host does not see them. */
+  size_bytes: number | null;
 }
 
 export interface QueueInfo {
@@ -132,6 +134,10 @@ export interface WorkerInfo {
   running: number;
   started_at: string;
   last_seen: string;
+  /** The GPUs it hands out, one per job; none: the CPU. */
+  gpus: string[];
+  /** Its frameworks' versions, by framework. */
+  frameworks: Record<string, string>;
 }
 
 export interface Health {

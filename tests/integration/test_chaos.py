@@ -122,9 +122,11 @@ def test_sigstop_past_the_lease_then_sigcont_late_finish_refused(system: System)
     system.wait(job, {"running"}, timeout=60)
     wait_until(lambda: child_pids(job), 20, "training child")
     first_child = child_pids(job)
-    system.start_worker("sklearn")  # idle until the job is rescued
     stopped.send_signal(signal.SIGSTOP)
     try:
+        # started only now: a worker that is slow to start (a loaded machine) must not find
+        # the job finished before its owner was frozen
+        system.start_worker("sklearn")  # idle until the job is rescued
         # the lease runs out with its owner frozen: rescued, and the other worker runs it
         wait_until(lambda: system.status(job)["attempt"] >= 2, 60, "rescue and re-claim")
         # the frozen worker's child finishes meanwhile, so that on waking the worker has a

@@ -280,7 +280,8 @@ def test_worker_clocks_an_hour_off_change_nothing(system: System, tmp_path: Path
 # -- 18: a worker restarted with the same host name and pid ------------------------------------
 def pod(name: str) -> list[str]:
     """Run a command as in a container: its own PID namespace (it is pid 1) and host name."""
-    namespaces = ["unshare", "--pid", "--fork", "--uts", "--"]
+    # --kill-child: stopping the wrapper (the harness's SIGTERM) ends the whole namespace too
+    namespaces = ["unshare", "--pid", "--fork", "--kill-child", "--uts", "--"]
     return [*namespaces, "sh", "-c", f'hostname {name} && exec "$@"', "sh"]
 
 
