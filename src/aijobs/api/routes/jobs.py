@@ -12,8 +12,9 @@ from fastapi.responses import PlainTextResponse
 from aijobs import datapaths, errors, model_types, routing
 from aijobs.api import bounds
 from aijobs.api.auth import CallerDep, own_model
-from aijobs.api.deps import RuntimesDep, SettingsDep, StoreDep
+from aijobs.api.deps import HintsDep, RuntimesDep, SettingsDep, StoreDep
 from aijobs.api.errors import error_responses
+from aijobs.api.hints import Hints
 from aijobs.api.ratelimit import ReadLimit, SubmitLimit
 from aijobs.api.schemas import (
     InferenceRequest,
@@ -27,7 +28,6 @@ from aijobs.api.schemas import (
 from aijobs.api.waiting import waiting
 from aijobs.jobs import Job, JobType, NewJob, PendingLimits, State
 from aijobs.settings import Settings
-from aijobs.store import JobStore
 
 router = APIRouter(tags=["jobs"])
 
@@ -42,11 +42,11 @@ IdempotencyKey = Annotated[
 ]
 
 
-async def _accepted(store: JobStore, settings: Settings, job: Job) -> SubmitResponse:
-    history = await store.recent_durations(job.job_type, job.model_type, job.queue)
-    workers = [
-        w for w in await store.live_workers(settings.worker_ttl_seconds) if job.queue in w.queues
-    ]
+async def _accepted(hints: Hints, job: Job) -> SubmitResponse:
+    # Both hints come from this process's short-lived copies (api/hints.py): up to a second or
+    # a few old, and no store read per submission.
+    history = await hints.recent_durations(job.job_type, job.model_type, job.queue)
+    workers = [w for w in await hints.live_workers() if job.queue in w.queues]
     message = None
     if not workers:
         message = f"no live worker serves queue {job.queue!r} yet; the job waits until one starts"
@@ -90,6 +90,7 @@ async def submit_training(
     settings: SettingsDep,
     who: CallerDep,
     runtimes: RuntimesDep,
+    hints: HintsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
     # A model type outside the routing table goes to the default queue (the API reference's
@@ -117,7 +118,7 @@ async def submit_training(
         idempotency_key=who.idempotency_key(idempotency_key),
         limits=pending_limits(settings),
     )
-    return await _accepted(store, settings, job)
+    return await _accepted(hints, job)
 
 
 @router.post(
@@ -132,6 +133,7 @@ async def submit_inference(
     store: StoreDep,
     settings: SettingsDep,
     who: CallerDep,
+    hints: HintsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
     bounds.check_inference(body, settings)
@@ -151,7 +153,7 @@ async def submit_inference(
         idempotency_key=who.idempotency_key(idempotency_key),
         limits=pending_limits(settings),
     )
-    return await _accepted(store, settings, job)
+    return await _accepted(hints, job)
 
 
 MAX_WAIT_SECONDS = 60.0
@@ -190,9 +192,9 @@ def _server_stopping() -> bool:
 async def job_status(
     job_id: JobId,
     store: StoreDep,
-    settings: SettingsDep,
     request: Request,
     who: CallerDep,
+    hints: HintsDep,
     wait: Wait = 0,
 ) -> JobStatus:
     job = who.job(await store.get(job_id))
@@ -203,7 +205,7 @@ async def job_status(
             job = await store.wait_terminal(job_id, min(WAIT_SLICE_SECONDS, left))
             if _server_stopping() or await request.is_disconnected():
                 break  # shutting down, or nobody is listening any more: stop holding
-    return JobStatus.of(who.job(job), await waiting(store, settings, job))
+    return JobStatus.of(who.job(job), await waiting(store, hints, job))
 
 
 LOG_PAGE_MAX = 1_048_576  # characters of a log one answer carries at most
