@@ -27,6 +27,7 @@ from tests.redis_server import RedisServer
 
 from aijobs.demo import write_demo_data
 
+CONCURRENCY = 16  # clients of the concurrent runs
 PENDING_ONLY = {"model_type": "inception", "data_path": "cifar10"}  # no worker drains it
 
 
@@ -52,14 +53,19 @@ def sequential_health(url: str, n: int) -> float:
         return n / (time.perf_counter() - started)
 
 
-async def concurrent_submissions(url: str, n: int, concurrency: int) -> float:
+async def concurrent_requests(url: str, n: int, concurrency: int, submit: bool = True) -> float:
+    """`n` POST /jobs/training (or GET /health, the baseline) from `concurrency` clients."""
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=url, limits=limits) as client:
         remaining = iter(range(n))
 
         async def submitter() -> None:
             for _ in remaining:
-                (await client.post("/jobs/training", json=PENDING_ONLY)).raise_for_status()
+                if submit:
+                    r = await client.post("/jobs/training", json=PENDING_ONLY)
+                else:
+                    r = await client.get("/health")
+                r.raise_for_status()
 
         started = time.perf_counter()
         await asyncio.gather(*(submitter() for _ in range(concurrency)))
@@ -91,10 +97,15 @@ def warm_inference(system: System, n: int) -> tuple[list[float], list[float]]:
 def submissions(system: System, n: int, runs: int) -> dict[str, float]:
     base = [sequential_health(system.url, n) for _ in range(runs)]
     seq = [sequential_submissions(system.url, n) for _ in range(runs)]
-    conc = [asyncio.run(concurrent_submissions(system.url, n, 16)) for _ in range(runs)]
+    base_conc = [
+        asyncio.run(concurrent_requests(system.url, n, CONCURRENCY, submit=False))
+        for _ in range(runs)
+    ]
+    conc = [asyncio.run(concurrent_requests(system.url, n, CONCURRENCY)) for _ in range(runs)]
     return {
         "health": statistics.median(base),
         "sequential": statistics.median(seq),
+        "health_concurrent": statistics.median(base_conc),
         "concurrent": statistics.median(conc),
     }
 
@@ -137,12 +148,17 @@ def main() -> None:
     )
     for processes, f in figures.items():
         ratio = f["sequential"] / f["health"]
+        conc_ratio = f["concurrent"] / f["health_concurrent"]
         print(f"  {processes} API process(es):")
         print(f"    baseline GET /health, same client: {f['health']:8.0f} req/s")
         print(
             f"    sequential (1 client, keep-alive): {f['sequential']:8.0f} jobs/s ({ratio:.2f}x)"
         )
-        print(f"    concurrent (16 clients):           {f['concurrent']:8.0f} jobs/s")
+        print(f"    baseline GET /health, 16 clients:  {f['health_concurrent']:8.0f} req/s")
+        print(
+            f"    concurrent (16 clients):           {f['concurrent']:8.0f} jobs/s "
+            f"({conc_ratio:.2f}x)"
+        )
     print(
         f"warm inference, {args.inferences} sequential jobs (submit, then the long-poll "
         "?wait= until completed):"

@@ -4,9 +4,9 @@ workers serving that queue, said in a sentence as well (the `waiting` of a job's
 from __future__ import annotations
 
 from aijobs import errors
-from aijobs.api.hints import Hints
 from aijobs.api.schemas import Waiting
 from aijobs.jobs import Job, State
+from aijobs.settings import Settings
 from aijobs.store import JobStore
 
 
@@ -14,7 +14,7 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-async def waiting(store: JobStore, hints: Hints, job: Job) -> Waiting | None:
+async def waiting(store: JobStore, settings: Settings, job: Job) -> Waiting | None:
     """None for a job that does not show pending (or is gone by now)."""
     if job.state is not State.PENDING:
         return None
@@ -24,8 +24,9 @@ async def waiting(store: JobStore, hints: Hints, job: Job) -> Waiting | None:
         return None
     if position is None:  # it started or ended since it was read
         return None
-    # Live workers as this process saw them at most a second ago (hints.py): a hint.
-    workers = [w for w in await hints.live_workers() if job.queue in w.queues]
+    workers = [
+        w for w in await store.live_workers(settings.worker_ttl_seconds) if job.queue in w.queues
+    ]
     idle = sum(max(0, w.concurrency - w.running) for w in workers)
     found = Waiting(
         jobs_ahead=position.jobs_ahead,

@@ -192,9 +192,9 @@ def _server_stopping() -> bool:
 async def job_status(
     job_id: JobId,
     store: StoreDep,
+    settings: SettingsDep,
     request: Request,
     who: CallerDep,
-    hints: HintsDep,
     wait: Wait = 0,
 ) -> JobStatus:
     job = who.job(await store.get(job_id))
@@ -205,7 +205,7 @@ async def job_status(
             job = await store.wait_terminal(job_id, min(WAIT_SLICE_SECONDS, left))
             if _server_stopping() or await request.is_disconnected():
                 break  # shutting down, or nobody is listening any more: stop holding
-    return JobStatus.of(who.job(job), await waiting(store, hints, job))
+    return JobStatus.of(who.job(job), await waiting(store, settings, job))
 
 
 LOG_PAGE_MAX = 1_048_576  # characters of a log one answer carries at most
