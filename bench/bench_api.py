@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -53,23 +56,45 @@ def sequential_health(url: str, n: int) -> float:
         return n / (time.perf_counter() - started)
 
 
+async def _keep_alive_connection(url: str, request: bytes, count: Iterator[int]) -> None:
+    """One client: the same HTTP/1.1 request on one keep-alive connection, once per item of
+    `count` (shared by every client), each answer read whole and checked for a 200.
+
+    Plain asyncio streams rather than httpx.AsyncClient: with 16 connections its own work per
+    request is several times the server's, so it measured the client."""
+    parsed = urlsplit(url)
+    reader, writer = await asyncio.open_connection(parsed.hostname, parsed.port)
+    try:
+        for _ in count:
+            writer.write(request)
+            status = await reader.readline()
+            length = 0
+            while (line := await reader.readline()) not in (b"\r\n", b""):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            await reader.readexactly(length)
+            if b" 200 " not in status:
+                raise RuntimeError(f"answer {status!r}")
+    finally:
+        writer.close()
+
+
 async def concurrent_requests(url: str, n: int, concurrency: int, submit: bool = True) -> float:
     """`n` POST /jobs/training (or GET /health, the baseline) from `concurrency` clients."""
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits) as client:
-        remaining = iter(range(n))
-
-        async def submitter() -> None:
-            for _ in remaining:
-                if submit:
-                    r = await client.post("/jobs/training", json=PENDING_ONLY)
-                else:
-                    r = await client.get("/health")
-                r.raise_for_status()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(submitter() for _ in range(concurrency)))
-        return n / (time.perf_counter() - started)
+    host = urlsplit(url).netloc
+    if submit:
+        body = json.dumps(PENDING_ONLY).encode()
+        request = (
+            f"POST /jobs/training HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
+    else:
+        request = f"GET /health HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+    count = iter(range(n))
+    started = time.perf_counter()
+    await asyncio.gather(*(_keep_alive_connection(url, request, count) for _ in range(concurrency)))
+    return n / (time.perf_counter() - started)
 
 
 def warm_inference(system: System, n: int) -> tuple[list[float], list[float]]:
