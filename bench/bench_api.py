@@ -5,8 +5,10 @@
 
 Starts the API (`aijobs serve --workers N`, for each N of --api-processes) and one sklearn
 worker on a fresh store in a temporary directory: the embedded SQLite store, or a redis-server
-of its own (AOF on, appendfsync everysec). Warm inference waits with the long-poll
-(`GET /jobs/{id}/status?wait=`), as the SDK does.
+of its own (AOF on, appendfsync everysec). Submissions are measured from one client (httpx) and
+from 16 keep-alive connections at once, each beside GET /health from the same clients, the
+baseline the ratios are to. Warm inference waits with the long-poll (`GET /jobs/{id}/status?wait=`),
+as the SDK does.
 """
 
 from __future__ import annotations

@@ -29,12 +29,23 @@ class SubmitGroups:
         self.store = store
         self._waiting: list[tuple[list[Any], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
+        self._lone_in_flight = False  # a caller sending its own submit, outside any group
 
     async def submit(self, args: list[Any]) -> Any:
         """The reply of the submit script to `args`, sent alone or with others."""
+        if not self._lone_in_flight and self._sender is None:
+            # Nothing in flight: this caller sends its own, no task hop; those arriving
+            # meanwhile queue up and go as the next group when its reply is in.
+            self._lone_in_flight = True
+            try:
+                return await self.store.run_script("submit", *args, retry=True)
+            finally:
+                self._lone_in_flight = False
+                if self._waiting and self._sender is None:
+                    self._sender = asyncio.create_task(self._send_groups())
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._waiting.append((args, future))
-        if self._sender is None:
+        if self._sender is None and not self._lone_in_flight:
             self._sender = asyncio.create_task(self._send_groups())
         return await future
 

@@ -76,6 +76,7 @@ class Database:
         self._lock = asyncio.Lock()
         self._group: list[tuple[Work, asyncio.Future[Any]]] = []  # waiting for the next commit
         self._committer: asyncio.Task[None] | None = None
+        self._lone_in_flight = False  # a caller committing its own work, outside any group
         if not self._memory:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
@@ -167,9 +168,20 @@ class Database:
         cancelled before its turn is skipped; one cancelled during it may leave its work
         committed, as a caller cancelled just after its own COMMIT does.
         """
+        if not self._lone_in_flight and self._committer is None:
+            # Nothing in flight: this caller commits its own work, no task hop; those arriving
+            # meanwhile queue up and go as the next group when it is done.
+            self._lone_in_flight = True
+            try:
+                async with self.transaction() as db:
+                    return await work(db)
+            finally:
+                self._lone_in_flight = False
+                if self._group and self._committer is None:
+                    self._committer = asyncio.create_task(self._commit_groups())
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._group.append((work, future))
-        if self._committer is None:
+        if self._committer is None and not self._lone_in_flight:
             self._committer = asyncio.create_task(self._commit_groups())
         return cast(T, await future)
 
