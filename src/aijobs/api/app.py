@@ -15,6 +15,7 @@ from fastapi import Depends, FastAPI
 from aijobs import __version__, artifacts, errors, logsafe, routing
 from aijobs.api import auth
 from aijobs.api import errors as api_errors
+from aijobs.api.hints import Hints
 from aijobs.api.hosts import AllowedHosts
 from aijobs.api.limits import BodySizeLimit
 from aijobs.api.routes import catalog, dashboard, events, health, jobs, metrics
@@ -84,6 +85,7 @@ def create_app(settings: Settings | None = None, store: JobStore | None = None) 
     app.state.settings = settings
     app.state.store = store
     app.state.auth = auth.Authenticator(settings, store)
+    app.state.hints = Hints(store, settings.worker_ttl_seconds)
     app.state.runtimes = discover()
     app.state.model_types = frozenset(routing.ROUTES) | frozenset(
         t for runtime in app.state.runtimes.values() for t in runtime.model_types

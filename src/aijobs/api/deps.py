@@ -10,6 +10,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from aijobs.api.hints import Hints
 from aijobs.runtimes.base import Runtime
 from aijobs.settings import Settings
 from aijobs.store import JobStore
@@ -31,6 +32,13 @@ async def get_runtimes(request: Request) -> dict[str, Runtime]:
     return runtimes
 
 
+async def get_hints(request: Request) -> Hints:
+    """This process's short-lived copies of the live workers and recent run times (hints.py)."""
+    hints: Hints = request.app.state.hints
+    return hints
+
+
 StoreDep = Annotated[JobStore, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 RuntimesDep = Annotated[dict[str, Runtime], Depends(get_runtimes)]
+HintsDep = Annotated[Hints, Depends(get_hints)]

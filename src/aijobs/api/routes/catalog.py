@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Query
 
 from aijobs import artifacts, routing
 from aijobs.api.auth import CallerDep, own_model
-from aijobs.api.deps import SettingsDep, StoreDep
+from aijobs.api.deps import HintsDep, SettingsDep, StoreDep
 from aijobs.api.errors import error_responses
 from aijobs.api.ratelimit import ReadLimit, SubmitLimit
 from aijobs.api.schemas import (
@@ -36,9 +36,9 @@ router = APIRouter(tags=["catalog"])
     dependencies=[ReadLimit],
     summary="Queues, their depth and the live workers serving them",
 )
-async def queues(store: StoreDep, settings: SettingsDep) -> QueueList:
+async def queues(store: StoreDep, hints: HintsDep) -> QueueList:
     depths = await store.queue_depths()
-    workers = await store.live_workers(settings.worker_ttl_seconds)
+    workers = await hints.live_workers()  # up to a second old (api/hints.py)
     rows = []
     for q in routing.QUEUES.values():
         serving = [w.worker_id for w in workers if q.name in w.queues]
@@ -65,8 +65,7 @@ async def queues(store: StoreDep, settings: SettingsDep) -> QueueList:
     summary="The queue a training job would go to",
 )
 async def route(
-    store: StoreDep,
-    settings: SettingsDep,
+    hints: HintsDep,
     model_type: Annotated[
         str,
         Query(min_length=1, max_length=NAME_MAX_LENGTH, pattern=MODEL_TYPE_PATTERN),
@@ -77,7 +76,7 @@ async def route(
     """The routing of POST /jobs/training for these fields, without submitting anything (the
     dashboard shows it before a job is sent): the same rules, the same 400s."""
     queue = routing.QUEUES[routing.resolve(model_type, requires_gpu, framework_override)]
-    workers = await store.live_workers(settings.worker_ttl_seconds)
+    workers = await hints.live_workers()  # up to a second old (api/hints.py)
     return RouteInfo(
         queue=queue.name,
         label=queue.label,
@@ -93,8 +92,8 @@ async def route(
     summary="Live workers",
     dependencies=[ReadLimit],
 )
-async def workers(store: StoreDep, settings: SettingsDep) -> WorkerList:
-    live = await store.live_workers(settings.worker_ttl_seconds)
+async def workers(hints: HintsDep) -> WorkerList:
+    live = await hints.fresh_live_workers()  # read now; the other readers' copy refreshed
     return WorkerList(workers=[LiveWorker.of(w) for w in live])
 
 

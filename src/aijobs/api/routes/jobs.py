@@ -12,8 +12,9 @@ from fastapi.responses import PlainTextResponse
 from aijobs import datapaths, errors, model_types, routing
 from aijobs.api import bounds
 from aijobs.api.auth import CallerDep, own_model
-from aijobs.api.deps import RuntimesDep, SettingsDep, StoreDep
+from aijobs.api.deps import HintsDep, RuntimesDep, SettingsDep, StoreDep
 from aijobs.api.errors import error_responses
+from aijobs.api.hints import Hints
 from aijobs.api.logview import LogView
 from aijobs.api.ratelimit import ReadLimit, SubmitLimit
 from aijobs.api.schemas import (
@@ -28,7 +29,6 @@ from aijobs.api.schemas import (
 from aijobs.api.waiting import waiting
 from aijobs.jobs import Job, JobType, NewJob, PendingLimits, State
 from aijobs.settings import Settings
-from aijobs.store import JobStore
 
 router = APIRouter(tags=["jobs"])
 
@@ -43,11 +43,11 @@ IdempotencyKey = Annotated[
 ]
 
 
-async def _accepted(store: JobStore, settings: Settings, job: Job) -> SubmitResponse:
-    history = await store.recent_durations(job.job_type, job.model_type, job.queue)
-    workers = [
-        w for w in await store.live_workers(settings.worker_ttl_seconds) if job.queue in w.queues
-    ]
+async def _accepted(hints: Hints, job: Job) -> SubmitResponse:
+    # Both hints come from this process's short-lived copies (api/hints.py): up to a second or
+    # a few old, and no store read per submission.
+    history = await hints.recent_durations(job.job_type, job.model_type, job.queue)
+    workers = [w for w in await hints.live_workers() if job.queue in w.queues]
     message = None
     if not workers:
         message = f"no live worker serves queue {job.queue!r} yet; the job waits until one starts"
@@ -91,6 +91,7 @@ async def submit_training(
     settings: SettingsDep,
     who: CallerDep,
     runtimes: RuntimesDep,
+    hints: HintsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
     # A model type outside the routing table goes to the default queue (the API reference's
@@ -118,7 +119,7 @@ async def submit_training(
         idempotency_key=who.idempotency_key(idempotency_key),
         limits=pending_limits(settings),
     )
-    return await _accepted(store, settings, job)
+    return await _accepted(hints, job)
 
 
 @router.post(
@@ -133,6 +134,7 @@ async def submit_inference(
     store: StoreDep,
     settings: SettingsDep,
     who: CallerDep,
+    hints: HintsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
     bounds.check_inference(body, settings)
@@ -152,7 +154,7 @@ async def submit_inference(
         idempotency_key=who.idempotency_key(idempotency_key),
         limits=pending_limits(settings),
     )
-    return await _accepted(store, settings, job)
+    return await _accepted(hints, job)
 
 
 MAX_WAIT_SECONDS = 60.0

@@ -79,6 +79,7 @@ from aijobs.store.redis.codec import (
     script_source,
     submit_args,
 )
+from aijobs.store.redis.groups import SubmitGroups
 from aijobs.store.redis.server import check_server, health_report
 from aijobs.store.redis.stats import RedisStats
 from aijobs.store.stats import FailureReason
@@ -144,6 +145,7 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
         self._client: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._announcements: Announcements | None = None
+        self._submits = SubmitGroups(self)
         self.server: dict[str, Any] = {}  # what open() learned about the server
 
     @classmethod
@@ -242,6 +244,15 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
     def _argv(self, args: Sequence[Any]) -> list[Any]:
         return [self.retain_jobs, int(self.retain_seconds * 1000), *args]
 
+    def script_argv(self, args: Sequence[Any]) -> list[Any]:
+        """The full ARGV of one of our scripts called with `args` (for a pipeline of them)."""
+        return self._argv(args)
+
+    def script_sha(self, name: str) -> str:
+        """The SHA1 of one of our scripts, loaded by run_script when Redis lacks it."""
+        self.client()
+        return str(self._scripts[name].sha)
+
     async def queue_script(self, pipe: Any, name: str, *args: Any) -> None:
         """Queue one of our scripts on a redis-py pipeline (bulk loads, benchmarks)."""
         await self._scripts[name](keys=[self.key], args=self._argv(args), client=pipe)
@@ -271,7 +282,8 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
     ) -> Job:
         # The id is chosen here, so that a retry of a call whose reply was lost finds its job.
         args = submit_args(job, idempotency_key, limits)
-        reply = await self.run_script("submit", *args, retry=True)
+        # Concurrent submits of this process share one round trip (groups.py).
+        reply = await self._submits.submit(args)
         if reply[0] == "limit":
             raise queue_full(job, str(reply[1]), int(reply[2]))
         stored = decode_job(reply)

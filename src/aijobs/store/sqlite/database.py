@@ -1,5 +1,5 @@
-"""The SQLite store's connections to its file: one writer, one reader, transactions (waiting
-for other connections' commits is watch.py's).
+"""The SQLite store's connections to its file: one writer, one reader, transactions, and the
+group commit of submissions (waiting for other connections' commits is watch.py's).
 
 Two connections per store: one writer (guarded by an asyncio lock, since a transaction spans
 several awaits) and one reader. Every write transaction is ``BEGIN IMMEDIATE``: it takes the
@@ -15,15 +15,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import aiosqlite
 
 from aijobs import errors
 from aijobs.store.sqlite.schema import create_schema
+
+T = TypeVar("T")
+Work = Callable[[aiosqlite.Connection], Awaitable[Any]]
 
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction to end
 
@@ -71,6 +74,9 @@ class Database:
         self._writer: aiosqlite.Connection | None = None
         self._reader: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._group: list[tuple[Work, asyncio.Future[Any]]] = []  # waiting for the next commit
+        self._committer: asyncio.Task[None] | None = None
+        self._lone_in_flight = False  # a caller committing its own work, outside any group
         if not self._memory:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
@@ -143,6 +149,92 @@ class Database:
                 except BaseException:
                     await self._roll_back(db)
                     raise
+
+    async def grouped(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+        """`work` run inside a write transaction it may share with other callers' (group
+        commit), its result or its error returned once that transaction is over.
+
+        No timer: a lone caller starts a transaction at once; callers arriving while one is in
+        flight queue up, and the next transaction takes them all: one BEGIN IMMEDIATE, one
+        COMMIT, one fsync for the lot. With several, each work runs in its own SAVEPOINT, so one
+        that raises (a refusal: QueueFull, IdempotencyKeyReused) is undone alone and the others
+        stand. A work must not catch its own errors half-way: the savepoint is its undo.
+
+        Crash safety: nobody hears a result before the COMMIT that made it durable returned
+        (synchronous=FULL: the WAL is fsynced first). A crash before that COMMIT loses the whole
+        group and every caller of it is still waiting, unanswered, so each retries (with an
+        idempotency key, to the job it meant); a crash after it loses nothing. A COMMIT that
+        fails rolls everything back and every caller of the group gets that error. A caller
+        cancelled before its turn is skipped; one cancelled during it may leave its work
+        committed, as a caller cancelled just after its own COMMIT does.
+        """
+        if not self._lone_in_flight and self._committer is None:
+            # Nothing in flight: this caller commits its own work, no task hop; those arriving
+            # meanwhile queue up and go as the next group when it is done.
+            self._lone_in_flight = True
+            try:
+                async with self.transaction() as db:
+                    return await work(db)
+            finally:
+                self._lone_in_flight = False
+                if self._group and self._committer is None:
+                    self._committer = asyncio.create_task(self._commit_groups())
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._group.append((work, future))
+        if self._committer is None and not self._lone_in_flight:
+            self._committer = asyncio.create_task(self._commit_groups())
+        return cast(T, await future)
+
+    async def _commit_groups(self) -> None:
+        group: list[tuple[Work, asyncio.Future[Any]]] = []
+        try:
+            while self._group:
+                group = [(w, f) for w, f in self._group if not f.done()]
+                self._group = []
+                if group:
+                    await self._commit_group(group)
+        finally:
+            self._committer = None
+            for _, future in group + self._group:  # only if this task itself was cancelled
+                future.cancel()
+            self._group = []
+
+    async def _commit_group(self, group: list[tuple[Work, asyncio.Future[Any]]]) -> None:
+        shared = len(group) > 1  # a lone work's error undoes the transaction, as ever
+        try:
+            async with self.transaction() as db:
+                outcomes = [await self._run_one(db, work, shared) for work, _ in group]
+        except BaseException as exc:  # nothing of the group was committed
+            for _, future in group:
+                if future.done():
+                    continue
+                if isinstance(exc, Exception):
+                    future.set_exception(exc)
+                else:
+                    future.cancel()
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for (ok, value), (_, future) in zip(outcomes, group, strict=True):
+            if not future.done():
+                future.set_result(value) if ok else future.set_exception(value)
+
+    @staticmethod
+    async def _run_one(db: aiosqlite.Connection, work: Work, shared: bool) -> tuple[bool, Any]:
+        """(True, result) or (False, error) of one work of a group, in its own savepoint when
+        the group is shared; an error of the savepoint itself ends the whole group."""
+        if not shared:
+            return True, await work(db)
+        await db.execute("SAVEPOINT submission")
+        try:
+            outcome: tuple[bool, Any] = (True, await work(db))
+        except Exception as exc:
+            await db.execute("ROLLBACK TO submission")
+            if isinstance(exc, sqlite3.Error):
+                exc = store_outage(exc) or exc
+            outcome = (False, exc)
+        await db.execute("RELEASE submission")
+        return outcome
 
     @staticmethod
     async def _roll_back(db: aiosqlite.Connection) -> None:

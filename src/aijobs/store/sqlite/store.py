@@ -41,7 +41,6 @@ from aijobs.jobs import (
     Renewal,
     State,
     Waiter,
-    new_job_id,
 )
 from aijobs.store.base import (
     RetryBackoff,
@@ -49,7 +48,6 @@ from aijobs.store.base import (
     compact_json,
     distinct_queues,
     error_text,
-    first_submission,
     job_not_found,
     not_cancellable,
 )
@@ -67,6 +65,7 @@ from aijobs.store.sqlite.schema import (
     progress_params,
 )
 from aijobs.store.sqlite.stats import SQLiteStats
+from aijobs.store.sqlite.submit import insert_job
 from aijobs.store.sqlite.watch import ChangeWatcher
 from aijobs.store.stats import FailureReason
 
@@ -150,43 +149,10 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
     async def submit(
         self, job: NewJob, idempotency_key: str | None = None, limits: PendingLimits | None = None
     ) -> Job:
-        now = self.clock.wall_ms()
-        async with self._db.transaction() as db:
-            if idempotency_key is not None:
-                rows = await db.execute_fetchall(
-                    f"SELECT {COLUMNS} FROM jobs WHERE idem = ?", (idempotency_key,)
-                )
-                for row in rows:
-                    return first_submission(decode_job(row), job, idempotency_key)
-            await upkeep.check_pending_limits(db, job, limits or PendingLimits())
-            if job.job_type == JobType.INFERENCE and job.model_id is not None:
-                await db.execute(  # its last use, for retention (AIJOBS_RETAIN_MODELS_SECONDS)
-                    "UPDATE models SET last_used = ? WHERE model_id = ?", (now, job.model_id)
-                )
-            rows = await db.execute_fetchall(
-                "INSERT INTO jobs (id, job_type, queue, state, payload, model_type, model_id, "
-                "description, priority, max_attempts, timeout_seconds, created_at, updated_at, "
-                "idem, principal) "
-                f"VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}",
-                (
-                    new_job_id(),
-                    job.job_type.value,
-                    job.queue,
-                    compact_json(job.payload),
-                    job.model_type,
-                    job.model_id,
-                    job.description,
-                    job.priority,
-                    job.max_attempts,
-                    job.timeout_seconds,
-                    now,
-                    now,
-                    idempotency_key,
-                    job.principal,
-                ),
-            )
-            (row,) = rows
-            return decode_job(row)
+        # Concurrent submissions share one transaction and one fsync (Database.grouped); each
+        # caller hears its own answer only once that COMMIT is done.
+        now, limits = self.clock.wall_ms(), limits or PendingLimits()
+        return await self._db.grouped(lambda db: insert_job(db, job, idempotency_key, limits, now))
 
     async def take_tokens(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         window_ms = max(1, int(window_seconds * 1000))

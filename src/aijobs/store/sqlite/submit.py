@@ -1,0 +1,59 @@
+"""One submission's statements, run inside a write transaction the caller holds (the group
+commit of database.py: several submissions, one transaction)."""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from aijobs.jobs import Job, JobType, NewJob, PendingLimits, new_job_id
+from aijobs.store.base import compact_json, first_submission
+from aijobs.store.sqlite import upkeep
+from aijobs.store.sqlite.schema import COLUMNS, decode_job
+
+
+async def insert_job(
+    db: aiosqlite.Connection,
+    job: NewJob,
+    idempotency_key: str | None,
+    limits: PendingLimits,
+    now: int,
+) -> Job:
+    """The new pending job, or the one `idempotency_key` already names; QueueFull past a limit.
+
+    Every refusal is raised before the first write, and the checks read inside the same
+    transaction as the insert: no other writer adds a job between a count and this insert."""
+    if idempotency_key is not None:
+        rows = await db.execute_fetchall(
+            f"SELECT {COLUMNS} FROM jobs WHERE idem = ?", (idempotency_key,)
+        )
+        for row in rows:
+            return first_submission(decode_job(row), job, idempotency_key)
+    await upkeep.check_pending_limits(db, job, limits)
+    if job.job_type == JobType.INFERENCE and job.model_id is not None:
+        await db.execute(  # its last use, for retention (AIJOBS_RETAIN_MODELS_SECONDS)
+            "UPDATE models SET last_used = ? WHERE model_id = ?", (now, job.model_id)
+        )
+    rows = await db.execute_fetchall(
+        "INSERT INTO jobs (id, job_type, queue, state, payload, model_type, model_id, "
+        "description, priority, max_attempts, timeout_seconds, created_at, updated_at, "
+        "idem, principal) "
+        f"VALUES (?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}",
+        (
+            new_job_id(),
+            job.job_type.value,
+            job.queue,
+            compact_json(job.payload),
+            job.model_type,
+            job.model_id,
+            job.description,
+            job.priority,
+            job.max_attempts,
+            job.timeout_seconds,
+            now,
+            now,
+            idempotency_key,
+            job.principal,
+        ),
+    )
+    (row,) = rows
+    return decode_job(row)
