@@ -8,34 +8,20 @@ so that checking a request's key is one HGET; create and revoke change both in o
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any
 
 import redis.asyncio as aioredis
 
 from aijobs.apikeys import ApiKey
 from aijobs.jobs import ModelRecord, WorkerInfo
 from aijobs.store.base import key_name_taken, model_not_found
+from aijobs.store.redis.plumbing import RedisPlumbing
 
 log = logging.getLogger("aijobs.store.redis")
 
 WORKER_FORGET_SECONDS = 86400.0  # a worker record silent this long is deleted
 
 
-class RedisCatalog:
-    # The store's plumbing, which these methods use.
-    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[Any]], *, retry: bool) -> Any:
-        raise NotImplementedError
-
-    async def run_script(self, name: str, *args: Any, retry: bool = False) -> Any:
-        raise NotImplementedError
-
-    async def read_hash(self, name: str, field: str | None = None) -> Any:
-        raise NotImplementedError
-
-    def k(self, *parts: str) -> str:
-        raise NotImplementedError
-
+class RedisCatalog(RedisPlumbing):
     # -- workers -------------------------------------------------------------------------------
     async def register_worker(self, info: WorkerInfo) -> None:
         await self.run_script(

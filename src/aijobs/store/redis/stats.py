@@ -7,26 +7,12 @@ the script that already runs, no round trip of their own.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any
-
-import redis.asyncio as aioredis
-
 from aijobs.store.base import job_not_found
+from aijobs.store.redis.plumbing import RedisPlumbing
 from aijobs.store.stats import JobStats, QueuePosition
 
 
-class RedisStats:
-    # The store's plumbing, which these methods use.
-    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[Any]], *, retry: bool) -> Any:
-        raise NotImplementedError
-
-    async def run_script(self, name: str, *args: Any, retry: bool = False) -> Any:
-        raise NotImplementedError
-
-    async def read_hash(self, name: str, field: str | None = None) -> Any:
-        raise NotImplementedError
-
+class RedisStats(RedisPlumbing):
     async def job_stats(self) -> JobStats:
         fields: dict[str, str] = await self.read_hash("stats")
         rows = []
