@@ -76,6 +76,8 @@ export interface Waiting {
   claimed: boolean;
   workers: number;
   idle_slots: number;
+  /** The jobs those workers run, as of their heartbeats. */
+  busy_with: string[];
   reason: string;
 }
 
@@ -121,6 +123,8 @@ export interface QueueInfo {
   gpu: boolean;
   pending: number;
   running: number;
+  /** How long the claimable job waiting longest has waited (s); null: none waits. */
+  oldest_wait_seconds: number | null;
   workers: string[];
   has_worker: boolean;
 }
@@ -132,6 +136,8 @@ export interface WorkerInfo {
   queues: string[];
   concurrency: number;
   running: number;
+  /** The jobs it runs, as of its last heartbeat. */
+  running_jobs: string[];
   started_at: string;
   last_seen: string;
   /** The GPUs it hands out, one per job; none: the CPU. */

@@ -158,6 +158,7 @@ class WorkerInfo(BaseModel):
     model_types: list[str] | None = None
     concurrency: int = 1
     running: int = 0
+    running_jobs: list[str] = Field(default_factory=list)  # as of its last heartbeat
     started_at: float
     last_seen: float
     # What it runs on: the GPUs it hands out (none: the CPU), and its frameworks' versions.

@@ -178,3 +178,39 @@ async def test_retried_jobs_waiting_out_their_back_off(store_factory: Factory) -
         assert (other.jobs_ahead, other.backing_off_ahead, other.retry_in) == (0, 1, None)
     finally:
         await store.close()
+
+
+# -- oldest_waiting ------------------------------------------------------------------------------
+async def test_oldest_waiting_is_the_oldest_of_every_priority_and_type(store: JobStore) -> None:
+    assert await store.oldest_waiting(["q", "other"]) == {}
+    oldest = await store.submit(new(priority=-3))
+    await asyncio.sleep(0.01)  # distinct submit times, in ms
+    second = await store.submit(new(job_type=JobType.INFERENCE, model_id="m", priority=-(2**40)))
+    for priority in (*range(40, 0, -1), 2**40, 7):  # many bands, newer jobs at higher priority
+        await store.submit(new(priority=priority))
+    elsewhere = await store.submit(new(queue="other", priority=2))
+    found = await store.oldest_waiting(["q", "other", "idle", "q"])
+    assert found == {"q": oldest.created_at, "other": elsewhere.created_at}
+    await store.cancel(oldest.id)
+    assert (await store.oldest_waiting(["q"]))["q"] == second.created_at
+
+
+async def test_oldest_waiting_leaves_out_claimed_and_backing_off_jobs(
+    store_factory: Factory,
+) -> None:
+    store = await opened(store_factory, retry_backoff=RetryBackoff(60, 600))
+    try:
+        retried = await store.submit(new(priority=9))
+        await asyncio.sleep(0.01)
+        held = await store.submit(new(priority=1))
+        await asyncio.sleep(0.01)
+        waiting = await store.submit(new())
+        c = await claim_one(store)
+        assert c.job.id == retried.id
+        assert await store.fail(retried.id, c.token, "died", retry=True)  # backs off 60 s
+        assert (await claim_one(store, w="w2")).job.id == held.id  # held, not started
+        assert await store.oldest_waiting(["q"]) == {"q": waiting.created_at}
+        assert (await claim_one(store, w="w3")).job.id == waiting.id
+        assert await store.oldest_waiting(["q"]) == {}
+    finally:
+        await store.close()

@@ -213,6 +213,19 @@ def test_cancel_stops_a_running_job(tab: Tab, torch_system: System) -> None:
     job_id = torch_system.submit("/jobs/training", body)
     tab.open(f"#/job/{job_id}")
     tab.page.locator("#job-status").filter(has_text="running").wait_for(timeout=60_000)
+    # A job behind it says what it waits for (the worker's heartbeat names its job), and the
+    # queue shows how long its oldest job has waited.
+    behind = torch_system.submit("/jobs/training", body)
+
+    def named() -> bool:
+        return f"busy with {job_id}" in torch_system.status(behind)["waiting"]["reason"]
+
+    wait_until(named, 30, "the waiting reason to name the running job")
+    tab.open("#/queues")
+    oldest = tab.page.text_content(f"tr[data-queue='{QUEUE}'] td:nth-child(6)")
+    assert re.fullmatch(r"\d+[smhd]", oldest or ""), oldest
+    assert torch_system.delete(f"/jobs/{behind}").status_code == 200
+    tab.open(f"#/job/{job_id}")
     tab.page.click("#cancel-job")
     tab.page.locator("#job-status").filter(has_text="cancelled").wait_for()
     assert torch_system.status(job_id)["status"] == "cancelled"

@@ -243,6 +243,7 @@ def test_catalogue_answers_are_described_by_the_schema(client: TestClient) -> No
         "gpu",
         "pending",
         "running",
+        "oldest_wait_seconds",
         "workers",
         "has_worker",
     ]

@@ -3,6 +3,7 @@ several processes is tests/integration/test_metrics.py)."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -54,6 +55,23 @@ def test_metrics_count_submissions_and_show_every_queue(client: TestClient) -> N
     assert after["aijobs_job_failures_total", failures] == 0
 
 
+def test_the_oldest_waiting_job_of_each_queue(client: TestClient) -> None:
+    oldest = "aijobs_queue_oldest_waiting_seconds"
+    assert samples(client)[oldest, (("queue", "sklearn"),)] == 0
+    first = client.post("/jobs/training", json=TRAIN).json()["job_id"]
+    time.sleep(1.0)
+    client.post("/jobs/training", json={**TRAIN, "priority": 5})
+    waited = samples(client)[oldest, (("queue", "sklearn"),)]
+    assert 1.0 <= waited < 60
+    assert samples(client)[oldest, (("queue", "tensorflow"),)] == 0
+    queues = {q["queue"]: q for q in client.get("/queues").json()["queues"]}
+    assert 1.0 <= queues["sklearn"]["oldest_wait_seconds"] < 60
+    assert queues["tensorflow"]["oldest_wait_seconds"] is None
+    client.delete(f"/jobs/{first}")  # the newer one, at a higher priority, waits less
+    queues = {q["queue"]: q for q in client.get("/queues").json()["queues"]}
+    assert queues["sklearn"]["oldest_wait_seconds"] < 1.0
+
+
 def test_a_pending_job_says_why_it_waits(client: TestClient) -> None:
     first = client.post("/jobs/training", json={**TRAIN, "priority": 1}).json()["job_id"]
     second = client.post("/jobs/training", json=TRAIN).json()["job_id"]
@@ -65,6 +83,7 @@ def test_a_pending_job_says_why_it_waits(client: TestClient) -> None:
         "claimed": False,
         "workers": 0,
         "idle_slots": 0,
+        "busy_with": [],
         "reason": "1 job ahead; no worker serves sklearn",
     }
     store = client.app.state.store  # type: ignore[attr-defined]
@@ -82,6 +101,13 @@ def test_a_pending_job_says_why_it_waits(client: TestClient) -> None:
     waiting = client.get(f"/jobs/{first}/status").json()["waiting"]
     assert (waiting["jobs_ahead"], waiting["workers"], waiting["idle_slots"]) == (0, 1, 1)
     assert waiting["reason"] == "next in line; 1 worker, 1 idle slot"
+    busy = info.model_copy(update={"running": 2, "running_jobs": ["job_a", "job_b"]})
+    client.portal.call(store.register_worker, busy)  # type: ignore[union-attr]
+    waiting = client.get(f"/jobs/{second}/status").json()["waiting"]
+    assert waiting["busy_with"] == ["job_a", "job_b"]
+    assert waiting["reason"] == "1 job ahead; 1 worker, busy with job_a, job_b"
+    worker = client.get("/workers").json()["workers"][0]
+    assert worker["running_jobs"] == ["job_a", "job_b"]
     assert client.delete(f"/jobs/{first}").json()["waiting"] is None
 
 
@@ -91,6 +117,17 @@ def test_a_pending_job_says_why_it_waits(client: TestClient) -> None:
         (
             Waiting(jobs_ahead=3, retried_jobs_ahead=0, workers=1, idle_slots=0, reason=""),
             "3 jobs ahead; 1 worker, all busy",
+        ),
+        (
+            Waiting(
+                jobs_ahead=3,
+                retried_jobs_ahead=0,
+                workers=2,
+                idle_slots=0,
+                busy_with=["job_a", "job_b", "job_c", "job_d", "job_e"],
+                reason="",
+            ),
+            "3 jobs ahead; 2 workers, busy with job_a, job_b, job_c and 2 more",
         ),
         (
             Waiting(jobs_ahead=0, retried_jobs_ahead=2, workers=2, idle_slots=3, reason=""),

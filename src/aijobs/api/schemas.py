@@ -143,6 +143,9 @@ class Waiting(_Answer):
     )
     workers: int = Field(description="Live workers serving its queue")
     idle_slots: int = Field(description="Their free slots (concurrency less the jobs they run)")
+    busy_with: list[str] = Field(
+        default_factory=list, description="The jobs those workers run, as of their heartbeats"
+    )
     reason: str = Field(description="All of this in a sentence")
 
 
@@ -244,6 +247,10 @@ class QueueInfo(_Answer):
     gpu: bool
     pending: int
     running: int
+    oldest_wait_seconds: float | None = Field(
+        description="how long the claimable job waiting longest has waited, whatever its "
+        "priority (null: none waits; retried jobs waiting out a back-off are not counted)"
+    )
     workers: list[str] = Field(description="ids of the live workers serving the queue")
     has_worker: bool
 
@@ -268,6 +275,7 @@ class LiveWorker(_Answer):
     queues: list[str]
     concurrency: int
     running: int
+    running_jobs: list[str] = Field(description="the jobs it runs, as of its last heartbeat")
     started_at: str
     last_seen: str
     gpus: list[str] = Field(description="the GPUs it hands out, one per job; none: the CPU")

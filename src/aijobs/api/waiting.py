@@ -35,6 +35,7 @@ async def waiting(store: JobStore, settings: Settings, job: Job) -> Waiting | No
         claimed=position.claimed_by is not None,
         workers=len(workers),
         idle_slots=idle,
+        busy_with=sorted({job_id for w in workers for job_id in w.running_jobs}),
         reason="",
     )
     found.reason = reason(job.queue, found)
@@ -58,6 +59,14 @@ def reason(queue: str, w: Waiting) -> str:
         parts.append(f"no worker serves {queue}")
     elif w.idle_slots:
         parts.append(f"{_plural(w.workers, 'worker')}, {_plural(w.idle_slots, 'idle slot')}")
+    elif w.busy_with:
+        parts.append(f"{_plural(w.workers, 'worker')}, busy with {_some(w.busy_with)}")
     else:
         parts.append(f"{_plural(w.workers, 'worker')}, all busy")
     return "; ".join(parts)
+
+
+def _some(job_ids: list[str], shown: int = 3) -> str:
+    if len(job_ids) > shown:
+        return f"{', '.join(job_ids[:shown])} and {len(job_ids) - shown} more"
+    return ", ".join(job_ids)

@@ -312,7 +312,7 @@ def queues(ctx: typer.Context, url: UrlOpt = None, as_json: JsonOpt = False) -> 
         print_json({"queues": rows})
         return
     table = Table(title="queues", title_justify="left")
-    for name in ("QUEUE", "FRAMEWORK", "GPU", "PENDING", "RUNNING", "WORKERS"):
+    for name in ("QUEUE", "FRAMEWORK", "GPU", "PENDING", "RUNNING", "OLDEST", "WORKERS"):
         table.add_column(name, no_wrap=True)
     for q in rows:
         workers = len(q["workers"])
@@ -322,6 +322,7 @@ def queues(ctx: typer.Context, url: UrlOpt = None, as_json: JsonOpt = False) -> 
             "yes" if q.get("gpu") else "no",
             str(q["pending"]),
             str(q["running"]),
+            "" if q.get("oldest_wait_seconds") is None else f"{q['oldest_wait_seconds']:.0f}s",
             f"[green]{workers}[/]" if workers else "[yellow]none[/]",
         )
     stdout_console().print(table)

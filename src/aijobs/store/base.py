@@ -110,6 +110,12 @@ class JobStore(Protocol):
         their back-off, its own back-off, or the worker holding it; None for any other job.
         Raise errors.JobNotFound."""
 
+    async def oldest_waiting(self, queues: Sequence[str]) -> dict[str, float]:
+        """For each of `queues` that has claimable jobs: when the one waiting longest was
+        submitted (epoch seconds), whatever its priority. Jobs waiting out a retry's back-off
+        and jobs a worker holds already are not waiting for a worker, and not counted. Cheap on
+        any queue length: the oldest job of each priority heads its band of the claim order."""
+
     # -- workers -------------------------------------------------------------------------------
     async def claim(
         self,

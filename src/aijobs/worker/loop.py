@@ -140,6 +140,7 @@ class Worker:
             frameworks=self.frameworks,
             concurrency=self.concurrency,
             running=len(self.running),
+            running_jobs=sorted(self.running),
             started_at=self.started_at,
             last_seen=now(),
         )

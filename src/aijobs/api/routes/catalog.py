@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
@@ -37,12 +38,16 @@ router = APIRouter(tags=["catalog"])
     summary="Queues, their depth and the live workers serving them",
 )
 async def queues(store: StoreDep, hints: HintsDep) -> QueueList:
-    depths = await store.queue_depths()
+    depths, oldest = await asyncio.gather(
+        store.queue_depths(), store.oldest_waiting(list(routing.QUEUES))
+    )
     workers = await hints.live_workers()  # up to a second old (api/hints.py)
+    now = time.time()
     rows = []
     for q in routing.QUEUES.values():
         serving = [w.worker_id for w in workers if q.name in w.queues]
         depth = depths.get(q.name, {})
+        since = oldest.get(q.name)
         rows.append(
             QueueInfo(
                 queue=q.name,
@@ -50,6 +55,7 @@ async def queues(store: StoreDep, hints: HintsDep) -> QueueList:
                 gpu=q.gpu,
                 pending=depth.get("pending", 0),
                 running=depth.get("running", 0),
+                oldest_wait_seconds=None if since is None else round(max(0.0, now - since), 3),
                 workers=serving,
                 has_worker=bool(serving),
             )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -39,6 +40,8 @@ class Snapshot:
     stats: JobStats
     depths: dict[str, dict[str, int]]
     workers: list[WorkerInfo]
+    oldest_waiting: dict[str, float]  # queue -> when its claimable job waiting longest came
+    taken_at: float
 
 
 class StoreCollector(Collector):
@@ -105,6 +108,11 @@ class StoreCollector(Collector):
             "Jobs in a queue, by the state they show.",
             labels=["queue", "state"],
         )
+        oldest = GaugeMetricFamily(
+            "aijobs_queue_oldest_waiting_seconds",
+            "How long the claimable job of a queue waiting longest has waited (0: none waits).",
+            labels=["queue"],
+        )
         live = GaugeMetricFamily(
             "aijobs_workers", "Live workers serving a queue.", labels=["queue"]
         )
@@ -118,6 +126,9 @@ class StoreCollector(Collector):
             depth = depths.get(queue, {})
             for state in ("pending", "running"):
                 lengths.add_metric([queue, state], depth.get(state, 0))
+            since = self.snapshot.oldest_waiting.get(queue)
+            waited = 0.0 if since is None else max(0.0, self.snapshot.taken_at - since)
+            oldest.add_metric([queue], waited)
             serving = [w for w in workers if queue in w.queues]
             busy = sum(min(w.running, w.concurrency) for w in serving)
             total = sum(w.concurrency for w in serving)
@@ -125,6 +136,7 @@ class StoreCollector(Collector):
             slots.add_metric([queue, "busy"], busy)
             slots.add_metric([queue, "idle"], max(0, total - busy))
         yield lengths
+        yield oldest
         yield live
         yield slots
 
@@ -151,9 +163,12 @@ async def authorize(request: Request, settings: Settings) -> None:
 )
 async def metrics(request: Request, store: StoreDep, settings: SettingsDep) -> Response:
     await authorize(request, settings)
-    stats, depths, workers = await asyncio.gather(
-        store.job_stats(), store.queue_depths(), store.live_workers(settings.worker_ttl_seconds)
+    stats, depths, workers, oldest = await asyncio.gather(
+        store.job_stats(),
+        store.queue_depths(),
+        store.live_workers(settings.worker_ttl_seconds),
+        store.oldest_waiting(list(routing.QUEUES)),
     )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(StoreCollector(Snapshot(stats, depths, workers)))
+    registry.register(StoreCollector(Snapshot(stats, depths, workers, oldest, time.time())))
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

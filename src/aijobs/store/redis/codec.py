@@ -165,7 +165,7 @@ WRITE_SCRIPTS = (
     "delete_model",
     "forget_unused_models",
 )
-READ_SCRIPTS = ("list", "live_workers", "list_models", "queue_position")
+READ_SCRIPTS = ("list", "live_workers", "list_models", "queue_position", "oldest_waiting")
 ALL_SCRIPTS = (*WRITE_SCRIPTS, *READ_SCRIPTS)
 
 

@@ -7,6 +7,8 @@ the script that already runs, no round trip of their own.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from aijobs.store.base import job_not_found
 from aijobs.store.redis.plumbing import RedisPlumbing
 from aijobs.store.stats import JobStats, QueuePosition
@@ -32,3 +34,9 @@ class RedisStats(RedisPlumbing):
         _, ahead, backing_off, left_ms = reply
         retry_in = int(left_ms) / 1000.0 if left_ms else None
         return QueuePosition(int(ahead), int(backing_off), retry_in)
+
+    async def oldest_waiting(self, queues: Sequence[str]) -> dict[str, float]:
+        if not queues:
+            return {}
+        reply = await self.run_script("oldest_waiting", *dict.fromkeys(queues), retry=True)
+        return {reply[i]: int(reply[i + 1]) / 1000.0 for i in range(0, len(reply), 2)}

@@ -9,6 +9,7 @@ one thing a trigger cannot know: fail(), rescue_expired() and cancel() write it 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from aijobs.store.base import job_not_found
@@ -90,6 +91,27 @@ _POSITION = (
     "AND queue = :queue AND (priority > :priority OR (priority = :priority AND seq < :seq)))"
 )
 
+# The claimable jobs of a queue, over jobs_claimable (queue, job_type, priority desc, seq): the
+# oldest of each job type and priority is the first of its band, so the oldest of all is the
+# oldest band head, reached by one seek per band (the priorities in use), never a scan.
+_CLAIMABLE_OF_TYPE = (
+    "FROM jobs WHERE state = 'pending' AND cancel_requested = 0 AND not_before IS NULL "
+    "AND queue = :queue AND job_type = band.job_type"
+)
+_OLDEST_WAITING = f"""
+WITH RECURSIVE band(job_type, priority) AS (
+    SELECT kind, (SELECT max(priority) {_CLAIMABLE_OF_TYPE.replace("band.job_type", "kind")})
+    FROM (SELECT 'training' AS kind UNION ALL SELECT 'inference')
+    UNION ALL
+    SELECT job_type, (SELECT max(priority) {_CLAIMABLE_OF_TYPE} AND priority < band.priority)
+    FROM band WHERE priority IS NOT NULL
+)
+SELECT created_at FROM jobs WHERE seq = (
+    SELECT min((SELECT min(seq) {_CLAIMABLE_OF_TYPE} AND priority = band.priority))
+    FROM band WHERE priority IS NOT NULL
+)
+"""
+
 
 class SQLiteStats:
     _db: Database
@@ -120,3 +142,11 @@ class SQLiteStats:
         if not_before is not None:
             retry_in = max(0.0, (not_before - self.clock.lease_ms()) / 1000.0)
         return QueuePosition(int(higher) + int(older), int(backing_off), retry_in)
+
+    async def oldest_waiting(self, queues: Sequence[str]) -> dict[str, float]:
+        found = {}
+        for queue in dict.fromkeys(queues):
+            rows = await self._db.read(_OLDEST_WAITING, {"queue": queue})
+            if rows:
+                found[queue] = rows[0][0] / 1000.0
+        return found

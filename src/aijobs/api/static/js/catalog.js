@@ -1,6 +1,6 @@
 // Queues and their workers; trained models (paged, as the server pages them).
 import { api } from "./api.js";
-import { age, bytes, clear, errorBox, fields, h } from "./dom.js";
+import { age, bytes, clear, duration, errorBox, fields, h } from "./dom.js";
 
 export function queuesView() {
   const queues = h("tbody");
@@ -16,6 +16,8 @@ export function queuesView() {
       h("td", {}, queue.gpu ? "GPU" : "CPU"),
       h("td", { class: "number" }, queue.pending),
       h("td", { class: "number" }, queue.running),
+      h("td", { class: "number", title: "the claimable job waiting longest" },
+        queue.oldest_wait_seconds === null ? "" : duration(queue.oldest_wait_seconds)),
       h("td", { class: queue.has_worker ? "" : "muted" },
         queue.has_worker ? queue.workers.length : "none"))));
     clear(workers, w.workers.length ? w.workers.map((worker) =>
@@ -34,7 +36,7 @@ export function queuesView() {
   const root = h("section", { id: "queues" },
     h("h2", {}, "Queues"), message,
     h("table", {},
-      head("Queue", "Name", "Device", "Pending", "Running", "Workers"), queues),
+      head("Queue", "Name", "Device", "Pending", "Running", "Oldest waiting", "Workers"), queues),
     h("h2", {}, "Workers"),
     h("table", { id: "workers" },
       head("Worker", "Host", "Queues", "Busy slots", "Device", "Frameworks", "Seen"), workers));

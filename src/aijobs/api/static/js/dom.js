@@ -41,11 +41,16 @@ export function badge(status) {
 
 export function age(iso) {
   if (!iso) return "";
-  const seconds = Math.max(0, (Date.now() - Date.parse(iso)) / 1000);
-  if (seconds < 60) return `${Math.floor(seconds)}s ago`;
-  if (seconds < 3600) return `${Math.floor(seconds / 60)}m ago`;
-  if (seconds < 86400) return `${Math.floor(seconds / 3600)}h ago`;
-  return `${Math.floor(seconds / 86400)}d ago`;
+  return `${duration((Date.now() - Date.parse(iso)) / 1000)} ago`;
+}
+
+// "42s", "3m", "5h", "2d": the largest unit, rounded down.
+export function duration(seconds) {
+  seconds = Math.max(0, seconds);
+  if (seconds < 60) return `${Math.floor(seconds)}s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)}m`;
+  if (seconds < 86400) return `${Math.floor(seconds / 3600)}h`;
+  return `${Math.floor(seconds / 86400)}d`;
 }
 
 export function bytes(n) {
