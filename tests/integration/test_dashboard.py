@@ -224,6 +224,7 @@ def test_cancel_stops_a_running_job(tab: Tab, torch_system: System) -> None:
     tab.open("#/queues")
     oldest = tab.page.text_content(f"tr[data-queue='{QUEUE}'] td:nth-child(6)")
     assert re.fullmatch(r"\d+[smhd]", oldest or ""), oldest
+    tab.shot("queue-waiting")
     assert torch_system.delete(f"/jobs/{behind}").status_code == 200
     tab.open(f"#/job/{job_id}")
     tab.page.click("#cancel-job")

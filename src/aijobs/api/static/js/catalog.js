@@ -25,7 +25,8 @@ export function queuesView() {
         h("td", {}, worker.worker_id),
         h("td", {}, `${worker.host} (pid ${worker.pid})`),
         h("td", {}, worker.queues.join(", ")),
-        h("td", { class: "number" }, `${worker.running} / ${worker.concurrency}`),
+        h("td", { class: "number", title: worker.running_jobs.join(", ") },
+          `${worker.running} / ${worker.concurrency}`),
         h("td", {}, worker.gpus.length ? `GPU ${worker.gpus.join(", ")}` : "CPU"),
         h("td", {}, Object.entries(worker.frameworks).map(([n, v]) => `${n} ${v}`).join(", ")),
         h("td", { title: worker.last_seen }, age(worker.last_seen))))
