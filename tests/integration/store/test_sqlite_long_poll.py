@@ -5,13 +5,14 @@ more queries than one does."""
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from aijobs.jobs import Job, JobType, NewJob, State
-from aijobs.store.sqlite import SQLiteStore
+from aijobs.store.sqlite import SQLiteStore, watch
 
 LONG = 60.0
 MANY = 200
@@ -96,3 +97,22 @@ async def test_a_wait_times_out_with_the_job_as_it_is(
     await asyncio.sleep(0.1)
     await worker.claim(["q"], "w1", LONG)  # a change, but not the end: the wait goes on
     assert (await asyncio.wait_for(waiting, 10)).state is State.RUNNING
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the write-ahead log's bell is inotify")
+async def test_commits_wake_waiters_through_the_log_not_the_poll(
+    stores: tuple[SQLiteStore, SQLiteStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With both polls an hour apart, only the bell (a write to the log) can wake them."""
+    monkeypatch.setattr(watch, "POLL_SECONDS", 3600.0)
+    monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 3600.0)
+    api, worker = stores
+    job = await api.submit(new())
+    ended = asyncio.create_task(api.wait_terminal(job.id, LONG))
+    work = asyncio.create_task(worker.wait_for_work(["q"], LONG))
+    await asyncio.sleep(0.3)
+    await api.submit(new())  # another process's commit: the worker hears of it
+    await asyncio.wait_for(work, 10)
+    (claim, *_) = await worker.claim(["q"], "w1", LONG)
+    assert await worker.finish(claim.job.id, claim.token, {})  # and the API of the end
+    assert (await asyncio.wait_for(ended, 10)).state is State.COMPLETED

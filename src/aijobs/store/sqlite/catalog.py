@@ -40,7 +40,7 @@ class SQLiteCatalog:
         # A heartbeat is a liveness deadline, like a lease: on the clock that cannot jump, so a
         # worker whose wall clock is off is alive all the same.
         now = self.clock.lease_ms()
-        async with self._db.transaction() as db:
+        async with self._db.transaction(durable=False) as db:
             await db.execute(
                 "INSERT INTO workers (worker_id, info, last_seen) VALUES (?, ?, ?) "
                 "ON CONFLICT (worker_id) DO UPDATE SET info = excluded.info, "

@@ -77,8 +77,14 @@ class Database:
         self._group: list[tuple[Work, asyncio.Future[Any]]] = []  # waiting for the next commit
         self._committer: asyncio.Task[None] | None = None
         self._lone_in_flight = False  # a caller committing its own work, outside any group
+        self._durable = True  # the writer's synchronous setting: FULL (True) or NORMAL
         if not self._memory:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def log_path(self) -> str | None:
+        """The write-ahead log, which every commit writes (None: in memory)."""
+        return None if self._memory else f"{self.path}-wal"
 
     async def _connect(self) -> aiosqlite.Connection:
         # isolation_level=None: the sqlite3 module never opens transactions behind our back;
@@ -115,7 +121,7 @@ class Database:
             except BaseException:
                 await writer.close()
                 raise
-        self._writer, self._reader = writer, reader
+        self._writer, self._reader, self._durable = writer, reader, True
 
     async def close(self) -> None:
         writer, reader = self._writer, self._reader
@@ -132,8 +138,16 @@ class Database:
         return which
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def transaction(self, durable: bool = True) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any error.
+
+        durable=False: its COMMIT does not wait for an fsync (synchronous=NORMAL). It is on
+        disk at the next durable COMMIT (which syncs the whole WAL) or checkpoint, and in the
+        file for every process at once; only a power cut or an OS crash before then undoes it.
+        For the steps nobody is told about and that a rerun makes again: claims (the workers
+        on this host die with it, and the job reruns as after a lost lease), lease renewals,
+        heartbeats, rescues, rate windows. What a caller is answered, or a worker reports
+        (submit, finish, fail, cancel), is durable.
 
         BEGIN and COMMIT sit inside the rollback handling too: a caller cancelled while BEGIN
         waits for the lock leaves a BEGIN that still takes it, and a COMMIT that fails busy
@@ -143,6 +157,9 @@ class Database:
             db = self._conn(self._writer)
             with outages_raised():
                 try:
+                    if durable is not self._durable:
+                        await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                        self._durable = durable
                     await db.execute("BEGIN IMMEDIATE")
                     yield db
                     await db.execute("COMMIT")

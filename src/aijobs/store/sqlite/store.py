@@ -100,7 +100,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         self.clock = clock or StoreClock()
         self.retry_backoff = retry_backoff or RetryBackoff()
         self._db = Database(path, busy_timeout)
-        self._watch = ChangeWatcher(self._db.read)  # every waiter of this store, one poll
+        self._watch = ChangeWatcher(self._db.read, self._db.log_path)  # every waiter, one task
 
     async def open(self) -> None:
         await self._db.open()
@@ -156,7 +156,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
 
     async def take_tokens(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         window_ms = max(1, int(window_seconds * 1000))
-        async with self._db.transaction() as db:
+        async with self._db.transaction(durable=False) as db:
             return await upkeep.take_tokens(db, key, limit, window_ms, self.clock.wall_ms())
 
     async def get(self, job_id: str) -> Job:
@@ -268,7 +268,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         for q in queues:
             params += [q, JobType.INFERENCE.value, limit, q, JobType.TRAINING.value, cap]
         params += [cap, limit]
-        async with self._db.transaction() as db:
+        async with self._db.transaction(durable=False) as db:
             # Retried jobs whose back-off is over become claimable (O(due), by jobs_delayed).
             await db.execute(
                 "UPDATE jobs INDEXED BY jobs_delayed SET not_before = NULL "
@@ -302,7 +302,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         now = self.clock.wall_ms()
         until = self.clock.lease_ms() + int(lease_seconds * 1000)
         out: dict[str, Renewal] = {}
-        async with self._db.transaction() as db:
+        async with self._db.transaction(durable=False) as db:
             for job_id, (token, progress) in leases.items():
                 rows = await db.execute_fetchall(
                     "UPDATE jobs SET lease_until = :until, updated_at = :now, "
@@ -405,7 +405,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         await self._trim()
         if not await self._db.read(f"SELECT 1 {due} LIMIT 1", {"due": due_at}):
             return []
-        async with self._db.transaction() as db:
+        async with self._db.transaction(durable=False) as db:
             # Clearing token and owner fences the lost worker: its renew answers LOST and its
             # finish changes nothing. (In UPDATE, every right-hand side sees the old row.)
             rows = await db.execute_fetchall(
@@ -434,7 +434,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         if not (self.retain_jobs or self.retain_ms) or time.monotonic() < self._next_trim:
             return
         self._next_trim = time.monotonic() + TRIM_INTERVAL
-        async with self._db.transaction() as db:
+        async with self._db.transaction(durable=False) as db:
             await upkeep.trim_finished(db, self.retain_jobs, self.retain_ms, self.clock.wall_ms())
 
     async def forget_unused_models(self, unused_ms: int, limit: int) -> list[ModelRecord]:

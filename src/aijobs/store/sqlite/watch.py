@@ -1,12 +1,19 @@
 """One watcher per SQLite store for everything in the process that waits on the file.
 
-SQLite has no cross-process notifications, so a waiter learns of a commit by polling the file's
+SQLite has no cross-process notifications, so a waiter learns of a commit from the file's
 change counter (``PRAGMA data_version``, which moves whenever another connection commits). A
-poll per waiter would cost the store's one reader connection a query every few milliseconds for
+read per waiter would cost the store's one reader connection a query every few milliseconds for
 each long-poll (a few hundred ``?wait=60`` requests starve every other read); instead one task
-polls for all of them, the way the Redis store holds one subscription for all its waiters. On a
-change it asks once which of the watched jobs have ended (one query for all, not one each) and
+reads it for all of them, the way the Redis store holds one subscription for all its waiters. On
+a change it asks once which of the watched jobs have ended (one query for all, not one each) and
 wakes only their waiters. It runs only while someone waits.
+
+When to read: on Linux, as soon as the kernel says the write-ahead log was written (inotify, by
+asyncinotify: every commit of every process writes it), with a slow poll behind that in case a
+notification is missed; elsewhere, or where inotify is out of instances, every POLL_SECONDS.
+Woken by the log rather than by the poll, a waiter hears of a commit within a fraction of a
+millisecond instead of POLL_SECONDS / 2 on average, and an idle worker stops reading the file
+200 times a second.
 """
 
 from __future__ import annotations
@@ -18,7 +25,10 @@ from typing import Any
 
 from aijobs.jobs import TERMINAL
 
-POLL_SECONDS = 0.005  # the change counter is read this often while anyone waits
+POLL_SECONDS = 0.005  # the change counter is read this often while anyone waits, without inotify
+BELL_BACKSTOP_SECONDS = 0.1  # ... and this often with it, in case a notification is missed
+SETTLE_SECONDS = 0.05  # after a write to the log, its commit shows within this (an fsync) ...
+SETTLE_POLL_SECONDS = 0.001  # ... read this often until it does
 IDS_PER_QUERY = 500  # watched jobs asked about per query (SQLite's bound on parameters is higher)
 
 Read = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
@@ -28,8 +38,9 @@ ENDED = ", ".join(f"'{state.value}'" for state in TERMINAL)
 class ChangeWatcher:
     """Wakes waiters on any commit (`until_changed`) or on the end of a job (`until_ended`)."""
 
-    def __init__(self, read: Read) -> None:
+    def __init__(self, read: Read, log_path: str | None = None) -> None:
         self._read = read
+        self._log_path = log_path  # the write-ahead log (None: an in-memory database)
         self._changed = asyncio.Event()  # set, then replaced, at each commit seen
         self._ended: dict[str, set[asyncio.Event]] = {}  # job id -> its waiters
         self._recheck = False  # a job was added since the last look: look even without a change
@@ -80,13 +91,29 @@ class ChangeWatcher:
         return self._waiting > 0 or bool(self._ended)
 
     async def _poll(self) -> None:
+        bell = asyncio.Event()  # set when the log was written
+        ringer = asyncio.create_task(self._ring_on_writes(bell))
+        clock = asyncio.get_running_loop().time
+        settle_until = 0.0
         try:
             (version,), *_ = await self._read("PRAGMA data_version", ())
             while self._anyone_waits():
-                await asyncio.sleep(POLL_SECONDS)
+                if ringer.done():
+                    await asyncio.sleep(POLL_SECONDS)
+                elif clock() < settle_until:
+                    await asyncio.sleep(SETTLE_POLL_SECONDS)
+                else:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(bell.wait(), BELL_BACKSTOP_SECONDS)
+                if bell.is_set():
+                    # The log is written before the commit shows (its fsync comes between):
+                    # read the counter again shortly until the commit shows.
+                    bell.clear()
+                    settle_until = clock() + SETTLE_SECONDS
                 (now,), *_ = await self._read("PRAGMA data_version", ())
                 changed, version = now != version, now
                 if changed:
+                    settle_until = 0.0
                     self._changed.set()
                     self._changed = asyncio.Event()
                 if (changed or self._recheck) and self._ended:
@@ -95,6 +122,33 @@ class ChangeWatcher:
         except Exception:
             # The store is closed or unreadable: every waiter reads again and meets the error.
             self._wake_all()
+        finally:
+            ringer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await ringer
+
+    async def _ring_on_writes(self, bell: asyncio.Event) -> None:
+        """Set `bell` at each write to the log, for as long as it runs; return at once where
+        the kernel cannot tell (not Linux, no log, no inotify instance left): the caller polls.
+        Writes of this very process ring it too; the change counter tells them apart."""
+        if self._log_path is None:
+            return
+        try:
+            from asyncinotify import Inotify, Mask
+        except (ImportError, OSError):  # not Linux
+            return
+        try:
+            inotify = Inotify()
+        except OSError:  # out of inotify instances (fs.inotify.max_user_instances)
+            return
+        with inotify:
+            try:
+                inotify.add_watch(self._log_path, Mask.MODIFY)
+            except OSError:  # no log yet, or out of watches
+                return
+            while True:
+                await inotify.get()
+                bell.set()
 
     async def _wake_ended(self) -> None:
         ids = list(self._ended)
