@@ -104,10 +104,14 @@ end
 
 local function read_job(id) return redis.call('HMGET', k_job(id), unpack(FIELDS)) end
 
--- The metrics (aijobs.store.stats): one HINCRBY per counter, two per histogram observation.
+-- The metrics (aijobs.store.stats): a counter, or two per histogram observation (its bucket
+-- and its sum). Summed here and written once per script by flush_counts(), as the counts are:
+-- a batch of jobs of one kind touches the same few fields.
 -- The queue comes last in a field: it may hold any character, the parts before it cannot.
+local stat_deltas = {}
 local function stat(metric, job_type, label, queue, by)
-  redis.call('HINCRBY', K_STATS, metric .. '|' .. job_type .. '|' .. label .. '|' .. queue, by)
+  local field = metric .. '|' .. job_type .. '|' .. label .. '|' .. queue
+  stat_deltas[field] = (stat_deltas[field] or 0) + by
 end
 local function observe(metric, job_type, queue, ms)
   ms = math.max(0, ms)
@@ -116,7 +120,7 @@ local function observe(metric, job_type, queue, ms)
     if ms <= bound then bucket = i - 1; break end
   end
   stat(metric, job_type, bucket, queue, 1)
-  stat(metric, job_type, 'sum', queue, num(ms))
+  stat(metric, job_type, 'sum', queue, ms)
 end
 -- A job starts (its started_at set at `now`): its wait, on its first attempt only.
 local function count_start(jk, now)
@@ -134,18 +138,46 @@ local function count_failure(queue, reason)
   if reason ~= '' then stat('failure', '', reason, queue, 1) end
 end
 
+-- Add `deltas` (field -> integer) to the integer fields of hash `key`: one HINCRBY for a
+-- single field, else one HMGET and one HSET, whatever their number (each write a script makes
+-- is also a command to propagate to the AOF and replicas). Integers stay exact below 2^53.
+local function add_to_hash(key, deltas)
+  local fields, values = {}, {}
+  for field, delta in pairs(deltas) do
+    fields[#fields + 1] = field
+    values[#values + 1] = delta
+  end
+  if #fields == 1 then
+    redis.call('HINCRBY', key, fields[1], num(values[1]))
+  elseif #fields > 1 then
+    local old = redis.call('HMGET', key, unpack(fields))
+    local pairs_out = {}
+    for i, field in ipairs(fields) do
+      pairs_out[#pairs_out + 1] = field
+      pairs_out[#pairs_out + 1] = num((tonumber(old[i]) or 0) + values[i])
+    end
+    each_chunk('HSET', key, pairs_out)
+  end
+end
+
 -- Count changes are summed here and written once per script by flush_counts(), which every
--- script that changes a state calls before it returns (a batch moves many jobs at once).
+-- script that changes a state calls before it returns (a batch moves many jobs at once), with
+-- the metrics' (stat()).
 local count_deltas = {}
 local function count(queue, state, delta)
   local field = state .. ':' .. queue
   count_deltas[field] = (count_deltas[field] or 0) + delta
 end
 local function flush_counts()
+  local changed = {}
   for field, delta in pairs(count_deltas) do
-    if delta ~= 0 then redis.call('HINCRBY', K_COUNTS, field, delta) end
+    if delta ~= 0 then changed[field] = delta end
   end
+  add_to_hash(K_COUNTS, changed)
+  -- Every metric field a transition touched is written, a zero sum too (the field exists).
+  add_to_hash(K_STATS, stat_deltas)
   count_deltas = {}
+  stat_deltas = {}
 end
 
 -- A job's principal's own listing indexes: the job enters them in state `to` (nil: leaves
