@@ -146,6 +146,32 @@ def submit_args(
     ]
 
 
+# The fields the submit script gives every new job besides the caller's (scripts/submit.lua).
+_NEW_JOB_FIELDS = {
+    "state": "pending",
+    "attempt": "0",
+    "progress": "0",
+    "metrics": "{}",
+    "history": "[]",
+    "cancel_requested": "0",
+}
+
+
+def submitted_job(args: Sequence[Any], created_ms: str) -> Job:
+    """The job that the submit script stored from `args` (submit_args) at `created_ms`, as a
+    read of it would return it: built from the fields sent, not read back."""
+    fields = args[5 + len(PendingLimits._fields) :]
+    f: dict[str, Any] = {
+        "id": args[0],
+        "queue": args[3],
+        **_NEW_JOB_FIELDS,
+        "created_at": created_ms,
+        "updated_at": created_ms,
+        **dict(zip(fields[::2], fields[1::2], strict=True)),
+    }
+    return decode_job([None if (v := f.get(name)) is None else str(v) for name in JOB_FIELDS])
+
+
 WRITE_SCRIPTS = (
     "submit",
     "claim",
