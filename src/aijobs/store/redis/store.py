@@ -81,6 +81,7 @@ from aijobs.store.redis.codec import (
     submitted_job,
 )
 from aijobs.store.redis.groups import SubmitGroups
+from aijobs.store.redis.packing import pack_with_hiredis
 from aijobs.store.redis.server import check_server, health_report
 from aijobs.store.redis.stats import RedisStats
 from aijobs.store.stats import FailureReason
@@ -183,6 +184,7 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
             decode_responses=True,
             client_name=f"aijobs:{self.prefix}",
         )
+        pack_with_hiredis(pool)
         client = aioredis.Redis.from_pool(pool)
         try:
             self.server = await check_server(client, self.url)
