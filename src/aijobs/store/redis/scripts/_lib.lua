@@ -182,8 +182,9 @@ end
 
 -- A job's principal's own listing indexes: the job enters them in state `to` (nil: leaves
 -- them), leaving state `from` (nil: enters them). Nothing for a job without a principal.
-local function move_owned(id, seq, from, to)
-  local principal = redis.call('HGET', k_job(id), 'principal')
+-- `principal`: the job's, when the caller read it already (false: it has none).
+local function move_owned(id, seq, from, to, principal)
+  if principal == nil then principal = redis.call('HGET', k_job(id), 'principal') end
   if not principal then return end
   if from then redis.call('ZREM', k_owned(from, principal), id) end
   if to then redis.call('ZADD', k_owned(to, principal), seq, id) end
@@ -314,15 +315,20 @@ end
 -- worker behind others, so it starts when the worker says so (renew) and shows pending until
 -- then. Returns the token and the state the job shows.
 local function lease_job(jk, worker, token_prefix, deadline, now)
-  local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
+  local f = redis.call('HMGET', jk, 'attempt', 'job_type', 'queue', 'created_at')
+  local attempt = tonumber(f[1]) + 1
   local token = token_prefix .. ':' .. attempt
-  redis.call('HSET', jk, 'state', 'running', 'token', token, 'owner', worker,
-    'lease_until', deadline, 'updated_at', num(now), 'progress', '0')
-  if redis.call('HGET', jk, 'job_type') == 'training' then
-    redis.call('HSET', jk, 'started_at', num(now))
-    count_start(jk, now)
+  -- One write for the whole claim (each write is also a command to propagate).
+  local set = {'attempt', num(attempt), 'state', 'running', 'token', token, 'owner', worker,
+    'lease_until', deadline, 'updated_at', num(now), 'progress', '0'}
+  if f[2] == 'training' then
+    set[#set + 1] = 'started_at'
+    set[#set + 1] = num(now)
+    redis.call('HSET', jk, unpack(set))
+    if attempt == 1 then observe('wait', '', f[3], now - tonumber(f[4])) end  -- count_start's
     return token, 'running'
   end
+  redis.call('HSET', jk, unpack(set))
   return token, 'pending'
 end
 
