@@ -52,6 +52,25 @@ async def test_submit_and_get(store: JobStore) -> None:
     assert (got.queue, got.model_type, got.description) == ("sklearn", "random_forest", "d")
 
 
+async def test_submit_answers_the_job_as_stored(store: JobStore) -> None:
+    """What submit answers is what a read of the job returns, every field, whichever optional
+    fields the job has (a store may build its answer from what it sent instead of reading)."""
+    jobs = [
+        new(
+            "q",
+            job_type=JobType.INFERENCE,
+            model_id="m1",
+            principal="alice",
+            priority=-(2**40),  # clamped in the queue order, kept as given in the job
+            payload={"x": "é ✓", "f": 1.5, "l": [True, None, 10**20], "": {}},
+        ),
+        new("q", max_attempts=1, timeout_seconds=3.0, description=""),
+    ]
+    for sent in jobs:
+        job = await store.submit(sent)
+        assert await store.get(job.id) == job
+
+
 async def test_get_missing_raises(store: JobStore) -> None:
     with pytest.raises(errors.JobNotFound, match="job job_nope not found"):
         await store.get("job_nope")

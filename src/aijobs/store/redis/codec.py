@@ -38,8 +38,11 @@ SEQ_DIGITS = 16  # a job's sequence number in its rank, zero-padded
 RANK_LEN = PRIORITY_DIGITS + SEQ_DIGITS  # the rank's prefix before the job id
 
 
-def seconds(ms: str | None) -> float | None:
-    return None if ms is None else int(ms) / 1000.0
+def _json(text: str | None, empty: str) -> Any:
+    """A JSON field; `empty` (its default, "{}" or "[]", what most jobs hold) without a parse."""
+    if not text or text == empty:
+        return {} if empty == "{}" else []
+    return json.loads(text)
 
 
 def decode_job(
@@ -49,51 +52,61 @@ def decode_job(
 ) -> Job:
     """A Job from a script's reply: its `fields` values in order (and its log, if read); a
     listing's ROW_FIELDS leave the large fields out, which keep Job's defaults."""
-    f: dict[str, str | None] = dict.fromkeys(JOB_FIELDS) | dict(zip(fields, values, strict=True))
-    f["payload"] = f["payload"] or "{}"
-    f["metrics"] = f["metrics"] or "{}"
-    f["history"] = f["history"] or "[]"
-
-    def need(name: str) -> str:
-        value = f[name]
-        if value is None:
-            raise errors.AIJobsError(f"job record {f['id']!r} lacks {name}")
-        return value
-
-    created = seconds(need("created_at"))
-    updated = seconds(need("updated_at"))
-    assert created is not None
-    assert updated is not None
+    if fields is JOB_FIELDS:  # every job read but a listing's rows
+        f: dict[str, Any] = dict(zip(JOB_FIELDS, values, strict=True))
+    else:
+        f = dict.fromkeys(JOB_FIELDS) | dict(zip(fields, values, strict=True))
+    missing = [name for name in _REQUIRED if f[name] is None]
+    if missing:
+        raise errors.AIJobsError(f"job record {f['id']!r} lacks {missing[0]}")
+    started_at, finished_at = f["started_at"], f["finished_at"]
+    timeout, result = f["timeout_seconds"], f["result"]
     # Built from our own scripts' replies, every field already of its type: no validation pass
     # (this runs for every job a worker claims).
     return Job.model_construct(
-        id=need("id"),
-        job_type=JobType(need("job_type")),
-        queue=need("queue"),
-        state=shown_state(need("state"), f["started_at"]),
-        payload=json.loads(need("payload")),
+        id=f["id"],
+        job_type=JobType(f["job_type"]),
+        queue=f["queue"],
+        state=shown_state(f["state"], started_at),
+        payload=_json(f["payload"], "{}"),
         model_type=f["model_type"],
         model_id=f["model_id"],
         description=f["description"],
-        priority=int(need("priority")),
-        attempt=int(need("attempt")),
-        max_attempts=int(need("max_attempts")),
-        timeout_seconds=None if f["timeout_seconds"] is None else float(f["timeout_seconds"]),
-        progress=float(need("progress")),
-        metrics=json.loads(need("metrics")),
-        history=json.loads(need("history")),
-        result=None if f["result"] is None else json.loads(f["result"]),
+        priority=int(f["priority"]),
+        attempt=int(f["attempt"]),
+        max_attempts=int(f["max_attempts"]),
+        timeout_seconds=None if timeout is None else float(timeout),
+        progress=float(f["progress"]),
+        metrics=_json(f["metrics"], "{}"),
+        history=_json(f["history"], "[]"),
+        result=None if result is None else json.loads(result),
         error=f["error"],
         principal=f["principal"],
         owner=f["owner"],
-        cancel_requested=need("cancel_requested") == "1",
-        created_at=created,
-        updated_at=updated,
-        started_at=seconds(f["started_at"]),
-        finished_at=seconds(f["finished_at"]),
+        cancel_requested=f["cancel_requested"] == "1",
+        created_at=int(f["created_at"]) / 1000.0,
+        updated_at=int(f["updated_at"]) / 1000.0,
+        started_at=None if started_at is None else int(started_at) / 1000.0,
+        finished_at=None if finished_at is None else int(finished_at) / 1000.0,
         log_length=int(f["log_length"] or 0),  # a job stored before logs were streamed: none
         log=log_text,
     )
+
+
+# The fields decode_job needs; a record without one of them is refused in words.
+_REQUIRED = (
+    "id",
+    "job_type",
+    "queue",
+    "state",
+    "priority",
+    "attempt",
+    "max_attempts",
+    "progress",
+    "cancel_requested",
+    "created_at",
+    "updated_at",
+)
 
 
 def durations_key(job_type: JobType | str, model_type: str | None, queue: str) -> str:
@@ -144,6 +157,32 @@ def submit_args(
         *limit_args(limits),
         *fields,
     ]
+
+
+# The fields the submit script gives every new job besides the caller's (scripts/submit.lua).
+_NEW_JOB_FIELDS = {
+    "state": "pending",
+    "attempt": "0",
+    "progress": "0",
+    "metrics": "{}",
+    "history": "[]",
+    "cancel_requested": "0",
+}
+
+
+def submitted_job(args: Sequence[Any], created_ms: str) -> Job:
+    """The job that the submit script stored from `args` (submit_args) at `created_ms`, as a
+    read of it would return it: built from the fields sent, not read back."""
+    fields = args[5 + len(PendingLimits._fields) :]
+    f: dict[str, Any] = {
+        "id": args[0],
+        "queue": args[3],
+        **_NEW_JOB_FIELDS,
+        "created_at": created_ms,
+        "updated_at": created_ms,
+        **dict(zip(fields[::2], fields[1::2], strict=True)),
+    }
+    return decode_job([None if (v := f.get(name)) is None else str(v) for name in JOB_FIELDS])
 
 
 WRITE_SCRIPTS = (

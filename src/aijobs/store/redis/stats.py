@@ -1,8 +1,9 @@
 """The Redis store's metrics (store/stats.py) and queue positions, mixed into the store.
 
 The counters are the hash ``P:stats``, kept by the scripts that make each transition (the
-helpers count_start, count_end and count_failure in scripts/_lib.lua): a few HINCRBY inside
-the script that already runs, no round trip of their own.
+helpers count_start, count_end and count_failure in scripts/_lib.lua): summed inside the
+script that already runs and written once at its end with the counts (flush_counts), no round
+trip of their own.
 """
 
 from __future__ import annotations

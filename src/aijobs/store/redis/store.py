@@ -78,8 +78,10 @@ from aijobs.store.redis.codec import (
     durations_key,
     script_source,
     submit_args,
+    submitted_job,
 )
 from aijobs.store.redis.groups import SubmitGroups
+from aijobs.store.redis.packing import pack_with_hiredis
 from aijobs.store.redis.server import check_server, health_report
 from aijobs.store.redis.stats import RedisStats
 from aijobs.store.stats import FailureReason
@@ -182,6 +184,7 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
             decode_responses=True,
             client_name=f"aijobs:{self.prefix}",
         )
+        pack_with_hiredis(pool)
         client = aioredis.Redis.from_pool(pool)
         try:
             self.server = await check_server(client, self.url)
@@ -286,7 +289,7 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
         reply = await self._submits.submit(args)
         if reply[0] == "limit":
             raise queue_full(job, str(reply[1]), int(reply[2]))
-        stored = decode_job(reply)
+        stored = submitted_job(args, reply[1]) if reply[0] == "new" else decode_job(reply)
         if idempotency_key:  # the key's first job, or this very call's when the key was new
             return first_submission(stored, job, idempotency_key)
         return stored

@@ -104,10 +104,14 @@ end
 
 local function read_job(id) return redis.call('HMGET', k_job(id), unpack(FIELDS)) end
 
--- The metrics (aijobs.store.stats): one HINCRBY per counter, two per histogram observation.
+-- The metrics (aijobs.store.stats): a counter, or two per histogram observation (its bucket
+-- and its sum). Summed here and written once per script by flush_counts(), as the counts are:
+-- a batch of jobs of one kind touches the same few fields.
 -- The queue comes last in a field: it may hold any character, the parts before it cannot.
+local stat_deltas = {}
 local function stat(metric, job_type, label, queue, by)
-  redis.call('HINCRBY', K_STATS, metric .. '|' .. job_type .. '|' .. label .. '|' .. queue, by)
+  local field = metric .. '|' .. job_type .. '|' .. label .. '|' .. queue
+  stat_deltas[field] = (stat_deltas[field] or 0) + by
 end
 local function observe(metric, job_type, queue, ms)
   ms = math.max(0, ms)
@@ -116,7 +120,7 @@ local function observe(metric, job_type, queue, ms)
     if ms <= bound then bucket = i - 1; break end
   end
   stat(metric, job_type, bucket, queue, 1)
-  stat(metric, job_type, 'sum', queue, num(ms))
+  stat(metric, job_type, 'sum', queue, ms)
 end
 -- A job starts (its started_at set at `now`): its wait, on its first attempt only.
 local function count_start(jk, now)
@@ -134,24 +138,53 @@ local function count_failure(queue, reason)
   if reason ~= '' then stat('failure', '', reason, queue, 1) end
 end
 
+-- Add `deltas` (field -> integer) to the integer fields of hash `key`: one HINCRBY for a
+-- single field, else one HMGET and one HSET, whatever their number (each write a script makes
+-- is also a command to propagate to the AOF and replicas). Integers stay exact below 2^53.
+local function add_to_hash(key, deltas)
+  local fields, values = {}, {}
+  for field, delta in pairs(deltas) do
+    fields[#fields + 1] = field
+    values[#values + 1] = delta
+  end
+  if #fields == 1 then
+    redis.call('HINCRBY', key, fields[1], num(values[1]))
+  elseif #fields > 1 then
+    local old = redis.call('HMGET', key, unpack(fields))
+    local pairs_out = {}
+    for i, field in ipairs(fields) do
+      pairs_out[#pairs_out + 1] = field
+      pairs_out[#pairs_out + 1] = num((tonumber(old[i]) or 0) + values[i])
+    end
+    each_chunk('HSET', key, pairs_out)
+  end
+end
+
 -- Count changes are summed here and written once per script by flush_counts(), which every
--- script that changes a state calls before it returns (a batch moves many jobs at once).
+-- script that changes a state calls before it returns (a batch moves many jobs at once), with
+-- the metrics' (stat()).
 local count_deltas = {}
 local function count(queue, state, delta)
   local field = state .. ':' .. queue
   count_deltas[field] = (count_deltas[field] or 0) + delta
 end
 local function flush_counts()
+  local changed = {}
   for field, delta in pairs(count_deltas) do
-    if delta ~= 0 then redis.call('HINCRBY', K_COUNTS, field, delta) end
+    if delta ~= 0 then changed[field] = delta end
   end
+  add_to_hash(K_COUNTS, changed)
+  -- Every metric field a transition touched is written, a zero sum too (the field exists).
+  add_to_hash(K_STATS, stat_deltas)
   count_deltas = {}
+  stat_deltas = {}
 end
 
 -- A job's principal's own listing indexes: the job enters them in state `to` (nil: leaves
 -- them), leaving state `from` (nil: enters them). Nothing for a job without a principal.
-local function move_owned(id, seq, from, to)
-  local principal = redis.call('HGET', k_job(id), 'principal')
+-- `principal`: the job's, when the caller read it already (false: it has none).
+local function move_owned(id, seq, from, to, principal)
+  if principal == nil then principal = redis.call('HGET', k_job(id), 'principal') end
   if not principal then return end
   if from then redis.call('ZREM', k_owned(from, principal), id) end
   if to then redis.call('ZADD', k_owned(to, principal), seq, id) end
@@ -282,15 +315,20 @@ end
 -- worker behind others, so it starts when the worker says so (renew) and shows pending until
 -- then. Returns the token and the state the job shows.
 local function lease_job(jk, worker, token_prefix, deadline, now)
-  local attempt = redis.call('HINCRBY', jk, 'attempt', 1)
+  local f = redis.call('HMGET', jk, 'attempt', 'job_type', 'queue', 'created_at')
+  local attempt = tonumber(f[1]) + 1
   local token = token_prefix .. ':' .. attempt
-  redis.call('HSET', jk, 'state', 'running', 'token', token, 'owner', worker,
-    'lease_until', deadline, 'updated_at', num(now), 'progress', '0')
-  if redis.call('HGET', jk, 'job_type') == 'training' then
-    redis.call('HSET', jk, 'started_at', num(now))
-    count_start(jk, now)
+  -- One write for the whole claim (each write is also a command to propagate).
+  local set = {'attempt', num(attempt), 'state', 'running', 'token', token, 'owner', worker,
+    'lease_until', deadline, 'updated_at', num(now), 'progress', '0'}
+  if f[2] == 'training' then
+    set[#set + 1] = 'started_at'
+    set[#set + 1] = num(now)
+    redis.call('HSET', jk, unpack(set))
+    if attempt == 1 then observe('wait', '', f[3], now - tonumber(f[4])) end  -- count_start's
     return token, 'running'
   end
+  redis.call('HSET', jk, unpack(set))
   return token, 'pending'
 end
 

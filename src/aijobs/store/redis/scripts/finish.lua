@@ -11,23 +11,30 @@ local ended, completed, finished_at = {}, {}, {}
 for i = 3, #ARGV, 8 do
   local id, token = ARGV[i], ARGV[i + 1]
   local jk = k_job(id)
-  local f = redis.call('HMGET', jk, 'state', 'token', 'queue', 'seq', 'started_at', 'durkey')
+  local f = redis.call('HMGET', jk, 'state', 'token', 'queue', 'seq', 'started_at', 'durkey',
+    'job_type', 'attempt', 'created_at', 'principal')
   if f[1] ~= 'running' or f[2] ~= token then
     out[#out + 1] = 0
   else
     -- A job whose start no renewal reported yet (it shows pending) ran between two of them.
     local started = f[5] or num(now)
-    if not f[5] then count_start(jk, now) end
+    -- count_start's and count_end's counts, from the fields read above
+    if not f[5] and f[8] == '1' then observe('wait', '', f[3], now - tonumber(f[9])) end
     local shown = f[5] and 'running' or 'pending'
-    redis.call('HSET', jk, 'state', 'completed', 'result', ARGV[i + 2], 'progress', '1',
-      'finished_at', num(now), 'updated_at', num(now), 'started_at', started)
+    local set = {'state', 'completed', 'result', ARGV[i + 2], 'progress', '1',
+      'finished_at', num(now), 'updated_at', num(now), 'started_at', started}
+    if ARGV[i + 3] == '1' then
+      set[#set + 1] = 'log'
+      set[#set + 1] = ARGV[i + 4]
+    end
+    redis.call('HSET', jk, unpack(set))
     redis.call('HDEL', jk, 'error', 'token', 'lease_until')
-    if ARGV[i + 3] == '1' then redis.call('HSET', jk, 'log', ARGV[i + 4]) end
-    count_end(jk, 'completed', now)
+    stat('finished', f[7], 'completed', f[3], 1)
+    observe('run', f[7], f[3], now - tonumber(started))
     count(f[3], shown, -1)
     count(f[3], 'completed', 1)
     if shown == 'pending' then redis.call('ZREM', k_state('pending'), id) end
-    move_owned(id, f[4], shown, 'completed')
+    move_owned(id, f[4], shown, 'completed', f[10])
     table.insert(ended, id)
     table.insert(completed, f[4])
     table.insert(completed, id)

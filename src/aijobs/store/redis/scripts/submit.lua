@@ -5,6 +5,9 @@
 -- worker starts it without a claim of its own.
 -- A new job past a limit is refused here, in the same atomic step as the insert: the reply is
 -- {'limit', name, value} instead of the job.
+-- A job stored by this call is not read back: the reply is {'new', created_at ms}, and the
+-- caller, which sent every field, builds the job (codec.submitted_job). The full job is the
+-- reply only when the job already existed (its idempotency key, or this call retried).
 -- ARGV: 3 id, 4 idempotency key ('' for none), 5 priority key (fixed width), 6 queue,
 --       7 token seed (random, per call), 8 .. 7 + N_LIMITS the limits (PendingLimits' fields
 --       in order, '' for none), then field/value pairs of the job's own fields
@@ -35,39 +38,47 @@ local now_n = now_ms()
 local now = num(now_n)
 local seq = redis.call('INCR', K_SEQ)
 local rank = prio .. string.format('%0' .. SEQ_DIGITS .. '.0f', seq) .. id
-redis.call('HSET', jk, 'id', id, 'queue', queue, 'state', 'pending', 'seq', num(seq),
+-- The whole job in one write, the caller's fields after ours; what the script needs of the
+-- caller's fields it takes from its arguments, not from a read of what it just wrote.
+local set = {'id', id, 'queue', queue, 'state', 'pending', 'seq', num(seq),
   'rank', rank, 'attempt', '0', 'stalls', '0', 'progress', '0', 'metrics', '{}',
-  'history', '[]', 'cancel_requested', '0', 'created_at', now, 'updated_at', now)
-if #ARGV > first_field then redis.call('HSET', jk, unpack(ARGV, first_field)) end
+  'history', '[]', 'cancel_requested', '0', 'created_at', now, 'updated_at', now}
+local given = {}
+for i = first_field, #ARGV - 1, 2 do
+  set[#set + 1] = ARGV[i]
+  set[#set + 1] = ARGV[i + 1]
+  given[ARGV[i]] = ARGV[i + 1]
+end
 if idem ~= '' then
-  redis.call('HSET', jk, 'idem', idem)
+  set[#set + 1] = 'idem'
+  set[#set + 1] = idem
   redis.call('SET', k_idem(idem), id)
 end
+redis.call('HSET', jk, unpack(set))
 redis.call('ZADD', K_ALL, seq, id)
-stat('submitted', redis.call('HGET', jk, 'job_type'), '', queue, 1)
-local job_type, model_id = unpack(redis.call('HMGET', jk, 'job_type', 'model_id'))
+local job_type, model_id, principal = given.job_type, given.model_id, given.principal or false
+stat('submitted', job_type, '', queue, 1)
 if job_type == 'inference' and model_id then  -- its model's last use, for retention
   redis.call('ZADD', K_MODELS_USED, 'XX', 'GT', now, model_id)
 end
 local worker, serial, lease
 if redis.call('EXISTS', k_ready(queue)) == 0 then
-  worker, serial, lease = take_waiter(queue, redis.call('HGET', jk, 'job_type'), true)
+  worker, serial, lease = take_waiter(queue, job_type, true)
 end
 if worker then
-  local job = read_job(id)  -- as submitted: the caller's answer
   local deadline = num(now_n + lease)
   local token, shows = lease_job(jk, worker, seed, deadline, now_n)
   redis.call('ZADD', k_state(shows), seq, id)
-  move_owned(id, seq, nil, shows)
+  move_owned(id, seq, nil, shows, principal)
   redis.call('ZADD', K_LEASES, deadline, id)
   count(queue, shows, 1)
   deliver(worker, cjson.encode({serial, token, read_job(id)}), lease)
   flush_counts()
-  return job
+  return {'new', now}  -- as submitted (pending): the caller's answer
 end
 redis.call('ZADD', k_state('pending'), seq, id)
-move_owned(id, seq, nil, 'pending')
+move_owned(id, seq, nil, 'pending', principal)
 count(queue, 'pending', 1)
 requeue(id, queue, rank)
 flush_counts()
-return read_job(id)
+return {'new', now}
