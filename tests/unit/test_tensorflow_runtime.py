@@ -24,6 +24,7 @@ import numpy as np
 from aijobs import errors
 from aijobs.runtimes.base import Runtime, TrainResult, discover
 from aijobs.runtimes.tensorflow import models as tf_models
+from aijobs.runtimes.tensorflow import params as tf_params
 from aijobs.runtimes.tensorflow.runtime import TensorFlowRuntime
 from aijobs.settings import Settings, parse_queue_python
 from tests.runtime_support import ctx_for
@@ -35,8 +36,9 @@ pytestmark = [
     # Loading weights into the wrong network (a test below) warns per layer before it fails.
     pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning"),
 ]
-# One epoch at batch 8 on the tinted CIFAR-10 demo (12 images a class, 20 held out): 12 steps.
-ONE_EPOCH = {"epochs": 1, "batch_size": 8, "seed": 1}
+# One epoch at batch 8 on the tinted CIFAR-10 demo (12 images a class, 20 held out): 12 steps, at
+# a constant rate (the default cosine schedule would spend half of so few steps near zero).
+ONE_EPOCH = {"epochs": 1, "batch_size": 8, "seed": 1, "lr_schedule": "constant"}
 IMAGE = "/data/cifar10/ship/ship_003.png"
 Trained = tuple[TrainResult, Path, list[tuple[float, Any, Any]]]
 
@@ -103,6 +105,24 @@ def test_each_model_type_learns_in_one_epoch(
         epochs[0][1]
     )
     assert {p.name for p in model_dir.iterdir()} == {"model.keras", "aijobs.json"}
+
+
+def test_defaults_are_ten_epochs_at_batch_16_with_a_cosine_or_constant_rate() -> None:
+    from aijobs.runtimes.tensorflow.train import optimizer_for
+
+    def rate_at(optimizer: keras.optimizers.Optimizer, step: int) -> float:
+        optimizer.iterations.assign(step)
+        return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+    hp = tf_params.check("mobilenet", {})
+    assert (hp["epochs"], hp["batch_size"], hp["lr_schedule"]) == (10, 16, "cosine")
+    assert hp["learning_rate"] == 1e-3
+    cosine = optimizer_for(hp, total_steps=80)
+    assert rate_at(cosine, 0) == pytest.approx(1e-3)
+    assert rate_at(cosine, 40) == pytest.approx(5e-4)
+    assert rate_at(cosine, 80) == pytest.approx(0.0, abs=1e-9)
+    constant = optimizer_for({**hp, "lr_schedule": "constant"}, total_steps=80)
+    assert rate_at(constant, 0) == rate_at(constant, 80) == pytest.approx(1e-3)
 
 
 # --------------------------------------------------------------------------------- inference

@@ -43,7 +43,7 @@ def test_spec_examples_are_accepted_as_written(model_type: str, given: dict[str,
 @pytest.mark.parametrize("model_type", ["bert", "transformer", "gpt", "resnet", "vgg", "alexnet"])
 def test_defaults_are_complete_and_small(model_type: str) -> None:
     hp = check(model_type, {})
-    assert hp["epochs"] == (5 if model_type == "bert" else 3)
+    assert hp["epochs"] == (5 if model_type in ("bert", "resnet") else 3)
     assert hp["seed"] == 42
     assert hp["validation_split"] == 0.2
     assert hp["learning_rate"] > 0

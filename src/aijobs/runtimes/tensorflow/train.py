@@ -95,8 +95,11 @@ def select_device(requested: str) -> DeviceChoice:
     return DeviceChoice("/CPU:0", "cpu")
 
 
-def _optimizer(hp: dict[str, Any]) -> keras.optimizers.Optimizer:
-    lr, decay = hp["learning_rate"], hp["weight_decay"]
+def optimizer_for(hp: dict[str, Any], total_steps: int) -> keras.optimizers.Optimizer:
+    lr: Any = hp["learning_rate"]
+    if hp["lr_schedule"] == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, total_steps))
+    decay = hp["weight_decay"]
     if hp["optimizer"] == "sgd":
         return keras.optimizers.SGD(lr, momentum=hp["momentum"], weight_decay=decay)
     if hp["optimizer"] == "rmsprop":
@@ -259,7 +262,7 @@ def train(
     with tf.device(choice.name):
         model = tf_models.build(architecture, weights)
         model.compile(
-            optimizer=_optimizer(hp),
+            optimizer=optimizer_for(hp, steps * hp["epochs"]),
             loss="sparse_categorical_crossentropy",
             metrics=["accuracy"],
             jit_compile=False,  # XLA compiles these graphs for minutes on a CPU

@@ -73,8 +73,10 @@ TYPE_DEFAULTS: dict[str, dict[str, Any]] = {
              "lr_schedule": "constant", "warmup_ratio": 0.05},
     "lm": {"learning_rate": 2e-3, "batch_size": 4, "dropout": 0.1, "lr_schedule": "cosine",
            "warmup_ratio": 0.1},
-    "resnet": {"learning_rate": 1e-3, "batch_size": 32, "dropout": 0.0, "lr_schedule": "cosine",
-               "warmup_ratio": 0.0, "width": 64},
+    # ResNet-18 learns more slowly per step than vgg/alexnet: 3 epochs of 8 steps on the demo
+    # digits reach 0.75, 5 epochs of 15 steps (batch 16) 0.92, in under a minute on 2 cores.
+    "resnet": {"epochs": 5, "learning_rate": 1e-3, "batch_size": 16, "dropout": 0.0,
+               "lr_schedule": "cosine", "warmup_ratio": 0.0, "width": 64},
     "vgg": {"learning_rate": 1e-3, "batch_size": 32, "dropout": 0.3, "lr_schedule": "cosine",
             "warmup_ratio": 0.0, "width": 32},
     "alexnet": {"learning_rate": 1e-3, "batch_size": 32, "dropout": 0.3, "lr_schedule": "cosine",
