@@ -31,6 +31,7 @@ from tests.integration.harness import System
 from tests.redis_server import RedisServer
 
 from aijobs.demo import write_demo_data
+from aijobs.store import open_store
 
 CONCURRENCY = 16  # clients of the concurrent runs
 PENDING_ONLY = {"model_type": "inception", "data_path": "cifar10"}  # no worker drains it
@@ -99,7 +100,11 @@ async def concurrent_requests(url: str, n: int, concurrency: int, submit: bool =
     return n / (time.perf_counter() - started)
 
 
-def warm_inference(system: System, n: int) -> tuple[list[float], list[float]]:
+def warm_inference(system: System, n: int) -> dict[str, list[float]]:
+    """Per job (ms): end to end, the model's predict, and the hops between: the POST's answer;
+    from the stored submission to the stored end, less the predict (the worker's wake-up,
+    claim, child and finish); from the stored end to the long-poll's answer. The stored times
+    are the store's (ms), read afterwards with a store client of the bench's own."""
     trained = system.wait(
         system.submit(
             "/jobs/training", {"model_type": "random_forest", "data_path": "tabular_data.csv"}
@@ -107,18 +112,47 @@ def warm_inference(system: System, n: int) -> tuple[list[float], list[float]]:
     )
     model_id = trained["result"]["model_id"]
     body = {"model_id": model_id, "input_data": "5.1,3.5,1.4,0.2"}
-    end_to_end, predict = [], []
+    rows = []  # (job id, wall clock at the POST, POST ms, wall clock at the answer, e2e, predict)
     with httpx.Client(base_url=system.url) as client:
         for i in range(n + 5):
-            started = time.perf_counter()
+            posted, started = time.time(), time.perf_counter()
             job_id = client.post("/jobs/inference", json=body).json()["job_id"]
+            post_ms = (time.perf_counter() - started) * 1000
             status = client.get(f"/jobs/{job_id}/status", params={"wait": 30}, timeout=40).json()
-            elapsed = (time.perf_counter() - started) * 1000
+            elapsed, answered = (time.perf_counter() - started) * 1000, time.time()
             assert status["status"] == "completed", status
             if i >= 5:  # the first few load the model
-                end_to_end.append(elapsed)
-                predict.append(status["result"]["predict_ms"])
-    return end_to_end, predict
+                predict = status["result"]["predict_ms"]
+                rows.append((job_id, posted, post_ms, answered, elapsed, predict))
+    stored = asyncio.run(stored_times(system, [row[0] for row in rows]))
+    hops: dict[str, list[float]] = {
+        "end_to_end": [],
+        "predict": [],
+        "post": [],
+        "worker": [],
+        "answer": [],
+    }
+    for (_, _, post_ms, answered, elapsed, predict), (created, finished) in zip(
+        rows, stored, strict=True
+    ):
+        hops["end_to_end"].append(elapsed)
+        hops["predict"].append(predict)
+        hops["post"].append(post_ms)
+        hops["worker"].append((finished - created) * 1000 - predict)
+        hops["answer"].append((answered - finished) * 1000)
+    return hops
+
+
+async def stored_times(system: System, job_ids: list[str]) -> list[tuple[float, float]]:
+    """(created_at, finished_at) of each job, as the store holds them."""
+    url = system.env.get("AIJOBS_STORE_URL") or f"sqlite:///{system.home / 'aijobs.db'}"
+    store = open_store(url)
+    await store.open()
+    try:
+        jobs = [await store.get(job_id) for job_id in job_ids]
+    finally:
+        await store.close()
+    return [(job.created_at, job.finished_at or job.created_at) for job in jobs]
 
 
 def submissions(system: System, n: int, runs: int) -> dict[str, float]:
@@ -163,7 +197,7 @@ def main() -> None:
                     system.start_worker("sklearn")
                 figures[processes] = submissions(system, args.submissions, args.runs)
                 if i == 0:
-                    e2e, predict = warm_inference(system, args.inferences)
+                    hops = warm_inference(system, args.inferences)
                 system.stop(system.api)
         finally:
             system.stop_all()
@@ -190,9 +224,16 @@ def main() -> None:
         f"warm inference, {args.inferences} sequential jobs (submit, then the long-poll "
         "?wait= until completed):"
     )
+    e2e, predict = hops["end_to_end"], hops["predict"]
     print(f"  end to end   p50 {percentile(e2e, 50):7.2f} ms   p99 {percentile(e2e, 99):7.2f} ms")
     p50, p99 = percentile(predict, 50), percentile(predict, 99)
     print(f"  model.predict p50 {p50:7.2f} ms   p99 {p99:7.2f} ms")
+    over = [a - b for a, b in zip(e2e, predict, strict=True)]
+    print(f"  end to end less predict, p50 {percentile(over, 50):7.2f} ms, of which (p50 each):")
+    print(f"    POST answered                          {percentile(hops['post'], 50):7.2f} ms")
+    worker = percentile(hops["worker"], 50)
+    print(f"    stored -> stored as ended, less predict {worker:7.2f} ms")
+    print(f"    stored as ended -> long-poll answered  {percentile(hops['answer'], 50):7.2f} ms")
 
 
 if __name__ == "__main__":
