@@ -38,6 +38,10 @@ SEQ_DIGITS = 16  # a job's sequence number in its rank, zero-padded
 RANK_LEN = PRIORITY_DIGITS + SEQ_DIGITS  # the rank's prefix before the job id
 
 
+def seconds(ms: str | None) -> float | None:
+    return None if ms is None else int(ms) / 1000.0
+
+
 def _json(text: str | None, empty: str) -> Any:
     """A JSON field; `empty` (its default, "{}" or "[]", what most jobs hold) without a parse."""
     if not text or text == empty:
@@ -59,7 +63,6 @@ def decode_job(
     missing = [name for name in _REQUIRED if f[name] is None]
     if missing:
         raise errors.AIJobsError(f"job record {f['id']!r} lacks {missing[0]}")
-    started_at, finished_at = f["started_at"], f["finished_at"]
     timeout, result = f["timeout_seconds"], f["result"]
     # Built from our own scripts' replies, every field already of its type: no validation pass
     # (this runs for every job a worker claims).
@@ -67,7 +70,7 @@ def decode_job(
         id=f["id"],
         job_type=JobType(f["job_type"]),
         queue=f["queue"],
-        state=shown_state(f["state"], started_at),
+        state=shown_state(f["state"], f["started_at"]),
         payload=_json(f["payload"], "{}"),
         model_type=f["model_type"],
         model_id=f["model_id"],
@@ -86,8 +89,8 @@ def decode_job(
         cancel_requested=f["cancel_requested"] == "1",
         created_at=int(f["created_at"]) / 1000.0,
         updated_at=int(f["updated_at"]) / 1000.0,
-        started_at=None if started_at is None else int(started_at) / 1000.0,
-        finished_at=None if finished_at is None else int(finished_at) / 1000.0,
+        started_at=seconds(f["started_at"]),
+        finished_at=seconds(f["finished_at"]),
         log_length=int(f["log_length"] or 0),  # a job stored before logs were streamed: none
         log=log_text,
     )
