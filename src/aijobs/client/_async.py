@@ -178,12 +178,12 @@ class AsyncClient:
         """Follow the job's events (GET /jobs/{id}/events) until its final state; a dropped
         connection resumes with Last-Event-ID. See Client.events."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        reconnects = core.Reconnects(self.retry)
+        stream = core.EventStream(self.retry, last_event_id)
         path = core.job_path(job_id, "/events")
         while True:
             failure: Exception | None = None
             try:
-                headers = core.events_headers(last_event_id)
+                headers = stream.headers()
                 limits = core.stream_timeout(self._timeout, deadline)
                 async with self._http.stream(
                     "GET", path, headers=headers, timeout=limits
@@ -194,20 +194,16 @@ class AsyncClient:
                         await response.aread()
                         core.raise_unless_busy(response)
                     else:
-                        parser = core.EventParser()
                         async for line in response.aiter_lines():
-                            if (event := parser.feed(line)) is None:
-                                continue
-                            last_event_id = event.id
-                            reconnects.event_seen()
-                            yield event
-                            if event.final:
-                                return
+                            if (event := stream.feed(line)) is not None:
+                                yield event
+                                if event.final:
+                                    return
             except core.RETRYABLE as exc:
                 failure = exc
             if deadline is not None and time.monotonic() >= deadline:
                 raise core.WaitTimeout(job_id, timeout or 0.0, await self.status(job_id))
-            await asyncio.sleep(reconnects.next_delay(self.base_url, failure))
+            await asyncio.sleep(stream.next_delay(self.base_url, failure))
 
     async def wait(
         self, job_id: str, timeout: float | None = None, poll: float = 30.0

@@ -366,13 +366,6 @@ class EventParser:
         return JobEvent(fields["id"], fields.get("event", "message"), json.loads(fields["data"]))
 
 
-def events_headers(last_event_id: str | None) -> dict[str, str]:
-    headers = {"Accept": "text/event-stream"}
-    if last_event_id:
-        headers["Last-Event-ID"] = last_event_id
-    return headers
-
-
 def apply_event(status: JobStatus | None, event: JobEvent) -> JobStatus | None:
     """The job's status after `event` (None until the first state event)."""
     if event.event == "state":
@@ -390,15 +383,32 @@ def apply_event(status: JobStatus | None, event: JobEvent) -> JobStatus | None:
 
 
 @dataclass
-class Reconnects:
-    """When a dropped event stream is opened again: at once the first time after an event came
-    through, then backing off; a stream that keeps failing raises."""
+class EventStream:
+    """One job's event stream across its connections: where the next one resumes
+    (Last-Event-ID), the events the lines of the current one complete, and when to open the
+    next: at once the first time after an event came through, then backing off; a stream that
+    keeps failing raises."""
 
     policy: RetryPolicy
+    last_event_id: str | None = None
     failures: int = 0
+    parser: EventParser = field(default_factory=EventParser)
 
-    def event_seen(self) -> None:
-        self.failures = 0
+    def headers(self) -> dict[str, str]:
+        """A new connection's request headers; its lines start a new event."""
+        self.parser = EventParser()
+        headers = {"Accept": "text/event-stream"}
+        if self.last_event_id:
+            headers["Last-Event-ID"] = self.last_event_id
+        return headers
+
+    def feed(self, line: str) -> JobEvent | None:
+        """The event that `line` completes, if any; the stream resumes after it."""
+        event = self.parser.feed(line)
+        if event is not None:
+            self.last_event_id = event.id
+            self.failures = 0
+        return event
 
     def next_delay(self, base_url: str, exc: Exception | None) -> float:
         if self.failures >= self.policy.retries:

@@ -189,12 +189,12 @@ class Client:
         earlier stream. Raises WaitTimeout after `timeout` seconds.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        reconnects = core.Reconnects(self.retry)
+        stream = core.EventStream(self.retry, last_event_id)
         path = core.job_path(job_id, "/events")
         while True:
             failure: Exception | None = None
             try:
-                headers = core.events_headers(last_event_id)
+                headers = stream.headers()
                 limits = core.stream_timeout(self._timeout, deadline)
                 with self._http.stream("GET", path, headers=headers, timeout=limits) as response:
                     if response.status_code == 204:
@@ -203,21 +203,17 @@ class Client:
                         response.read()
                         core.raise_unless_busy(response)
                     else:
-                        parser = core.EventParser()
                         for line in response.iter_lines():
-                            if (event := parser.feed(line)) is None:
-                                continue
-                            last_event_id = event.id
-                            reconnects.event_seen()
-                            yield event
-                            if event.final:
-                                return
+                            if (event := stream.feed(line)) is not None:
+                                yield event
+                                if event.final:
+                                    return
             except core.RETRYABLE as exc:
                 failure = exc
             if deadline is not None and time.monotonic() >= deadline:
                 raise core.WaitTimeout(job_id, timeout or 0.0, self.status(job_id))
             # The stream ended early (a server stopping, a proxy) or failed: resume it.
-            time.sleep(reconnects.next_delay(self.base_url, failure))
+            time.sleep(stream.next_delay(self.base_url, failure))
 
     def wait(self, job_id: str, timeout: float | None = None, poll: float = 30.0) -> JobStatus:
         """Block until the job is completed, failed or cancelled; its final status.
