@@ -1,5 +1,5 @@
-"""The TensorFlow runtime: `inception`, `mobilenet` and `efficientnet` learn the demo images in one
-epoch, classify an image path inside the data roots, load only safely, and fail clearly on bad
+"""The TensorFlow runtime: `inception`, `mobilenet` and `efficientnet` learn the demo images in two
+epochs, classify an image path inside the data roots, load only safely, and fail clearly on bad
 folders, images and hyperparameters.
 
 Each Keras model's first training step costs 30-70 s of graph building on two cores, so every
@@ -36,9 +36,10 @@ pytestmark = [
     # Loading weights into the wrong network (a test below) warns per layer before it fails.
     pytest.mark.filterwarnings("ignore:Skipping nested container:UserWarning"),
 ]
-# One epoch at batch 8 on the tinted CIFAR-10 demo (12 images a class, 20 held out): 12 steps, at
-# a constant rate (the default cosine schedule would spend half of so few steps near zero).
-ONE_EPOCH = {"epochs": 1, "batch_size": 8, "seed": 1, "lr_schedule": "constant"}
+# Two epochs at batch 8 on the tinted CIFAR-10 demo (12 images a class, 20 held out): 26 steps, at
+# a constant rate (the default cosine schedule would spend half of so few steps near zero). One
+# epoch left mobilenet at 0.2 on one CPU and above it on another; two reach 0.4 on seeds 1 and 2.
+TWO_EPOCHS = {"epochs": 2, "batch_size": 8, "seed": 1, "lr_schedule": "constant"}
 IMAGE = "/data/cifar10/ship/ship_003.png"
 Trained = tuple[TrainResult, Path, list[tuple[float, Any, Any]]]
 
@@ -51,14 +52,14 @@ def train(
 
 @pytest.fixture(scope="module")
 def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Trained]:
-    """Each model type trained once for one epoch, lazily (only the tests that need it pay)."""
+    """Each model type trained once for two epochs, lazily (only the tests that need it pay)."""
     done: dict[str, Trained] = {}
 
     def get(model_type: str) -> Trained:
         if model_type not in done:
             tmp = tmp_path_factory.mktemp(model_type)
             ctx = ctx_for(tmp, data)
-            hp = {**ONE_EPOCH, "num_classes": 10, "dropout_rate": 0.2, "learning_rate": 0.001}
+            hp = {**TWO_EPOCHS, "num_classes": 10, "dropout_rate": 0.2, "learning_rate": 0.001}
             result = TensorFlowRuntime().train(model_type, data / "cifar10", hp, ctx)
             done[model_type] = (result, tmp / "model", ctx.reports)
         return done[model_type]
@@ -82,7 +83,7 @@ def test_the_runtime_is_a_registered_plugin() -> None:
     [("inception", "InceptionV3", 75), ("mobilenet", "MobileNetV2", 32),
      ("efficientnet", "EfficientNetB0", 32)],
 )  # fmt: skip
-def test_each_model_type_learns_in_one_epoch(
+def test_each_model_type_learns_in_two_epochs(
     trained: Callable[[str], Trained], model_type: str, architecture: str, size: int
 ) -> None:
     result, model_dir, reports = trained(model_type)
@@ -99,10 +100,10 @@ def test_each_model_type_learns_in_one_epoch(
     assert info["classes"][0] == "airplane"
     assert info["parameters"] > 1_000_000
     epochs = [(fraction, m) for fraction, m, epoch in reports if epoch is not None]
-    assert len(epochs) == 1
-    assert epochs[0][0] == pytest.approx(0.95)
+    assert len(epochs) == 2
+    assert epochs[-1][0] == pytest.approx(0.95)
     assert {"train_loss", "train_accuracy", "accuracy", "val_loss", "epoch_time"} <= set(
-        epochs[0][1]
+        epochs[-1][1]
     )
     assert {p.name for p in model_dir.iterdir()} == {"model.keras", "aijobs.json"}
 
