@@ -190,7 +190,7 @@ def run_job(
 
 def resume_check(runtime: TorchRuntime, data: Path, root: Path) -> dict[str, Any]:
     """Stop after epoch 1 of 2, resume on CUDA, and compare with an uninterrupted run."""
-    hp = {"epochs": 2, "batch_size": 16}
+    hp = {"epochs": 2, "batch_size": 16, "checkpoint_every_seconds": 0}
     csv = data / "training.csv"
     checkpoint = root / "resume-checkpoint"
     first = context(root, "resume1", data, checkpoint)

@@ -32,6 +32,7 @@ TINY_BERT = {
     "max_length": 32,
     "batch_size": 16,
     "dropout": 0.2,  # randomness that a resumed run must restore to match an uninterrupted one
+    "checkpoint_every_seconds": 0,  # after every epoch: the default waits a minute
 }
 
 
@@ -143,6 +144,41 @@ def test_a_checkpoint_from_other_hyperparameters_is_ignored(data: Path, tmp_path
     assert "resumed_from_epoch" not in result.info
     assert result.info["epochs_trained"] == 1
     assert any("different configuration" in n for n in result.info["notes"])
+
+
+def test_checkpoints_wait_their_interval(data: Path, tmp_path: Path) -> None:
+    """The default interval (a minute) is longer than this job: no epoch is saved; an interval
+    of zero saves after each one."""
+    csv, hp = data / "training.csv", {**TINY_BERT, "epochs": 1}
+    saved = common.Checkpoint.save
+    for every, saves in ((None, 0), (0, 1)):
+        writes: list[int] = []
+
+        def counting(self: common.Checkpoint, state: dict[str, Any]) -> None:
+            writes.append(state["epoch"])
+            saved(self, state)
+
+        given = {k: v for k, v in hp.items() if k != "checkpoint_every_seconds"}
+        if every is not None:
+            given["checkpoint_every_seconds"] = every
+        ctx = ctx_for(tmp_path / f"every-{every}", data)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(common.Checkpoint, "save", counting)
+            TorchRuntime().train("bert", csv, given, ctx)
+        assert len(writes) == saves
+        assert (ctx.checkpoint_dir / common.CHECKPOINT_FILE).is_file() is bool(saves)
+
+
+def test_a_checkpoint_survives_a_changed_interval(data: Path, tmp_path: Path) -> None:
+    checkpoint, hp = tmp_path / "ck", {**TINY_BERT, "epochs": 1}
+    TorchRuntime().train(
+        "bert", data / "training.csv", hp, ctx_for(tmp_path / "a", data, checkpoint)
+    )
+    later = {**hp, "checkpoint_every_seconds": 600}
+    again = TorchRuntime().train(
+        "bert", data / "training.csv", later, ctx_for(tmp_path / "b", data, checkpoint)
+    )
+    assert again.info["resumed_from_epoch"] == 1
 
 
 def test_without_a_checkpoint_directory_it_still_trains(data: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,12 @@ def fingerprint(config: Any) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def fingerprinted(hp: dict[str, Any]) -> dict[str, Any]:
+    """The hyperparameters a checkpoint must agree on: all but how long and how often to save
+    (a job resumed with more epochs goes on from its checkpoint)."""
+    return {k: v for k, v in hp.items() if k not in ("epochs", "checkpoint_every_seconds")}
+
+
 def files_signature(paths: list[Path], base: Path) -> list[tuple[str, int, int]]:
     """What identifies the training data cheaply: relative path, size and mtime of each file."""
     out = []
@@ -120,13 +127,18 @@ class Checkpoint:
     Written with torch.save from tensors and plain containers only, read back with
     ``weights_only=True`` (no pickle of arbitrary objects either way), atomically replaced.
     Used only when its fingerprint (model type, hyperparameters, data) matches this run.
+    Saved at the end of an epoch once `every_seconds` have passed since the last save (or the
+    start): a rescued job loses at most that much training plus an epoch, and a ResNet-18 on
+    two CPU cores no longer spends 4 % of its time writing 134 MB after each 10-second epoch.
     """
 
-    def __init__(self, directory: Path, fingerprint: str) -> None:
+    def __init__(self, directory: Path, fingerprint: str, every_seconds: float = 0.0) -> None:
         self.directory = directory
         self.path = directory / CHECKPOINT_FILE
         self.fingerprint = fingerprint
         self.enabled = directory.is_dir()  # the worker creates it; absent: no checkpoints
+        self.every_seconds = every_seconds
+        self.last_saved = time.monotonic()
         self.notes: list[str] = []
 
     def load(self) -> dict[str, Any] | None:
@@ -147,12 +159,16 @@ class Checkpoint:
             return None
         return state
 
+    def due(self) -> bool:
+        return self.enabled and time.monotonic() - self.last_saved >= self.every_seconds
+
     def save(self, state: dict[str, Any]) -> None:
         if not self.enabled:
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
         torch.save({**state, "format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint}, tmp)
         os.replace(tmp, self.path)
+        self.last_saved = time.monotonic()
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

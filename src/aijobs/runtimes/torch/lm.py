@@ -258,9 +258,9 @@ def train(
         signature += checkpoints.signature(pretrained)
     fingerprint = common.fingerprint(
         {"model_type": "language_model", "data": signature,
-         "hp": {k: v for k, v in hp.items() if k != "epochs"}}
+         "hp": common.fingerprinted(hp)}
     )  # fmt: skip
-    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint)
+    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint, hp["checkpoint_every_seconds"])
     state = checkpoint.load()
     if pretrained is not None:
         model, tok, eos, context = _pretrained_setup(pretrained, hp, given, notes)

@@ -26,6 +26,8 @@ COMMON: dict[str, Param] = {
     "warmup_ratio": param(float, None, number(0, 0.5), nullable=True),
     "max_grad_norm": param(float, 1.0, number(0, 1e6)),
     "mixed_precision": param(bool, True),
+    # A checkpoint at the end of the first epoch this long after the last one (0: every epoch).
+    "checkpoint_every_seconds": param(float, 60.0, number(0, 1e9)),
 }
 
 TEXT: dict[str, Param] = {

@@ -212,10 +212,10 @@ def train(
     if pretrained is not None:
         signature += checkpoints.signature(pretrained)
     fingerprint = common.fingerprint(
-        {"model_type": "bert", "hp": {k: v for k, v in hp.items() if k != "epochs"},
+        {"model_type": "bert", "hp": common.fingerprinted(hp),
          "data": signature, "columns": [text_col, label_col]}
     )  # fmt: skip
-    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint)
+    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint, hp["checkpoint_every_seconds"])
     state = checkpoint.load()
 
     common.seed_all(hp["seed"])

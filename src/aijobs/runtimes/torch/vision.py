@@ -145,9 +145,9 @@ def train(
     files = [path for path, _ in items]
     fingerprint = common.fingerprint(
         {"model_type": model_type, "data": common.files_signature(files, data_path),
-         "hp": {k: v for k, v in hp.items() if k != "epochs"}}
+         "hp": common.fingerprinted(hp)}
     )  # fmt: skip
-    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint)
+    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint, hp["checkpoint_every_seconds"])
     state = checkpoint.load()
     ctx.report(0.01, {"images": len(items), "classes": len(classes)})
 
