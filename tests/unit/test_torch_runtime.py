@@ -149,24 +149,14 @@ def test_a_checkpoint_from_other_hyperparameters_is_ignored(data: Path, tmp_path
 def test_checkpoints_wait_their_interval(data: Path, tmp_path: Path) -> None:
     """The default interval (a minute) is longer than this job: no epoch is saved; an interval
     of zero saves after each one."""
-    csv, hp = data / "training.csv", {**TINY_BERT, "epochs": 1}
-    saved = common.Checkpoint.save
-    for every, saves in ((None, 0), (0, 1)):
-        writes: list[int] = []
-
-        def counting(self: common.Checkpoint, state: dict[str, Any]) -> None:
-            writes.append(state["epoch"])
-            saved(self, state)
-
-        given = {k: v for k, v in hp.items() if k != "checkpoint_every_seconds"}
-        if every is not None:
-            given["checkpoint_every_seconds"] = every
-        ctx = ctx_for(tmp_path / f"every-{every}", data)
-        with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(common.Checkpoint, "save", counting)
-            TorchRuntime().train("bert", csv, given, ctx)
-        assert len(writes) == saves
-        assert (ctx.checkpoint_dir / common.CHECKPOINT_FILE).is_file() is bool(saves)
+    csv = data / "training.csv"
+    hp = {k: v for k, v in TINY_BERT.items() if k != "checkpoint_every_seconds"} | {"epochs": 1}
+    default = ctx_for(tmp_path / "default", data)
+    TorchRuntime().train("bert", csv, hp, default)
+    assert not (default.checkpoint_dir / common.CHECKPOINT_FILE).exists()
+    every_epoch = ctx_for(tmp_path / "zero", data)
+    TorchRuntime().train("bert", csv, hp | {"checkpoint_every_seconds": 0}, every_epoch)
+    assert (every_epoch.checkpoint_dir / common.CHECKPOINT_FILE).is_file()
 
 
 def test_a_checkpoint_survives_a_changed_interval(data: Path, tmp_path: Path) -> None:

@@ -159,11 +159,9 @@ class Checkpoint:
             return None
         return state
 
-    def due(self) -> bool:
-        return self.enabled and time.monotonic() - self.last_saved >= self.every_seconds
-
     def save(self, state: dict[str, Any]) -> None:
-        if not self.enabled:
+        """Written if the interval has passed (a state dict only references the tensors)."""
+        if not self.enabled or time.monotonic() - self.last_saved < self.every_seconds:
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
         torch.save({**state, "format": CHECKPOINT_FORMAT, "fingerprint": self.fingerprint}, tmp)

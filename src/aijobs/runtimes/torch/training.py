@@ -255,18 +255,17 @@ def fit(
         }
         entry = _rounded(entry)
         history.append({"epoch": epoch, **entry})
-        if checkpoint.due():  # before the report: a job stopped right after resumes from here
-            checkpoint.save(
-                {
-                    "epoch": epoch,
-                    "global_step": global_step,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "rng": _rng_state(generator, device),
-                    "history": history,
-                    "extra": extra,
-                }
-            )
+        checkpoint.save(
+            {
+                "epoch": epoch,
+                "global_step": global_step,
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "rng": _rng_state(generator, device),
+                "history": history,
+                "extra": extra,
+            }
+        )  # before the report: a job stopped right after it resumes from this epoch
         ctx.report(PREPARE_SHARE + TRAIN_SHARE * epoch / epochs, entry, epoch=epoch)
 
     if history and history[-1]["epoch"] == epochs and start_epoch < epochs:
