@@ -90,7 +90,7 @@ SMOKES = [
     ),
     Smoke(
         "bench/bench_models.py",
-        "--models logistic_regression",
+        "--models logistic_regression --runs 2",
         "| logistic_regression | tabular_data.csv | defaults | accuracy |",
         timeout=300,
     ),
