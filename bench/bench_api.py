@@ -102,9 +102,10 @@ async def concurrent_requests(url: str, n: int, concurrency: int, submit: bool =
 
 def warm_inference(system: System, n: int) -> dict[str, list[float]]:
     """Per job (ms): end to end, the model's predict, and the hops between: the POST's answer;
-    from the stored submission to the stored end, less the predict (the worker's wake-up,
-    claim, child and finish); from the stored end to the long-poll's answer. The stored times
-    are the store's (ms), read afterwards with a store client of the bench's own."""
+    from the stored submission to the stored end, less the worker's round trip to its
+    inference child (the worker's wake-up, claim and finish); that round trip less the predict
+    (the pipes, the request's decoding); from the stored end to the long-poll's answer. The
+    stored times are the store's (ms), read afterwards with a store client of the bench's own."""
     trained = system.wait(
         system.submit(
             "/jobs/training", {"model_type": "random_forest", "data_path": "tabular_data.csv"}
@@ -112,7 +113,9 @@ def warm_inference(system: System, n: int) -> dict[str, list[float]]:
     )
     model_id = trained["result"]["model_id"]
     body = {"model_id": model_id, "input_data": "5.1,3.5,1.4,0.2"}
-    rows = []  # (job id, wall clock at the POST, POST ms, wall clock at the answer, e2e, predict)
+    # (job id, wall clock at the POST, POST ms, wall clock at the answer, e2e, predict, the
+    # worker's round trip to its inference child)
+    rows = []
     with httpx.Client(base_url=system.url) as client:
         for i in range(n + 5):
             posted, started = time.time(), time.perf_counter()
@@ -122,23 +125,26 @@ def warm_inference(system: System, n: int) -> dict[str, list[float]]:
             elapsed, answered = (time.perf_counter() - started) * 1000, time.time()
             assert status["status"] == "completed", status
             if i >= 5:  # the first few load the model
-                predict = status["result"]["predict_ms"]
-                rows.append((job_id, posted, post_ms, answered, elapsed, predict))
+                result = status["result"]
+                predict, child = result["predict_ms"], result["inference_time_ms"]
+                rows.append((job_id, posted, post_ms, answered, elapsed, predict, child))
     stored = asyncio.run(stored_times(system, [row[0] for row in rows]))
     hops: dict[str, list[float]] = {
         "end_to_end": [],
         "predict": [],
         "post": [],
         "worker": [],
+        "child": [],
         "answer": [],
     }
-    for (_, _, post_ms, answered, elapsed, predict), (created, finished) in zip(
+    for (_, _, post_ms, answered, elapsed, predict, child), (created, finished) in zip(
         rows, stored, strict=True
     ):
         hops["end_to_end"].append(elapsed)
         hops["predict"].append(predict)
         hops["post"].append(post_ms)
-        hops["worker"].append((finished - created) * 1000 - predict)
+        hops["worker"].append((finished - created) * 1000 - child)
+        hops["child"].append(child - predict)
         hops["answer"].append((answered - finished) * 1000)
     return hops
 
@@ -231,8 +237,9 @@ def main() -> None:
     over = [a - b for a, b in zip(e2e, predict, strict=True)]
     print(f"  end to end less predict, p50 {percentile(over, 50):7.2f} ms, of which (p50 each):")
     print(f"    POST answered                          {percentile(hops['post'], 50):7.2f} ms")
-    worker = percentile(hops["worker"], 50)
-    print(f"    stored -> stored as ended, less predict {worker:7.2f} ms")
+    worker, child = percentile(hops["worker"], 50), percentile(hops["child"], 50)
+    print(f"    stored -> stored as ended, less the child {worker:5.2f} ms (wake, claim, finish)")
+    print(f"    the worker's round trip to its inference child, less predict {child:5.2f} ms")
     print(f"    stored as ended -> long-poll answered  {percentile(hops['answer'], 50):7.2f} ms")
 
 
