@@ -71,6 +71,23 @@ async def test_wakes_soon_after_a_submission_and_the_job_is_taken_once(
     assert await store.claim(["other", "q"], "w2", LONG) == []  # nobody else gets it
 
 
+async def test_a_job_submitted_between_an_empty_claim_and_the_wait_wakes_it_at_once(
+    store: JobStore, submitter: JobStore
+) -> None:
+    """A worker's loop: claim, find nothing, wait. A job that lands between the claim and the
+    wait must not be slept through until the wait's timeout."""
+    for _ in range(3):  # each time from a different state of the store's wake-up machinery
+        assert await store.claim(["q"], "w1", LONG) == []
+        job = await submitter.submit(new())
+        await asyncio.sleep(0.2)  # long after the commit: whatever would notice it has
+        t0 = time.monotonic()
+        returned = await store.wait_for_work(["q"], 30, Waiter("w1", LONG, max_training=1))
+        assert time.monotonic() - t0 < PROMPT
+        held = await taken(store, Waiter("w1", LONG, max_training=1), returned, ["q"])
+        assert [c.job.id for c in held] == [job.id]
+        assert await store.finish(job.id, held[0].token, {})
+
+
 async def test_a_waiter_without_a_waiter_record_is_woken_and_is_handed_nothing(
     store: JobStore, submitter: JobStore
 ) -> None:

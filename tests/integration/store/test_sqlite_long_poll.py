@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -116,3 +117,64 @@ async def test_commits_wake_waiters_through_the_log_not_the_poll(
     (claim, *_) = await worker.claim(["q"], "w1", LONG)
     assert await worker.finish(claim.job.id, claim.token, {})  # and the API of the end
     assert (await asyncio.wait_for(ended, 10)).state is State.COMPLETED
+
+
+class ExitRace(watch.ChangeWatcher):
+    """A watcher whose bell, as its poll task puts it away (the task has seen that nobody
+    waits and is ending), lets a new waiter in: the one moment a waiter could find a task
+    that is still running but will never look again."""
+
+    def __init__(self) -> None:
+        self.version = 0
+        self.late: asyncio.Task[None] | None = None
+        super().__init__(self._read_version, log_path="unused")
+
+    async def _read_version(self, sql: str, params: object) -> list[tuple[int]]:
+        return [(self.version,)]
+
+    async def _ring_on_writes(self, bell: asyncio.Event) -> None:
+        try:
+            await asyncio.Event().wait()  # never rings: the poll reads at its backstop
+        except asyncio.CancelledError:
+            if self.late is None:
+                self.late = asyncio.ensure_future(self.until_changed(LONG))
+            raise
+
+
+async def test_a_waiter_arriving_as_the_watch_ends_is_still_woken(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 0.05)
+    watcher = ExitRace()
+    first = asyncio.create_task(watcher.until_changed(LONG))
+    await asyncio.sleep(0.1)
+    watcher.version += 1
+    await asyncio.wait_for(first, 5)  # woken; the task then finds nobody waiting and ends
+    while watcher.late is None:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.1)
+    assert not watcher.late.done()
+    watcher.version += 1  # a commit while the late waiter waits: something must read it
+    await asyncio.wait_for(watcher.late, 5)
+    await watcher.close()
+
+
+async def test_a_commit_since_the_callers_last_look_returns_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`since`: a commit seen after the caller last looked (its claim) ends the wait at once,
+    and one seen while nobody waited is seen when the next wait begins."""
+    monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 0.05)
+    watcher = ExitRace()
+    looked = time.monotonic()
+    waiting = asyncio.create_task(watcher.until_changed(LONG))
+    await asyncio.sleep(0.1)
+    watcher.version += 1
+    await asyncio.wait_for(waiting, 5)
+    await asyncio.wait_for(watcher.until_changed(LONG, since=looked), 0.5)  # seen after it
+    with pytest.raises(TimeoutError):  # nothing since now: it waits
+        await asyncio.wait_for(watcher.until_changed(LONG, since=time.monotonic()), 0.3)
+    await asyncio.sleep(0.2)  # nobody waits: the task ends
+    watcher.version += 1  # a commit nobody is watching for
+    await asyncio.wait_for(watcher.until_changed(LONG), 0.5)
+    await watcher.close()

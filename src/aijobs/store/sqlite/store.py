@@ -21,6 +21,7 @@ The tables, and how a row maps to a Job, are in ``schema.py``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -101,6 +102,8 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         self.retry_backoff = retry_backoff or RetryBackoff()
         self._db = Database(path, busy_timeout)
         self._watch = ChangeWatcher(self._db.read, self._db.log_path)  # every waiter, one task
+        # time.monotonic() at the start of the last claim; before any, commits from the wait on
+        self._claimed_at = math.inf
 
     async def open(self) -> None:
         await self._db.open()
@@ -114,7 +117,8 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
     async def wait_for_work(
         self, queues: list[str], timeout: float, waiter: Waiter | None = None
     ) -> list[Claim]:
-        await self._watch.until_changed(timeout)
+        # A job submitted since this store's last claim looked wakes it at once.
+        await self._watch.until_changed(timeout, since=self._claimed_at)
         return []  # a hint only: one SQLite file has one machine's few workers, claiming
 
     async def wait_terminal(self, job_id: str, timeout: float) -> Job:
@@ -251,6 +255,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         queues = distinct_queues(queues)
         if not queues or limit <= 0:
             return []
+        self._claimed_at = time.monotonic()
         now = self.clock.wall_ms()
         cap = limit if max_training is None else min(limit, max(0, max_training))
         # One seek per queue and job type (each already in priority/FIFO order), merged, best

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -46,9 +48,22 @@ class ChangeWatcher:
         self._recheck = False  # a job was added since the last look: look even without a change
         self._waiting = 0  # waiters on any commit
         self._task: asyncio.Task[None] | None = None
+        # The change counter as last read, kept between runs of the task: a commit made while
+        # nobody waited is seen at the next start, not taken for the starting point.
+        self._version: int | None = None
+        self._changed_at = -math.inf  # monotonic time the last commit was seen
 
-    async def until_changed(self, timeout: float) -> None:
-        """Return once another connection committed, or after `timeout` seconds."""
+    async def until_changed(self, timeout: float, since: float = math.inf) -> None:
+        """Return once another connection committed, or after `timeout` seconds; at once if a
+        commit was seen after `since` (time.monotonic() of the caller's last look at the
+        data): one that landed between that look and this wait is not slept through."""
+        if self._changed_at > since:
+            return
+        if self._version is None and since < math.inf:
+            # Nothing counted yet, so no telling whether a commit landed since the caller
+            # looked: count from now, and let the caller look once more.
+            (self._version,), *_ = await self._read("PRAGMA data_version", ())
+            return
         self._waiting += 1
         changed = self._changed
         try:
@@ -96,8 +111,18 @@ class ChangeWatcher:
         clock = asyncio.get_running_loop().time
         settle_until = 0.0
         try:
-            (version,), *_ = await self._read("PRAGMA data_version", ())
             while self._anyone_waits():
+                (now,), *_ = await self._read("PRAGMA data_version", ())
+                changed = self._version is not None and now != self._version
+                self._version = now
+                if changed:
+                    settle_until = 0.0
+                    self._changed_at = time.monotonic()
+                    self._changed.set()
+                    self._changed = asyncio.Event()
+                if (changed or self._recheck) and self._ended:
+                    self._recheck = False
+                    await self._wake_ended()
                 if ringer.done():
                     await asyncio.sleep(POLL_SECONDS)
                 elif clock() < settle_until:
@@ -110,19 +135,14 @@ class ChangeWatcher:
                     # read the counter again shortly until the commit shows.
                     bell.clear()
                     settle_until = clock() + SETTLE_SECONDS
-                (now,), *_ = await self._read("PRAGMA data_version", ())
-                changed, version = now != version, now
-                if changed:
-                    settle_until = 0.0
-                    self._changed.set()
-                    self._changed = asyncio.Event()
-                if (changed or self._recheck) and self._ended:
-                    self._recheck = False
-                    await self._wake_ended()
         except Exception:
             # The store is closed or unreadable: every waiter reads again and meets the error.
             self._wake_all()
         finally:
+            # Done from here (no await since the last look at the waiters): a waiter arriving
+            # while the bell is put away starts a new task instead of waiting on this one.
+            if self._task is asyncio.current_task():
+                self._task = None
             ringer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await ringer
