@@ -119,10 +119,11 @@ async def test_commits_wake_waiters_through_the_log_not_the_poll(
     assert (await asyncio.wait_for(ended, 10)).state is State.COMPLETED
 
 
-class ExitRace(watch.ChangeWatcher):
-    """A watcher whose bell, as its poll task puts it away (the task has seen that nobody
-    waits and is ending), lets a new waiter in: the one moment a waiter could find a task
-    that is still running but will never look again."""
+class ScriptedWatcher(watch.ChangeWatcher):
+    """A watcher over a change counter the test moves. Its bell never rings (the task reads
+    at its backstop), and as the task puts it away (it has seen that nobody waits and is
+    ending), it lets a new waiter in: the one moment a waiter could find a task that is
+    still running but will never look again."""
 
     def __init__(self) -> None:
         self.version = 0
@@ -145,7 +146,7 @@ async def test_a_waiter_arriving_as_the_watch_ends_is_still_woken(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 0.05)
-    watcher = ExitRace()
+    watcher = ScriptedWatcher()
     first = asyncio.create_task(watcher.until_changed(LONG))
     await asyncio.sleep(0.1)
     watcher.version += 1
@@ -162,16 +163,18 @@ async def test_a_waiter_arriving_as_the_watch_ends_is_still_woken(
 async def test_a_commit_since_the_callers_last_look_returns_at_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`since`: a commit seen after the caller last looked (its claim) ends the wait at once,
-    and one seen while nobody waited is seen when the next wait begins."""
+    """`since`: a commit seen after the caller last looked (its claim, or its read of the job)
+    ends the wait at once, and one made while nobody waited is seen when the next wait
+    begins."""
     monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 0.05)
-    watcher = ExitRace()
+    watcher = ScriptedWatcher()
     looked = time.monotonic()
     waiting = asyncio.create_task(watcher.until_changed(LONG))
     await asyncio.sleep(0.1)
     watcher.version += 1
     await asyncio.wait_for(waiting, 5)
     await asyncio.wait_for(watcher.until_changed(LONG, since=looked), 0.5)  # seen after it
+    await asyncio.wait_for(watcher.until_ended("job_x", LONG, since=looked), 0.5)  # as well
     with pytest.raises(TimeoutError):  # nothing since now: it waits
         await asyncio.wait_for(watcher.until_changed(LONG, since=time.monotonic()), 0.3)
     await asyncio.sleep(0.2)  # nobody waits: the task ends

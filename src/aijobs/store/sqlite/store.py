@@ -124,6 +124,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
     async def wait_terminal(self, job_id: str, timeout: float) -> Job:
         deadline = time.monotonic() + timeout
         while True:
+            looked = time.monotonic()
             rows = await self._db.read(f"SELECT {COLUMNS} FROM jobs WHERE id = ?", (job_id,))
             if not rows:
                 raise job_not_found(job_id)
@@ -131,7 +132,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
             left = deadline - time.monotonic()
             if job.terminal or left <= 0:
                 return job
-            await self._watch.until_ended(job_id, left)
+            await self._watch.until_ended(job_id, left, since=looked)
 
     # -- clients -----------------------------------------------------------------------------
     async def health(self) -> dict[str, Any]:

@@ -73,9 +73,12 @@ class ChangeWatcher:
         finally:
             self._waiting -= 1
 
-    async def until_ended(self, job_id: str, timeout: float) -> None:
+    async def until_ended(self, job_id: str, timeout: float, since: float = math.inf) -> None:
         """Return soon after the job may have ended (or the watch failed), or after `timeout`
-        seconds. The caller reads the job again to learn which."""
+        seconds; at once if a commit was seen after `since` (the caller's read of the job). The
+        caller reads the job again to learn which."""
+        if self._changed_at > since:  # its end may be that commit, already told to no one
+            return
         ended = asyncio.Event()
         self._ended.setdefault(job_id, set()).add(ended)
         self._recheck = True  # it may have ended before this watch began
