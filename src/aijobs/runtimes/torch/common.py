@@ -106,10 +106,9 @@ def fingerprint(config: Any) -> str:
     return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def fingerprinted(hp: dict[str, Any]) -> dict[str, Any]:
-    """The hyperparameters a checkpoint must agree on: all but how long and how often to save
-    (a job resumed with more epochs goes on from its checkpoint)."""
-    return {k: v for k, v in hp.items() if k not in ("epochs", "checkpoint_every_seconds")}
+# The hyperparameters a checkpoint need not agree on: how long to train (a job resumed with more
+# epochs goes on from its checkpoint) and how often to save.
+NOT_FINGERPRINTED = ("epochs", "checkpoint_every_seconds")
 
 
 def files_signature(paths: list[Path], base: Path) -> list[tuple[str, int, int]]:
@@ -132,12 +131,14 @@ class Checkpoint:
     two CPU cores no longer spends 4 % of its time writing 134 MB after each 10-second epoch.
     """
 
-    def __init__(self, directory: Path, fingerprint: str, every_seconds: float = 0.0) -> None:
+    def __init__(self, directory: Path, hp: dict[str, Any], **identity: Any) -> None:
+        """`identity`: what else a run must share with the checkpoint (model type, data...)."""
         self.directory = directory
         self.path = directory / CHECKPOINT_FILE
-        self.fingerprint = fingerprint
+        kept = {k: v for k, v in hp.items() if k not in NOT_FINGERPRINTED}
+        self.fingerprint = fingerprint({**identity, "hp": kept})
         self.enabled = directory.is_dir()  # the worker creates it; absent: no checkpoints
-        self.every_seconds = every_seconds
+        self.every_seconds = float(hp["checkpoint_every_seconds"])
         self.last_saved = time.monotonic()
         self.notes: list[str] = []
 

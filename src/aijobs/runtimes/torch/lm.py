@@ -256,11 +256,9 @@ def train(
     signature = common.files_signature(files, base)
     if pretrained is not None:
         signature += checkpoints.signature(pretrained)
-    fingerprint = common.fingerprint(
-        {"model_type": "language_model", "data": signature,
-         "hp": common.fingerprinted(hp)}
-    )  # fmt: skip
-    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint, hp["checkpoint_every_seconds"])
+    checkpoint = common.Checkpoint(
+        ctx.checkpoint_dir, hp, model_type="language_model", data=signature
+    )
     state = checkpoint.load()
     if pretrained is not None:
         model, tok, eos, context = _pretrained_setup(pretrained, hp, given, notes)

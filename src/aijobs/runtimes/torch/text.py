@@ -211,11 +211,9 @@ def train(
     signature = common.files_signature([data_path], data_path.parent)
     if pretrained is not None:
         signature += checkpoints.signature(pretrained)
-    fingerprint = common.fingerprint(
-        {"model_type": "bert", "hp": common.fingerprinted(hp),
-         "data": signature, "columns": [text_col, label_col]}
-    )  # fmt: skip
-    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint, hp["checkpoint_every_seconds"])
+    checkpoint = common.Checkpoint(
+        ctx.checkpoint_dir, hp, model_type="bert", data=signature, columns=[text_col, label_col]
+    )
     state = checkpoint.load()
 
     common.seed_all(hp["seed"])

@@ -143,11 +143,9 @@ def train(
     datasets.check_num_classes(hp["num_classes"], classes, notes)
     size = hp["image_size"]
     files = [path for path, _ in items]
-    fingerprint = common.fingerprint(
-        {"model_type": model_type, "data": common.files_signature(files, data_path),
-         "hp": common.fingerprinted(hp)}
-    )  # fmt: skip
-    checkpoint = common.Checkpoint(ctx.checkpoint_dir, fingerprint, hp["checkpoint_every_seconds"])
+    checkpoint = common.Checkpoint(
+        ctx.checkpoint_dir, hp, model_type=model_type, data=common.files_signature(files, data_path)
+    )
     state = checkpoint.load()
     ctx.report(0.01, {"images": len(items), "classes": len(classes)})
 
