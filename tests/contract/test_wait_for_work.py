@@ -76,14 +76,15 @@ async def test_a_job_submitted_between_an_empty_claim_and_the_wait_wakes_it_at_o
 ) -> None:
     """A worker's loop: claim, find nothing, wait. A job that lands between the claim and the
     wait must not be slept through until the wait's timeout."""
+    waiter = Waiter("w1", LONG, max_training=1)
     for _ in range(3):  # each time from a different state of the store's wake-up machinery
         assert await store.claim(["q"], "w1", LONG) == []
         job = await submitter.submit(new())
         await asyncio.sleep(0.2)  # long after the commit: whatever would notice it has
         t0 = time.monotonic()
-        returned = await store.wait_for_work(["q"], 30, Waiter("w1", LONG, max_training=1))
+        returned = await store.wait_for_work(["q"], 30, waiter)
         assert time.monotonic() - t0 < PROMPT
-        held = await taken(store, Waiter("w1", LONG, max_training=1), returned, ["q"])
+        held = await taken(store, waiter, returned, ["q"])
         assert [c.job.id for c in held] == [job.id]
         assert await store.finish(job.id, held[0].token, {})
 
