@@ -145,6 +145,9 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
         self.log_keep_chars = max(1, log_keep_chars)
         self.key = "{" + prefix + "}"  # every key starts with this hash tag
         self._client: aioredis.Redis | None = None
+        # One connection of the pool kept for this process's submits, which go one round trip
+        # at a time (groups.py): no pool lending per submit, the producer's largest cost.
+        self._submit_lane: aioredis.Redis | None = None
         self._scripts: dict[str, Any] = {}
         self._announcements: Announcements | None = None
         self._submits = SubmitGroups(self)
@@ -193,11 +196,15 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
             raise
         self._scripts = {name: client.register_script(script_source(name)) for name in ALL_SCRIPTS}
         self._client = client
+        self._submit_lane = client.client()  # a client on one dedicated connection
         self._announcements = Announcements(client, self.k("done"))
 
     async def close(self) -> None:
         client, self._client = self._client, None
+        lane, self._submit_lane = self._submit_lane, None
         self._scripts = {}
+        if lane is not None:
+            await lane.aclose()  # its connection back to the pool, closed with it below
         announcements, self._announcements = self._announcements, None
         if announcements is not None:
             await announcements.close()
@@ -211,13 +218,20 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
             raise errors.StoreUnavailable("the Redis store is not open")
         return self._client
 
-    async def call(self, fn: Callable[[aioredis.Redis], Awaitable[Any]], *, retry: bool) -> Any:
+    async def call(
+        self,
+        fn: Callable[[aioredis.Redis], Awaitable[Any]],
+        *,
+        retry: bool,
+        lane: aioredis.Redis | None = None,
+    ) -> Any:
         """Run one Redis call; unavailability becomes StoreUnavailable.
 
         `retry`: the call may run twice without harm, so a failure that may be a stale pooled
-        connection is retried once on a fresh one.
+        connection is retried once on a fresh one. `lane`: a client on a dedicated connection
+        to run it on, instead of one lent by the pool.
         """
-        client = self.client()
+        client = self.client() if lane is None else lane
         for attempt in (1, 2):
             try:
                 result = await fn(client)
@@ -237,12 +251,22 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
             return result
         raise AssertionError("unreachable")
 
-    async def run_script(self, name: str, *args: Any, retry: bool = False) -> Any:
+    async def run_script(
+        self, name: str, *args: Any, retry: bool = False, lane: aioredis.Redis | None = None
+    ) -> Any:
         """Run one of our scripts (one EVALSHA; NOSCRIPT after a restart reloads it once)."""
         self.client()
         script = self._scripts[name]
         argv = self._argv(args)
-        return await self.call(lambda _: script(keys=[self.key], args=argv), retry=retry)
+        return await self.call(
+            lambda r: script(keys=[self.key], args=argv, client=r), retry=retry, lane=lane
+        )
+
+    def submit_lane(self) -> aioredis.Redis:
+        """The client of this process's submits (groups.py)."""
+        if self._submit_lane is None:
+            raise errors.StoreUnavailable("the Redis store is not open")
+        return self._submit_lane
 
     def _argv(self, args: Sequence[Any]) -> list[Any]:
         return [self.retain_jobs, int(self.retain_seconds * 1000), *args]
