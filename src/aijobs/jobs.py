@@ -204,6 +204,7 @@ class Waiter(NamedTuple):
     worker_id: str
     lease_seconds: float
     max_training: int  # training jobs it has room for (inference jobs: always room for one)
+    room: int = 1  # jobs it has room for: what a store may claim for it when work is ready
 
 
 class Finish(NamedTuple):

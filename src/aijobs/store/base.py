@@ -140,9 +140,10 @@ class JobStore(Protocol):
         """Return soon after new work may be ready on `queues`, or after `timeout` seconds.
 
         Mostly a hint, not a promise: it may return early, and the caller claims to find out.
-        But with a `waiter`, a store may hand it a job submitted while it waits: claimed for
-        it on submission (leased and fenced like any claim) and returned here, so that the
-        worker starts it without a claim of its own. Then there is nothing else to claim.
+        But with a `waiter`, a store may hand it work, claimed for it (leased and fenced like
+        any claim) and returned here, so that the worker starts it without a claim of its own:
+        a job submitted while it waits, or, when work is ready as the wait begins, up to its
+        room of it. Then there is nothing else to claim.
         """
 
     async def renew(

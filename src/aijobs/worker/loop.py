@@ -234,14 +234,17 @@ class Worker:
         while True:
             await self.watching.wait()
             free_training = self._free_training()
-            waiter = Waiter(self.worker_id, self.settings.lease_seconds, max(0, free_training))
+            room = self.capacity - len(self.running)
+            waiter = Waiter(
+                self.worker_id, self.settings.lease_seconds, max(0, free_training), max(1, room)
+            )
             handed: list[Claim] = []
             try:
                 handed = await self.store.wait_for_work(self.queues, IDLE_WAIT, waiter)
             except Exception:  # store down: back off; the claim loop reports it
                 await asyncio.sleep(IDLE_WAIT)
             self.watching.clear()  # the claim loop says when to wait again
-            if handed:  # claimed for us as it was submitted: start it, nothing to claim
+            if handed:  # claimed for us (submitted meanwhile, or ready): start it
                 self._start(handed)
             else:
                 self.store_woke = True

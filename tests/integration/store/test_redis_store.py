@@ -212,7 +212,9 @@ async def waiting(store: RedisStore, worker: str, queues: list[str], max_trainin
     """Register `worker` as waiting on `queues` without taking anything from its inbox (a worker
     stopped between its registration and its pop)."""
     assert (
-        await store.run_script("wait", worker, f"earlier {max_training} 60000", 10_000, *queues)
+        await store.run_script(
+            "wait", worker, f"earlier {max_training} 60000", 10_000, 1, "seed", *queues
+        )
         == 1
     )
 
@@ -246,11 +248,10 @@ async def test_no_hand_over_past_queued_work_or_to_a_worker_without_room(
     s = rstore
     queued = await s.submit(infer())
     t0 = time.monotonic()
-    # work is ready: claim it (FIFO), at once
-    assert await s.wait_for_work(["q"], 10, Waiter("w1", LONG, 1)) == []
+    # work is ready: the wait claims it for the waiter (FIFO), at once
+    (first,) = await s.wait_for_work(["q"], 10, Waiter("w1", LONG, 1))
     assert time.monotonic() - t0 < 2
-    (first,) = await s.claim(["q"], "w1", LONG)
-    assert first.job.id == queued.id
+    assert (first.job.id, first.job.owner) == (queued.id, "w1")
     # a worker whose training slots are full waits for inference only: a training job is
     # neither handed to it nor hinted (it waits its time out), and stays queued
     full = Waiter("w1", LONG, max_training=0)
@@ -266,8 +267,9 @@ async def test_no_hand_over_past_queued_work_or_to_a_worker_without_room(
     t0 = time.monotonic()
     assert await s.wait_for_work(["q"], 0.3, full) == []
     assert time.monotonic() - t0 >= 0.2
-    assert await s.wait_for_work(["q"], 10, Waiter("w2", LONG, 1)) == []
+    (claim,) = await s.wait_for_work(["q"], 10, Waiter("w2", LONG, 1))
     assert time.monotonic() - t0 < 2
+    assert claim.job.id == training.id
     # an inference job on another of its queues is handed to it all the same
     task = asyncio.create_task(s.wait_for_work(["q", "r"], 10, full))
     await asyncio.sleep(0.2)
@@ -284,11 +286,27 @@ async def test_a_worker_without_room_for_training_claims_the_inference_behind_it
     behind = await s.submit(infer())
     full = Waiter("w1", LONG, max_training=0)
     t0 = time.monotonic()
-    assert await s.wait_for_work(["q"], 10, full) == []  # work it can take is ready
+    (claim,) = await s.wait_for_work(["q"], 10, full)  # work it can take is ready
     assert time.monotonic() - t0 < 2
-    (claim,) = await s.claim(["q"], "w1", LONG, max_training=0)
     assert claim.job.id == behind.id
     assert (await s.get(training.id)).state is State.PENDING
+    assert await check_invariants(s) == []
+
+
+async def test_a_wait_claims_the_ready_work_up_to_its_room_and_hints_a_waiter_without_one(
+    rstore: RedisStore,
+) -> None:
+    s = rstore
+    jobs = [await s.submit(infer()) for _ in range(3)]
+    assert await s.wait_for_work(["q"], 10) == []  # no Waiter: told to claim, handed nothing
+    assert [(await s.get(j.id)).state for j in jobs] == [State.PENDING] * 3
+    claims = await s.wait_for_work(["q"], 10, Waiter("w1", LONG, 1, room=2))
+    assert [c.job.id for c in claims] == [j.id for j in jobs[:2]]
+    assert {c.job.owner for c in claims} == {"w1"}
+    for claim in claims:
+        assert await s.finish(claim.job.id, claim.token, {"ok": True})
+    (last,) = await s.claim(["q"], "w2", LONG, limit=5)  # the third stayed queued
+    assert last.job.id == jobs[2].id
     assert await check_invariants(s) == []
 
 

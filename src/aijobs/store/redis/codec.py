@@ -1,7 +1,7 @@
 """What the Redis store's Python and its Lua scripts share: the scripts' text, and the jobs.
 
-Each script (``scripts/*.lua``) is sent as the shared prelude ``_lib.lua`` followed by the
-script's body, under a header that defines, from here, what both sides must agree on: the job
+Each script (``scripts/*.lua``) is sent as the shared prelude ``_lib.lua`` (and ``_claim.lua``
+for the two that claim) followed by the script's body, under a header that defines, from here, what both sides must agree on: the job
 fields a script returns (``FIELDS``, from the Job model) and the layout of a pending job's rank.
 
 The scripts store every field as a string (JSON for the dict and list fields, integer
@@ -227,11 +227,15 @@ def _header() -> str:
     )
 
 
+# The preludes of each script: _lib.lua, then these (the claim, shared by two scripts).
+_PRELUDES: dict[str, tuple[str, ...]] = {"claim": ("_claim",), "wait": ("_claim",)}
+
+
 def script_source(name: str) -> str:
     """The full text of script `name`, ready for SCRIPT LOAD."""
     folder = resources.files("aijobs.store.redis") / "scripts"
-    lib = (folder / "_lib.lua").read_text(encoding="utf-8")
-    body = (folder / f"{name}.lua").read_text(encoding="utf-8")
+    parts = ("_lib", *_PRELUDES.get(name, ()), name)
+    text = "".join((folder / f"{part}.lua").read_text(encoding="utf-8") for part in parts)
     # no-writes: a read still works when Redis refuses writes (OOM, a read-only replica)
     flags = "#!lua flags=no-writes\n" if name in READ_SCRIPTS else "#!lua\n"
-    return flags + _header() + lib + body
+    return flags + _header() + text

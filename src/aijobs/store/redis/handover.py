@@ -1,6 +1,7 @@
 """Idle workers wait on the server, and a job submitted meanwhile is handed to one of them.
 
-An idle worker registers as a waiter of its queues and blocks on ``BLPOP`` of its own inbox.
+An idle worker registers as a waiter of its queues and blocks on ``BLPOP`` of its own inbox;
+when work is ready as it begins to wait, the same script claims that for it instead.
 A job submitted while nothing is queued ahead of it is claimed for a waiter by the submit
 script itself and handed over in that inbox: the worker starts it with no claim of its own (one
 round trip less on the latency path). Other work (a retry, a rescue, a claim that left work
@@ -40,11 +41,18 @@ async def wait_for_work(
     worker_id = waiter.worker_id if waiter else f"anonymous:{secrets.token_hex(8)}"
     lease_ms = max(1, int(waiter.lease_seconds * 1000)) if waiter else 0
     max_training = max(0, waiter.max_training) if waiter else 1
+    room = max(1, waiter.room) if waiter else 0
     serial = secrets.token_hex(6)
     ttl_ms = max(1, int(block * 1000) - WAIT_MARGIN_MS)
     waiting = f"{serial} {max_training} {lease_ms}"
-    if not await store.run_script("wait", worker_id, waiting, ttl_ms, *queues, retry=True):
-        return []  # work is ready: claim it
+    # Not retried: with work ready, the wait claims it, and a claim is not repeated blindly.
+    reply = await store.run_script(
+        "wait", worker_id, waiting, ttl_ms, room, secrets.token_hex(12), *queues
+    )
+    if reply == 0:
+        return []  # work is ready: claim it (a waiter without hand-overs)
+    if reply != 1:  # work was ready: claimed for the waiter at once
+        return [Claim(job=decode_job(fields), token=token) for token, fields in reply]
     try:
         return await _take(store, worker_id, serial, block, waiter)
     except asyncio.CancelledError:
