@@ -63,11 +63,23 @@ def _infer(system: System, text: str, **extra: object) -> str:
 
 
 @pytest.fixture
-def echo(system: System) -> System:
+def idle(system: System) -> System:
+    """The API and a stored model, no worker yet: the jobs submitted before `working` starts
+    it are claimed in one batch, queued in its inference child one behind another (a worker
+    claims nothing while a batch is with its child)."""
     system.start_api()
     _with_store(system, "model")
-    system.start_worker("sklearn", runtime=RUNTIME)
     return system
+
+
+def working(system: System) -> None:
+    system.start_worker("sklearn", runtime=RUNTIME)
+
+
+@pytest.fixture
+def echo(idle: System) -> System:
+    working(idle)
+    return idle
 
 
 def test_a_burst_of_inference_jobs_completes_each_once_in_one_child(echo: System) -> None:
@@ -82,9 +94,11 @@ def test_a_burst_of_inference_jobs_completes_each_once_in_one_child(echo: System
     assert len(pids) == 1  # the worker's long-lived inference child answered them all
 
 
-def test_a_slow_inference_job_times_out_alone(echo: System) -> None:
+def test_a_slow_inference_job_times_out_alone(idle: System) -> None:
+    echo = idle
     slow = _infer(echo, "sleep:30", timeout_seconds=2)
     behind = [_infer(echo, f"after {i}") for i in range(5)]
+    working(echo)
     failed = echo.wait(slow, timeout=60)
     assert failed["status"] == "failed", failed
     assert "timed out after 2s" in failed["error"], failed
@@ -94,10 +108,11 @@ def test_a_slow_inference_job_times_out_alone(echo: System) -> None:
         assert done["attempt"] == 1, done  # none used up
 
 
-def test_a_job_queued_behind_a_slower_one_is_not_timed_out_for_the_wait(echo: System) -> None:
+def test_a_job_queued_behind_a_slower_one_is_not_timed_out_for_the_wait(idle: System) -> None:
+    echo = idle
     slow = _infer(echo, "sleep:6")
-    echo.wait(slow, {"running"}, timeout=30)
     waiting = _infer(echo, "quick", timeout_seconds=2)  # its limit counts from its own start
+    working(echo)
     done = echo.wait(waiting, timeout=60)
     assert done["status"] == "completed", done
     assert done["attempt"] == 1, done
@@ -106,9 +121,11 @@ def test_a_job_queued_behind_a_slower_one_is_not_timed_out_for_the_wait(echo: Sy
     assert done["attempt"] == 1, done
 
 
-def test_a_crashing_inference_child_fails_its_job_and_spares_the_others(echo: System) -> None:
+def test_a_crashing_inference_child_fails_its_job_and_spares_the_others(idle: System) -> None:
+    echo = idle
     crash = _infer(echo, "exit")
     others = [_infer(echo, f"other {i}") for i in range(5)]
+    working(echo)
     failed = echo.wait(crash, timeout=90)
     assert failed["status"] == "failed", failed
     assert "inference process" in failed["error"]
@@ -119,11 +136,12 @@ def test_a_crashing_inference_child_fails_its_job_and_spares_the_others(echo: Sy
         assert done["attempt"] == 1, done  # none used up
 
 
-def test_cancelling_an_inference_job_spares_the_jobs_behind_it(echo: System) -> None:
+def test_cancelling_an_inference_job_spares_the_jobs_behind_it(idle: System) -> None:
+    echo = idle
     slow = _infer(echo, "sleep:30")
-    echo.wait(slow, {"running"}, timeout=30)
     behind = [_infer(echo, f"behind {i}") for i in range(3)]
-    time.sleep(1)  # held by the worker by now, queued behind the slow one in its child
+    working(echo)
+    echo.wait(slow, {"running"}, timeout=30)  # the others queued behind it in its child
     assert echo.delete(f"/jobs/{slow}").status_code == 200
     assert echo.status(slow)["status"] == "cancelled"
     for job_id in behind:  # the child was killed for the cancel: they run again, no attempt used
@@ -197,11 +215,14 @@ def test_text_that_cannot_be_encoded_fails_only_its_own_job(echo: System) -> Non
         assert done["status"] == "completed", done
 
 
-def test_cancelling_a_job_the_child_has_not_started_spares_the_one_it_runs(echo: System) -> None:
+def test_cancelling_a_job_the_child_has_not_started_spares_the_one_it_runs(
+    idle: System,
+) -> None:
+    echo = idle
     slow = _infer(echo, "sleep:6")
-    echo.wait(slow, {"running"}, timeout=30)
     queued = [_infer(echo, f"queued {i}") for i in range(3)]
-    time.sleep(1)  # held by the worker by now, queued behind the slow one in its child
+    working(echo)
+    echo.wait(slow, {"running"}, timeout=30)  # the others queued behind it in its child
     for job_id in queued[:2]:
         assert echo.delete(f"/jobs/{job_id}").status_code == 200
     done = echo.wait(slow, timeout=60)
@@ -215,10 +236,12 @@ def test_cancelling_a_job_the_child_has_not_started_spares_the_one_it_runs(echo:
     assert after["result"]["pid"] == done["result"]["pid"]  # the same child answered both
 
 
-def test_a_job_queued_behind_a_running_one_shows_pending_until_it_starts(echo: System) -> None:
+def test_a_job_queued_behind_a_running_one_shows_pending_until_it_starts(idle: System) -> None:
+    echo = idle
     slow = _infer(echo, "sleep:6")
-    echo.wait(slow, {"running"}, timeout=30)
     queued = _infer(echo, "queued")
+    working(echo)
+    echo.wait(slow, {"running"}, timeout=30)
     # claimed by the worker (its attempt is taken), and queued in its child behind the slow one
     wait_until(lambda: echo.status(queued)["attempt"] == 1, 10, "the worker to claim it")
     time.sleep(1)  # a renewal or two later: still not started, so still pending

@@ -64,6 +64,35 @@ async def test_inference_fills_the_room_the_training_slots_leave(tmp_path: Path)
         await until(lambda: not s.worker.running)
 
 
+async def test_jobs_arriving_while_an_inference_batch_runs_are_its_next_batch(
+    tmp_path: Path,
+) -> None:
+    async with setup(tmp_path, ["sklearn"], concurrency=1, inference_prefetch=8) as s:
+        model = await stored_model(s.store)
+        s.inference.answering.clear()  # the child holds its answers: the batch stays running
+        first = await submit_inference(s.store, model, 2)
+        assert not await s.worker.tick()  # room 9, two taken
+        assert set(s.worker.running) == set(first)
+        later = await submit_inference(s.store, model, 3)
+        # A batch is with the child: no claim, no watching, even told of work.
+        s.worker.store_woke = True
+        assert not await s.worker.tick()
+        assert not s.worker.watching.is_set()
+        assert set(s.worker.running) == set(first)
+        assert [(await s.store.get(j)).state for j in later] == [State.PENDING] * 3
+
+        s.inference.answering.set()
+        await until(lambda: not s.worker.running)
+        # The batch ended: the step watches again, and the next claim takes all three at once.
+        assert not await s.worker.tick()
+        assert s.worker.watching.is_set()
+        s.worker.store_woke = True
+        await s.worker.tick()
+        await until(lambda: not s.worker.running)
+        assert s.inference.batches == [2, 3]
+        assert [(await s.store.get(j)).state for j in later] == [State.COMPLETED] * 3
+
+
 async def test_with_most_slots_held_a_freed_slot_waits_for_the_stores_hint(
     tmp_path: Path,
 ) -> None:

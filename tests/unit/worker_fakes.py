@@ -103,6 +103,7 @@ class FakeInferenceChild:
         self.answering = asyncio.Event()
         self.answering.set()
         self.requests: list[InferenceRequest] = []
+        self.batches: list[int] = []  # the number of requests of each send
         self.skipped: list[asyncio.Future[InferenceReply]] = []
         self._replies: list[asyncio.Future[InferenceReply]] = []
         self._answerers: set[asyncio.Task[None]] = set()
@@ -114,6 +115,7 @@ class FakeInferenceChild:
         loop = asyncio.get_running_loop()
         replies = [loop.create_future() for _ in requests]
         self.requests += requests
+        self.batches.append(len(requests))
         self._replies += replies
         work = list(zip(requests, replies, strict=True))
         self._answerers.add(task := asyncio.create_task(self._answer(work)))

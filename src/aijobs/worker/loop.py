@@ -171,8 +171,14 @@ class Worker:
         room = self.capacity - len(self.running)
         free_training = self._free_training()
         claims: list[Claim] = []
-        # Claim in batches: not again for each job that ends while most are still held.
-        wants = room > 0 and (room * 2 >= self.capacity or not self.running)
+        # Claim in batches: not again for each job that ends while most are still held, nor
+        # while a batch of inference jobs is with the child: the jobs that arrive meanwhile are
+        # its next batch, claimed together when it ends. (A batch per arrival costs a claim, a
+        # finish and a child round trip per job: the CPU the submitting side needs.)
+        inference_busy = any(not held.training for held in self.running.values())
+        wants = (
+            room > 0 and not inference_busy and (room * 2 >= self.capacity or not self.running)
+        )
         # Otherwise claim only on the store's hint: while the loop wants work, the watcher
         # hears of every arrival, so a freed slot alone is no reason to ask.
         store_woke, self.store_woke = self.store_woke, False
@@ -182,7 +188,7 @@ class Worker:
                     self.queues,
                     self.worker_id,
                     self.settings.lease_seconds,
-                    max(0, room),
+                    0 if inference_busy else max(0, room),
                     max_training=max(0, free_training),
                 )
             except Exception as exc:  # store down: back off, keep running jobs going

@@ -1,8 +1,9 @@
 """What the Redis store's Python and its Lua scripts share: the scripts' text, and the jobs.
 
 Each script (``scripts/*.lua``) is sent as the shared prelude ``_lib.lua`` (and ``_claim.lua``
-for the two that claim) followed by the script's body, under a header that defines, from here, what both sides must agree on: the job
-fields a script returns (``FIELDS``, from the Job model) and the layout of a pending job's rank.
+for the two that claim) followed by the script's body, under a header that defines, from here,
+what both sides must agree on: the job fields a script returns (``FIELDS``, from the Job model)
+and the layout of a pending job's rank.
 
 The scripts store every field as a string (JSON for the dict and list fields, integer
 milliseconds of the server's clock for timestamps) and return a job as its JOB_FIELDS values in
