@@ -176,9 +176,7 @@ class Worker:
         # its next batch, claimed together when it ends. (A batch per arrival costs a claim, a
         # finish and a child round trip per job: the CPU the submitting side needs.)
         inference_busy = any(not held.training for held in self.running.values())
-        wants = (
-            room > 0 and not inference_busy and (room * 2 >= self.capacity or not self.running)
-        )
+        wants = room > 0 and not inference_busy and (room * 2 >= self.capacity or not self.running)
         # Otherwise claim only on the store's hint: while the loop wants work, the watcher
         # hears of every arrival, so a freed slot alone is no reason to ask.
         store_woke, self.store_woke = self.store_woke, False
