@@ -257,6 +257,8 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         if not queues or limit <= 0:
             return []
         self._claimed_at = time.monotonic()
+        if not await self._claimable(queues):
+            return []
         now = self.clock.wall_ms()
         cap = limit if max_training is None else min(limit, max(0, max_training))
         # One seek per queue and job type (each already in priority/FIFO order), merged, best
@@ -298,6 +300,22 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
             )
         ordered = sorted(rows, key=lambda r: (-r[NCOLS + 1], r[NCOLS + 2]))
         return [Claim(job=decode_job(r), token=r[NCOLS]) for r in ordered]
+
+    async def _claimable(self, queues: list[str]) -> bool:
+        """Whether a claim on `queues` may find a job, read without the write lock. Every
+        commit wakes every idle worker of the file: without this, each would take the lock to
+        find nothing, and a submission arriving meanwhile would wait for it (SQLite's busy
+        wait sleeps from 1 ms up)."""
+        one = (
+            "SELECT 1 FROM (SELECT 1 FROM jobs WHERE state = 'pending' AND cancel_requested = 0 "
+            "AND not_before IS NULL AND queue = ? LIMIT 1)"
+        )
+        due = (  # a retry whose back-off is over: the claim makes it claimable
+            "SELECT 1 FROM (SELECT 1 FROM jobs INDEXED BY jobs_delayed WHERE state = 'pending' "
+            "AND not_before IS NOT NULL AND not_before <= ? LIMIT 1)"
+        )
+        sql = " UNION ALL ".join([one] * len(queues) + [due]) + " LIMIT 1"
+        return bool(await self._db.read(sql, (*queues, self.clock.lease_ms())))
 
     async def renew(
         self,
