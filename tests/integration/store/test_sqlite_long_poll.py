@@ -142,6 +142,33 @@ class ScriptedWatcher(watch.ChangeWatcher):
             raise
 
 
+async def test_a_commit_that_shows_after_another_under_one_bell_is_seen(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two commits write the log before the first shows, so the bell rings once for both; the
+    watcher sees the first, and must go on reading until the second shows (no bell will)."""
+    monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 3600.0)
+    watcher = RungWatcher()
+    first = asyncio.create_task(watcher.until_changed(LONG))
+    await asyncio.sleep(0.1)
+    watcher.version += 1
+    watcher.bell.set()  # both commits' writes; only the first commit shows yet
+    await asyncio.wait_for(first, 5)
+    second = asyncio.create_task(watcher.until_changed(LONG))
+    await asyncio.sleep(0.005)
+    watcher.version += 1  # the second commit shows, its write long rung
+    await asyncio.wait_for(second, 1)
+    await watcher.close()
+
+
+class RungWatcher(ScriptedWatcher):
+    """A ScriptedWatcher whose bell the test rings."""
+
+    async def _ring_on_writes(self, bell: asyncio.Event) -> None:
+        self.bell = bell
+        await asyncio.Event().wait()
+
+
 async def test_a_waiter_arriving_as_the_watch_ends_is_still_woken(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

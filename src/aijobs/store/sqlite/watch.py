@@ -30,7 +30,8 @@ from aijobs.jobs import TERMINAL
 POLL_SECONDS = 0.005  # the change counter is read this often while anyone waits, without inotify
 BELL_BACKSTOP_SECONDS = 0.1  # ... and this often with it, in case a notification is missed
 SETTLE_SECONDS = 0.05  # after a write to the log, its commit shows within this (an fsync) ...
-SETTLE_POLL_SECONDS = 0.001  # ... read this often until it does
+SETTLE_POLL_SECONDS = 0.001  # ... read soon after it, then ever less often up to ...
+SETTLE_POLL_MAX_SECONDS = 0.008  # ... this, until SETTLE_SECONDS after the last write
 IDS_PER_QUERY = 500  # watched jobs asked about per query (SQLite's bound on parameters is higher)
 
 Read = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
@@ -113,13 +114,14 @@ class ChangeWatcher:
         ringer = asyncio.create_task(self._ring_on_writes(bell))
         clock = asyncio.get_running_loop().time
         settle_until = 0.0
+        settle_poll = SETTLE_POLL_SECONDS
         try:
             while self._anyone_waits():
                 (now,), *_ = await self._read("PRAGMA data_version", ())
                 changed = self._version is not None and now != self._version
                 self._version = now
                 if changed:
-                    settle_until = 0.0
+                    settle_poll = SETTLE_POLL_SECONDS  # another may be on its way: look soon
                     self._changed_at = time.monotonic()
                     self._changed.set()
                     self._changed = asyncio.Event()
@@ -129,15 +131,19 @@ class ChangeWatcher:
                 if ringer.done():
                     await asyncio.sleep(POLL_SECONDS)
                 elif clock() < settle_until:
-                    await asyncio.sleep(SETTLE_POLL_SECONDS)
+                    await asyncio.sleep(settle_poll)
+                    settle_poll = min(2 * settle_poll, SETTLE_POLL_MAX_SECONDS)
                 else:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(bell.wait(), BELL_BACKSTOP_SECONDS)
                 if bell.is_set():
-                    # The log is written before the commit shows (its fsync comes between):
-                    # read the counter again shortly until the commit shows.
+                    # The log is written before the commit shows (its fsync comes between),
+                    # and the writes of several commits ring the bell once: read the counter
+                    # again shortly, and on until SETTLE_SECONDS after the last write, even
+                    # past a change (it may be the first of them).
                     bell.clear()
                     settle_until = clock() + SETTLE_SECONDS
+                    settle_poll = SETTLE_POLL_SECONDS
         except Exception:
             # The store is closed or unreadable: every waiter reads again and meets the error.
             self._wake_all()
