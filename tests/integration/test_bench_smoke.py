@@ -60,6 +60,11 @@ SMOKES = [
         "redis-py blocking  round-trip floor p50",
     ),
     Smoke(
+        "bench/bench_submit_floor.py",
+        "--redis-url {redis_url} --calls 50 --runs 1",
+        "RedisStore.submit",
+    ),
+    Smoke(
         "bench/bench_peers.py",  # --out: not over the committed bench/results
         "--only aijobs --runs 1 --jobs 20 --round-trips 10 --out {out}",
         "Round-trip floor, p50",
