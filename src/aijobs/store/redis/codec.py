@@ -23,6 +23,7 @@ from aijobs import errors
 from aijobs.jobs import (
     JOB_FIELDS,
     ROW_FIELDS,
+    Claim,
     Job,
     JobType,
     NewJob,
@@ -95,6 +96,11 @@ def decode_job(
         log_length=int(f["log_length"] or 0),  # a job stored before logs were streamed: none
         log=log_text,
     )
+
+
+def decode_claims(reply: Sequence[tuple[str, Sequence[str | None]]]) -> list[Claim]:
+    """The claims of a script that claims (claim_jobs in _claim.lua): {token, job fields}."""
+    return [Claim(job=decode_job(fields), token=token) for token, fields in reply]
 
 
 # The fields decode_job needs; a record without one of them is refused in words.

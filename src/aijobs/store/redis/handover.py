@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from aijobs.jobs import Claim, Progress, Renewal, Waiter
 from aijobs.store.base import distinct_queues
-from aijobs.store.redis.codec import decode_job
+from aijobs.store.redis.codec import decode_claims, decode_job
 
 if TYPE_CHECKING:
     from aijobs.store.redis.store import RedisStore
@@ -52,7 +52,7 @@ async def wait_for_work(
     if reply == 0:
         return []  # work is ready: claim it (a waiter without hand-overs)
     if reply != 1:  # work was ready: claimed for the waiter at once
-        return [Claim(job=decode_job(fields), token=token) for token, fields in reply]
+        return decode_claims(reply)
     try:
         return await _take(store, worker_id, serial, block, waiter)
     except asyncio.CancelledError:

@@ -74,6 +74,7 @@ from aijobs.store.redis.announce import Announcements
 from aijobs.store.redis.catalog import RedisCatalog
 from aijobs.store.redis.codec import (
     ALL_SCRIPTS,
+    decode_claims,
     decode_job,
     durations_key,
     script_source,
@@ -420,7 +421,7 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
             -1 if max_training is None else max(0, max_training),
             *queues,
         )
-        return [Claim(job=decode_job(fields), token=token) for token, fields in reply]
+        return decode_claims(reply)
 
     async def wait_for_work(
         self, queues: list[str], timeout: float, waiter: Waiter | None = None
