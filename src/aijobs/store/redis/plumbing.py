@@ -1,5 +1,5 @@
-"""The Redis store's plumbing, as its mixins (catalog.py, stats.py) see it: declared once here,
-implemented by RedisStore."""
+"""The Redis store's plumbing, as its mixins (catalog.py, stats.py, workers.py) see it: declared
+once here, implemented by RedisStore."""
 
 from __future__ import annotations
 

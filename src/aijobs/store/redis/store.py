@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,24 +45,17 @@ from aijobs.jobs import (
     LOG_KEEP_CHARS,
     ROW_FIELDS,
     Claim,
-    Finish,
     Job,
     JobType,
     NewJob,
     PendingLimits,
-    Progress,
     RateDecision,
-    Renewal,
     State,
     Waiter,
 )
 from aijobs.store.base import (
     RetryBackoff,
     StoreBase,
-    clamp_fraction,
-    compact_json,
-    distinct_queues,
-    error_text,
     first_submission,
     job_not_found,
     not_cancellable,
@@ -74,7 +66,6 @@ from aijobs.store.redis.announce import Announcements
 from aijobs.store.redis.catalog import RedisCatalog
 from aijobs.store.redis.codec import (
     ALL_SCRIPTS,
-    decode_claims,
     decode_job,
     durations_key,
     script_source,
@@ -85,14 +76,13 @@ from aijobs.store.redis.groups import SubmitGroups
 from aijobs.store.redis.packing import pack_with_hiredis
 from aijobs.store.redis.server import check_server, health_report
 from aijobs.store.redis.stats import RedisStats
-from aijobs.store.stats import FailureReason
+from aijobs.store.redis.workers import RedisWorkerCalls
 
 if TYPE_CHECKING:
     from aijobs.settings import Settings
 
 log = logging.getLogger("aijobs.store.redis")
 
-RESCUE_BATCH = 500
 RETRY_PAUSE = 0.05
 WATCH_RECHECK_SECONDS = 5.0  # a waiter looks again this often, announcement or not
 
@@ -111,7 +101,7 @@ def _honour_cancel() -> None:
         raise asyncio.CancelledError
 
 
-class RedisStore(RedisCatalog, RedisStats, StoreBase):
+class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
     """JobStore over Redis ≥ 7.0 (see the module docstring for the design)."""
 
     kind = "redis"
@@ -398,118 +388,7 @@ class RedisStore(RedisCatalog, RedisStats, StoreBase):
         return [int(ms) / 1000.0 for ms in rows]
 
     # -- workers -------------------------------------------------------------------------------
-    async def claim(
-        self,
-        queues: list[str],
-        worker_id: str,
-        lease_seconds: float,
-        limit: int = 1,
-        *,
-        max_training: int | None = None,
-    ) -> list[Claim]:
-        queues = distinct_queues(queues)
-        if not queues or limit < 0:
-            return []
-        # Not retried: a claim whose reply was lost holds its jobs until their lease expires,
-        # and they are rescued then; a blind retry could not tell.
-        reply = await self.run_script(
-            "claim",
-            worker_id,
-            max(1, int(lease_seconds * 1000)),
-            int(limit),
-            secrets.token_hex(12),
-            -1 if max_training is None else max(0, max_training),
-            *queues,
-        )
-        return decode_claims(reply)
-
     async def wait_for_work(
         self, queues: list[str], timeout: float, waiter: Waiter | None = None
     ) -> list[Claim]:
         return await handover.wait_for_work(self, queues, timeout, waiter)
-
-    async def renew(
-        self,
-        worker_id: str,
-        leases: dict[str, tuple[str, Progress | None]],
-        lease_seconds: float,
-    ) -> dict[str, Renewal]:
-        args: list[Any] = []
-        for job_id, (token, progress) in leases.items():
-            fraction = metrics = history = ""
-            if progress is not None:
-                if progress.fraction is not None:
-                    fraction = repr(clamp_fraction(progress.fraction))
-                if progress.metrics is not None:
-                    metrics = compact_json(progress.metrics)
-                if progress.history is not None:
-                    history = compact_json(progress.history)
-            started = "1" if progress is not None and progress.started else ""
-            log_args: list[Any] = ["", 0, 0]
-            if progress is not None and progress.log is not None:
-                # With its length in characters, which Lua (bytes) cannot take from it.
-                log_args = [progress.log, progress.log_at, len(progress.log)]
-            args += [job_id, token, fraction, metrics, history, started, *log_args]
-        reply = await self.run_script(
-            "renew",
-            worker_id,
-            max(1, int(lease_seconds * 1000)),
-            self.log_keep_chars,
-            *args,
-            retry=True,
-        )
-        return {job_id: Renewal(answer) for job_id, answer in zip(leases, reply, strict=True)}
-
-    async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
-        args: list[Any] = []
-        for f in finishes:
-            model_args: list[Any] = ["", "", 0]
-            if f.model is not None:
-                created = int(f.model.created_at * 1000)
-                model_args = [f.model.model_id, f.model.model_dump_json(), created]
-            has_log = "0" if f.log is None else "1"
-            args += [f.job_id, f.token, compact_json(f.result), has_log, f.log or "", *model_args]
-        if not args:
-            return []
-        return [bool(ok) for ok in await self.run_script("finish", *args)]
-
-    async def fail(
-        self,
-        job_id: str,
-        token: str,
-        error: str,
-        *,
-        retry: bool = False,
-        log: str | None = None,
-        count_attempt: bool = True,
-        reason: FailureReason = FailureReason.ERROR,
-    ) -> bool:
-        reply = await self.run_script(
-            "fail",
-            job_id,
-            token,
-            error_text(error),
-            "1" if retry else "0",
-            "0" if log is None else "1",
-            log or "",
-            "1" if count_attempt else "0",
-            *self._backoff_args(),
-            FailureReason(reason).value,
-        )
-        return bool(reply)
-
-    def _backoff_args(self) -> list[int]:
-        """The retry back-off's base and cap (ms), and a seed for its jitter."""
-        backoff = self.retry_backoff
-        return [backoff.base_ms, backoff.max_ms, secrets.randbelow(2**31)]
-
-    async def rescue_expired(self) -> list[tuple[str, State]]:
-        stalls = "" if self.max_stalls is None else int(self.max_stalls)
-        rescued: list[tuple[str, State]] = []
-        while True:
-            reply = await self.run_script(
-                "rescue", stalls, RESCUE_BATCH, *self._backoff_args(), retry=True
-            )
-            rescued += [(reply[i], State(reply[i + 1])) for i in range(0, len(reply), 2)]
-            if len(reply) < 2 * RESCUE_BATCH:
-                return rescued
