@@ -238,9 +238,9 @@ class Worker:
         while True:
             await self.watching.wait()
             free_training = self._free_training()
-            room = self.capacity - len(self.running)
+            room = self.capacity - len(self.running)  # the store takes at least one
             waiter = Waiter(
-                self.worker_id, self.settings.lease_seconds, max(0, free_training), max(1, room)
+                self.worker_id, self.settings.lease_seconds, max(0, free_training), room
             )
             handed: list[Claim] = []
             try:
