@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import sqlite3
+import time
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +19,21 @@ from tests.integration.harness import TERMINAL, System
 
 FINISHED_ONE = re.compile(r"job finish worker=\S+ job=(\S+) accepted=True")
 FINISHED_BATCH = re.compile(r"jobs finish worker=\S+ jobs=(\S+) accepted=True")
+
+
+def logged_commits(system: System, completed: Iterable[str], timeout: float = 15) -> Counter[str]:
+    """accepted_commits of the workers' log, once it names each job of `completed`: a worker
+    logs its commit after the store took it, so a client may see the job completed first."""
+    completed = set(completed)
+
+    def read() -> Counter[str]:
+        log = system.home / "worker.log"
+        return accepted_commits(log.read_text(errors="replace") if log.exists() else "")
+
+    deadline = time.monotonic() + timeout
+    while not completed <= set(found := read()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return found
 
 
 def accepted_commits(worker_log: str) -> Counter[str]:
@@ -104,9 +120,8 @@ def assert_each_ended_once(
     it completed and never if it did not; with `all_jobs`, the store holds these jobs and no
     other. Returns each job's final status."""
     jobs = set(jobs)
-    log = system.home / "worker.log"
-    commits = accepted_commits(log.read_text(errors="replace") if log.exists() else "")
     finals = {job: system.status(job) for job in jobs}
+    commits = logged_commits(system, [j for j, f in finals.items() if f["status"] == "completed"])
     for job, final in finals.items():
         assert final["status"] in TERMINAL, final
         assert commits[job] == (final["status"] == "completed"), (job, commits[job], final)

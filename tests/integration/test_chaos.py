@@ -39,7 +39,7 @@ from tests.integration.harness import (
     child_pids,
     wait_until,
 )
-from tests.integration.invariants import accepted_commits
+from tests.integration.invariants import logged_commits
 from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.stores("sqlite", "redis")  # redis_system tests: Redis only
@@ -61,10 +61,10 @@ def redis_system(tmp_path: Path, demo_root: Path, own_redis: RedisServer) -> Ite
 
 
 # -- helpers -------------------------------------------------------------------------------------
-def commits(system: System) -> Counter[str]:
+def commits(system: System, *completed: str) -> Counter[str]:
     """Accepted terminal commits per job, from the workers' log (finish accepted=True): one line
-    per training job, one per batch of inference jobs."""
-    return accepted_commits(system.worker_log())
+    per training job, one per batch of inference jobs; read once it names the `completed`."""
+    return logged_commits(system, completed)
 
 
 def submit_retrying(system: System, path: str, body: dict[str, Any], timeout: float = 60) -> str:
@@ -140,7 +140,7 @@ def test_sigstop_past_the_lease_then_sigcont_late_finish_refused(system: System)
     models = system.get("/models").json()["models"]
     assert [m["job_id"] for m in models] == [job]  # one committed result, the second attempt's
     assert "attempt-2" in models[0]["path"]
-    assert commits(system)[job] == 1
+    assert commits(system, job)[job] == 1
     # the thawed worker learned it had lost the job: fenced on renew, or its finish refused
     tag = f"worker=\\S+:{stopped.pid}:\\S+ job={job}"
     fenced = f"(stopping job {tag} reason=lost|job finish {tag} accepted=False)"
@@ -161,7 +161,7 @@ def test_sigkill_the_child_only_retries_without_a_stall(system: System) -> None:
     done = system.wait(job, timeout=120)
     assert done["status"] == "completed", done
     assert done["attempt"] == 2, done
-    assert commits(system)[job] == 1
+    assert commits(system, job)[job] == 1
     killed = "accepted=True error=training process was killed by signal SIGKILL"
     assert re.search(f"job fail worker=\\S+ job={job} {killed}", system.worker_log())
     # the worker itself handed the job back at once: no lease ran out, nothing was rescued
@@ -203,7 +203,7 @@ def test_cancel_racing_the_claim(system: System) -> None:
         else:  # the job had already finished
             assert code == 400, (code, final)
             assert final["status"] == "completed", (code, final)
-            assert commits(system)[job] == 1
+            assert commits(system, job)[job] == 1
     assert any(code == 200 for code in outcomes.values())
     wait_until(lambda: not any(child_pids(j) for j in outcomes), 30, "cancelled children gone")
     time.sleep(2)  # a late write by a worker would land now: none may
@@ -281,7 +281,7 @@ def test_redis_restart_during_a_burst_loses_nothing(
     for job in accepted:
         final = wait_retrying(system, job)
         assert final["status"] == "completed", final
-        assert commits(system)[job] == 1, job
+        assert commits(system, job)[job] == 1, job
     assert len(set(accepted)) == len(accepted) == 80
     assert set(all_job_ids(system)) == {*accepted, training}  # nothing lost, nothing doubled
 
@@ -310,5 +310,5 @@ def test_api_restart_during_a_burst_loses_and_duplicates_nothing(system: System)
     assert len(set(accepted)) == 60
     for job in accepted:
         assert wait_retrying(system, job)["status"] == "completed"
-        assert commits(system)[job] == 1, job
+        assert commits(system, job)[job] == 1, job
     assert set(all_job_ids(system)) == {*accepted, training}  # nothing lost, nothing doubled
