@@ -173,7 +173,7 @@ async def fill(store: RedisStore, n: int, rng: random.Random) -> None:
         queue = QUEUES[(loaded // chunk) % len(QUEUES)]
         async with client.pipeline(transaction=False) as pipe:
             for i in range(size):
-                await store.queue_script(pipe, "submit", *submit_args(job(queue, priority=i % 3)))
+                store.queue_script(pipe, "submit", *submit_args(job(queue, priority=i % 3)))
             await pipe.execute()
         # move the chunk's jobs to their target states: claim them all, then finish/fail/
         # cancel most of them, leaving pending and running ones
@@ -186,13 +186,13 @@ async def fill(store: RedisStore, n: int, rng: random.Random) -> None:
             ):
                 jid, tok = claim.job.id, claim.token
                 if target is State.COMPLETED:
-                    await store.queue_script(pipe, "finish", jid, tok, "{}", "0", "", "", "", 0)
+                    store.queue_script(pipe, "finish", jid, tok, "{}", "0", "", "", "", 0)
                 elif target is State.FAILED:
-                    await store.queue_script(  # fail.lua's ARGV: no retry, no log, counted
+                    store.queue_script(  # fail.lua's ARGV: no retry, no log, counted
                         pipe, "fail", jid, tok, "boom", "0", "0", "", "1", 0, 0, 0, "error"
                     )
                 elif target is State.CANCELLED:
-                    await store.queue_script(pipe, "cancel", jid, "bench")
+                    store.queue_script(pipe, "cancel", jid, "bench")
             await pipe.execute()
         loaded += size
         if loaded % 100_000 < chunk:

@@ -9,7 +9,7 @@ round trip up to `RedisStore.submit`:
 - a blocking redis-py `LPUSH` of a small message (Huey's enqueue, pickling aside);
 - a `PING` on redis-py's asyncio client, one connection kept for it (the store's submit lane);
 - an `EVALSHA` of a script that returns at once, with a submit's arguments;
-- the store's submit script itself, with arguments built per call (`submit_args`);
+- an `FCALL` of the store's submit function, with arguments built per call (`submit_args`);
 - `RedisStore.submit`, which adds the grouping, the error handling and the Job answered.
 
 The asyncio client is the one aijobs' API and worker use (FastAPI, asyncio); with the submit
@@ -30,7 +30,7 @@ import redis
 
 from aijobs.jobs import JobType, NewJob
 from aijobs.store.redis import RedisStore
-from aijobs.store.redis.codec import submit_args
+from aijobs.store.redis.codec import function_name, submit_args
 
 
 def measure(call: Callable[[], object], n: int) -> tuple[float, float]:
@@ -62,16 +62,15 @@ async def run(url: str, n: int) -> dict[str, tuple[float, float]]:
     )
     lane = store.submit_lane()
     returns = await lane.script_load("return 1")
-    submit_sha = store.script_sha("submit")
-    await store.submit(job)  # the submit script loaded
+    submit = function_name("submit")
     key = store.key
     rows: dict[str, Callable[[], Awaitable[object]]] = {
         "asyncio PING (one connection)": lane.ping,
         "asyncio EVALSHA of 'return 1', a submit's arguments": lambda: lane.evalsha(
             returns, 1, key, *store.script_argv(submit_args(job))
         ),
-        "asyncio EVALSHA of the submit script": lambda: lane.evalsha(
-            submit_sha, 1, key, *store.script_argv(submit_args(job))
+        "asyncio FCALL of the submit function": lambda: lane.fcall(
+            submit, 1, key, *store.script_argv(submit_args(job))
         ),
         "RedisStore.submit": lambda: store.submit(job),
     }

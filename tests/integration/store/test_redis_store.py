@@ -516,6 +516,25 @@ async def test_a_full_redis_answers_unavailable_and_still_serves_reads(
         await s.close()
 
 
+async def test_functions_lost_by_redis_are_loaded_again_at_the_next_call(
+    own_redis: RedisServer,
+) -> None:
+    s = RedisStore(own_redis.url)
+    await s.open()
+    try:
+        kept = await s.submit(new())
+        own_redis.command("FUNCTION", "FLUSH")  # as a restart without persistence loses them
+        assert [j.id for j in (await s.list_jobs())[0]] == [kept.id]  # a read function
+        own_redis.command("FUNCTION", "FLUSH")
+        together = await asyncio.gather(*(s.submit(new()) for _ in range(5)))  # a pipeline
+        own_redis.command("FUNCTION", "FLUSH")
+        claimed = await s.claim(["q"], "w", LONG, limit=10)
+        assert {c.job.id for c in claimed} == {kept.id, *(j.id for j in together)}
+        assert await check_invariants(s) == []
+    finally:
+        await s.close()
+
+
 async def test_open_store_picks_redis_with_settings_from_the_environment(
     redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,6 +13,7 @@ then the id, so that lexicographic order is priority descending, then FIFO.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Sequence
@@ -234,15 +235,28 @@ def _header() -> str:
     )
 
 
-# The preludes of each script: _lib.lua, then these (the claim, shared by two scripts).
-_PRELUDES: dict[str, tuple[str, ...]] = {"claim": ("_claim",), "wait": ("_claim",)}
-
-
-def script_source(name: str) -> str:
-    """The full text of script `name`, ready for SCRIPT LOAD."""
+def _library() -> tuple[str, str]:
+    """The function library (its name, its text for FUNCTION LOAD): _lib.lua and _claim.lua,
+    shared, then each script as a function, `<library>_<script>`. Its name carries a digest of
+    its text, so that processes of two versions sharing a Redis each call their own."""
     folder = resources.files("aijobs.store.redis") / "scripts"
-    parts = ("_lib", *_PRELUDES.get(name, ()), name)
-    text = "".join((folder / f"{part}.lua").read_text(encoding="utf-8") for part in parts)
-    # no-writes: a read still works when Redis refuses writes (OOM, a read-only replica)
-    flags = "#!lua flags=no-writes\n" if name in READ_SCRIPTS else "#!lua\n"
-    return flags + _header() + text
+    read = {n: (folder / f"{n}.lua").read_text(encoding="utf-8") for n in ("_lib", "_claim")}
+    read |= {name: (folder / f"{name}.lua").read_text(encoding="utf-8") for name in ALL_SCRIPTS}
+    body = _header() + read["_lib"] + read["_claim"]
+    for name in ALL_SCRIPTS:
+        # no-writes: a read still works when Redis refuses writes (OOM, a read-only replica)
+        flags = "{'no-writes'}" if name in READ_SCRIPTS else "{}"
+        body += (
+            f"redis.register_function{{function_name = LIBRARY .. '_{name}', flags = {flags},\n"
+            f"callback = function(KEYS, ARGV)\nbegin(KEYS, ARGV)\n{read[name]}end}}\n\n"
+        )
+    library = "aijobs_" + hashlib.sha1(body.encode()).hexdigest()[:16]
+    return library, f"#!lua name={library}\nlocal LIBRARY = '{library}'\n" + body
+
+
+LIBRARY, LIBRARY_SOURCE = _library()
+
+
+def function_name(script: str) -> str:
+    """The name of `script`'s function in the library (FCALL)."""
+    return f"{LIBRARY}_{script}"

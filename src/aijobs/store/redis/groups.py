@@ -1,11 +1,11 @@
 """Group submission: the submits that queue up in one process while one is in flight go to
 Redis together, one pipeline of submit scripts, one round trip.
 
-Each submit is still its own EVALSHA of scripts/submit.lua: atomic, with its own idempotency
-and limits checks, so one refused job never touches another. No timer: a lone submit is sent at
-once, and the submits that arrive while it is in flight are the next group. A lone submit goes
-over the store's submit lane, one connection kept for them: lending a pooled connection for
-each was a fifth of the producer's CPU per submit.
+Each submit is still its own FCALL of the submit function (scripts/submit.lua): atomic, with
+its own idempotency and limits checks, so one refused job never touches another. No timer: a
+lone submit is sent at once, and the submits that arrive while it is in flight are the next
+group. A lone submit goes over the store's submit lane, one connection kept for them: lending a
+pooled connection for each was a fifth of the producer's CPU per submit.
 
 Crash safety is the single submit's: a job exists once its script ran (with AOF, as durable as
 the server's appendfsync), and nobody hears of it before the reply. Every job id is chosen
@@ -88,9 +88,7 @@ class SubmitGroups:
         return await store.run_script("submit", *args, retry=True, lane=store.submit_lane())
 
     async def _pipeline(self, argvs: list[list[Any]]) -> list[Any]:
-        store = self.store
-        sha = store.script_sha("submit")
-        async with store.client().pipeline(transaction=False) as pipe:
+        async with self.store.client().pipeline(transaction=False) as pipe:
             for args in argvs:
-                pipe.evalsha(sha, 1, store.key, *store.script_argv(args))
+                self.store.queue_script(pipe, "submit", *args)
             return list(await pipe.execute(raise_on_error=False))

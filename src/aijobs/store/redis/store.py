@@ -65,10 +65,10 @@ from aijobs.store.redis import handover
 from aijobs.store.redis.announce import Announcements
 from aijobs.store.redis.catalog import RedisCatalog
 from aijobs.store.redis.codec import (
-    ALL_SCRIPTS,
+    LIBRARY_SOURCE,
     decode_job,
     durations_key,
-    script_source,
+    function_name,
     submit_args,
     submitted_job,
 )
@@ -85,6 +85,7 @@ log = logging.getLogger("aijobs.store.redis")
 
 RETRY_PAUSE = 0.05
 WATCH_RECHECK_SECONDS = 5.0  # a waiter looks again this often, announcement or not
+FUNCTION_NOT_FOUND = "Function not found"  # FCALL's error when Redis lacks our library
 
 # Replies meaning "Redis cannot serve this now", not "this request is wrong" (LOADING is a
 # ConnectionError in redis-py already): by class, and by the error codes it leaves in the text.
@@ -139,7 +140,6 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
         # One connection of the pool kept for this process's submits, which go one round trip
         # at a time (groups.py): no pool lending per submit, the producer's largest cost.
         self._submit_lane: aioredis.Redis | None = None
-        self._scripts: dict[str, Any] = {}
         self._announcements: Announcements | None = None
         self._submits = SubmitGroups(self)
         self.server: dict[str, Any] = {}  # what open() learned about the server
@@ -185,7 +185,10 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
         except BaseException:
             await client.aclose()
             raise
-        self._scripts = {name: client.register_script(script_source(name)) for name in ALL_SCRIPTS}
+        # Loaded at once, for pipelines of our functions; again by run_script when Redis lost
+        # it. A server that refuses writes now (OOM, a replica) may still answer reads.
+        with contextlib.suppress(rex.ResponseError):
+            await client.function_load(LIBRARY_SOURCE, replace=True)
         self._client = client
         self._submit_lane = client.client()  # a client on one dedicated connection
         self._announcements = Announcements(client, self.k("done"))
@@ -193,7 +196,6 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
     async def close(self) -> None:
         client, self._client = self._client, None
         lane, self._submit_lane = self._submit_lane, None
-        self._scripts = {}
         if lane is not None:
             await lane.aclose()  # its connection back to the pool, closed with it below
         announcements, self._announcements = self._announcements, None
@@ -245,13 +247,20 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
     async def run_script(
         self, name: str, *args: Any, retry: bool = False, lane: aioredis.Redis | None = None
     ) -> Any:
-        """Run one of our scripts (one EVALSHA; NOSCRIPT after a restart reloads it once)."""
-        self.client()
-        script = self._scripts[name]
-        argv = self._argv(args)
-        return await self.call(
-            lambda r: script(keys=[self.key], args=argv, client=r), retry=retry, lane=lane
-        )
+        """Run one of our scripts: one FCALL of its function in our library, which is loaded
+        again when Redis lacks it (restarted without persistence, or FUNCTION FLUSH)."""
+        function, argv = function_name(name), self._argv(args)
+
+        async def fcall(r: aioredis.Redis) -> Any:
+            try:
+                return await r.fcall(function, 1, self.key, *argv)
+            except rex.ResponseError as exc:
+                if str(exc) != FUNCTION_NOT_FOUND:
+                    raise
+            await r.function_load(LIBRARY_SOURCE, replace=True)
+            return await r.fcall(function, 1, self.key, *argv)
+
+        return await self.call(fcall, retry=retry, lane=lane)
 
     def submit_lane(self) -> aioredis.Redis:
         """The client of this process's submits (groups.py)."""
@@ -266,14 +275,9 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
         """The full ARGV of one of our scripts called with `args` (for a pipeline of them)."""
         return self._argv(args)
 
-    def script_sha(self, name: str) -> str:
-        """The SHA1 of one of our scripts, loaded by run_script when Redis lacks it."""
-        self.client()
-        return str(self._scripts[name].sha)
-
-    async def queue_script(self, pipe: Any, name: str, *args: Any) -> None:
+    def queue_script(self, pipe: Any, name: str, *args: Any) -> None:
         """Queue one of our scripts on a redis-py pipeline (bulk loads, benchmarks)."""
-        await self._scripts[name](keys=[self.key], args=self._argv(args), client=pipe)
+        pipe.fcall(function_name(name), 1, self.key, *self._argv(args))
 
     def k(self, *parts: str) -> str:
         return ":".join((self.key, *parts))

@@ -1,5 +1,7 @@
--- Shared prelude of every aijobs script (store/redis/codec.py prepends it to each script body,
--- after a header that defines FIELDS, SEQ_DIGITS and RANK_LEN from the Python side).
+-- The shared part of the aijobs function library (store/redis/codec.py builds the library: a
+-- header that defines FIELDS, SEQ_DIGITS and RANK_LEN from the Python side, this, _claim.lua,
+-- then each script's body as one function). Redis runs it once, when the library is loaded,
+-- not at every call as it would a script's prelude; each function starts with begin().
 --
 -- KEYS[1] is the deployment's hash-tagged prefix, e.g. "{aijobs}". Every key a script touches
 -- starts with it, so all of a deployment's keys share one hash slot: each transition updates
@@ -7,7 +9,7 @@
 -- which Redis Cluster allows only within one slot. (Several deployments, with several
 -- prefixes, spread over a cluster's slots.)
 -- ARGV[1], ARGV[2]: retention of terminal jobs (count, milliseconds; 0 means unlimited).
--- A script's own arguments start at ARGV[3].
+-- A function's own arguments start at ARGV[3].
 --
 -- Keys (P = KEYS[1]):
 --   P:job:<id>        HASH  the job (see FIELDS), plus seq, rank, token, lease_until, stalls, idem,
@@ -52,25 +54,13 @@
 -- all and in exactly the state:<s> of the state it shows; counts equal the state indexes per
 -- queue.
 
-local P = KEYS[1]
-local RETAIN_N = tonumber(ARGV[1])
-local RETAIN_MS = tonumber(ARGV[2])
+-- Set by begin() at each call: the prefix, the retention limits, the keys named after the prefix.
+local P, RETAIN_N, RETAIN_MS
 local TRIM_BATCH = 20       -- terminal jobs deleted per transition at most (amortised trimming)
 local DURATIONS_KEPT = 100  -- run times kept per kind of job, for estimates
 
-local K_SEQ = P .. ':seq'
-local K_ALL = P .. ':all'
-local K_COUNTS = P .. ':counts'
-local K_LEASES = P .. ':leases'
-local K_DELAYED = P .. ':delayed'
-local K_FINISHED = P .. ':finished'
-local K_WORKERS = P .. ':workers'
-local K_WORKER_INFO = P .. ':worker_info'
-local K_MODELS = P .. ':models'
-local K_MODELS_BY_TIME = P .. ':models_by_time'
-local K_MODELS_USED = P .. ':models_used'
-local K_DONE = P .. ':done'
-local K_STATS = P .. ':stats'
+local K_SEQ, K_ALL, K_COUNTS, K_LEASES, K_DELAYED, K_FINISHED, K_WORKERS,
+  K_WORKER_INFO, K_MODELS, K_MODELS_BY_TIME, K_MODELS_USED, K_DONE, K_STATS
 
 local function k_job(id) return P .. ':job:' .. id end
 local function k_state(state) return P .. ':state:' .. state end
@@ -108,7 +98,7 @@ local function read_job(id) return redis.call('HMGET', k_job(id), unpack(FIELDS)
 -- and its sum). Summed here and written once per script by flush_counts(), as the counts are:
 -- a batch of jobs of one kind touches the same few fields.
 -- The queue comes last in a field: it may hold any character, the parts before it cannot.
-local stat_deltas = {}
+local stat_deltas = {}  -- reset by begin()
 local function stat(metric, job_type, label, queue, by)
   local field = metric .. '|' .. job_type .. '|' .. label .. '|' .. queue
   stat_deltas[field] = (stat_deltas[field] or 0) + by
@@ -163,7 +153,7 @@ end
 -- Count changes are summed here and written once per script by flush_counts(), which every
 -- script that changes a state calls before it returns (a batch moves many jobs at once), with
 -- the metrics' (stat()).
-local count_deltas = {}
+local count_deltas = {}  -- reset by begin()
 local function count(queue, state, delta)
   local field = state .. ':' .. queue
   count_deltas[field] = (count_deltas[field] or 0) + delta
@@ -456,6 +446,28 @@ local function finished(id, now)
   redis.call('ZADD', K_FINISHED, now, id)
   trim_finished(now, TRIM_BATCH)
   announce(id)
+end
+
+-- The start of every function: the call's prefix and retention limits, and no changes summed
+-- yet (a call that raised an error may have left some).
+local function begin(KEYS, ARGV)
+  P = KEYS[1]
+  RETAIN_N = tonumber(ARGV[1])
+  RETAIN_MS = tonumber(ARGV[2])
+  K_SEQ = P .. ':seq'
+  K_ALL = P .. ':all'
+  K_COUNTS = P .. ':counts'
+  K_LEASES = P .. ':leases'
+  K_DELAYED = P .. ':delayed'
+  K_FINISHED = P .. ':finished'
+  K_WORKERS = P .. ':workers'
+  K_WORKER_INFO = P .. ':worker_info'
+  K_MODELS = P .. ':models'
+  K_MODELS_BY_TIME = P .. ':models_by_time'
+  K_MODELS_USED = P .. ':models_used'
+  K_DONE = P .. ':done'
+  K_STATS = P .. ':stats'
+  count_deltas, stat_deltas = {}, {}
 end
 
 -- ---------------------------------------------------------------------------------------------
