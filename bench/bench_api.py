@@ -9,6 +9,12 @@ of its own (AOF on, appendfsync everysec). Submissions are measured from one cli
 from 16 keep-alive connections at once, each beside GET /health from the same clients, the
 baseline the ratios are to. Warm inference waits with the long-poll (`GET /jobs/{id}/status?wait=`),
 as the SDK does.
+
+Beside them, the framework's own floor: a bare FastAPI app under the same uvicorn settings
+(`framework_app` below: the spec's request and answer models, no store, no dependency, no
+middleware) answering the same POST and GET /health from the same clients. What a POST costs
+it beyond a /health is what any FastAPI endpoint with that body and answer costs, before a job
+is stored.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -25,11 +33,14 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
+from fastapi import FastAPI
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.integration.harness import System
 from tests.redis_server import RedisServer
 
+from aijobs import __version__
+from aijobs.api.schemas import Health, SubmitResponse, TrainingRequest
 from aijobs.demo import write_demo_data
 from aijobs.store import open_store
 
@@ -161,14 +172,64 @@ async def stored_times(system: System, job_ids: list[str]) -> list[tuple[float, 
     return [(job.created_at, job.finished_at or job.created_at) for job in jobs]
 
 
-def submissions(system: System, n: int, runs: int) -> dict[str, float]:
-    base = [sequential_health(system.url, n) for _ in range(runs)]
-    seq = [sequential_submissions(system.url, n) for _ in range(runs)]
+def framework_app() -> FastAPI:
+    """The floor: FastAPI answering the spec's training submission with its request and answer
+    models (validated and serialized as the API does), and GET /health, with nothing else.
+    (Module-level imports: FastAPI resolves the handlers' annotations in this module.)"""
+    app = FastAPI()
+
+    @app.get("/health", response_model=Health)
+    async def health() -> Health:
+        return Health(timestamp="2026-12-01T00:00:00Z", version=__version__, store="none")
+
+    @app.post("/jobs/training", response_model=SubmitResponse)
+    async def submit(body: TrainingRequest) -> SubmitResponse:
+        return SubmitResponse(
+            job_id="job_" + "0" * 36,
+            created_at="2026-12-01T00:00:00Z",
+            estimated_duration="unknown",
+            queue="pytorch-2.1-cpu",
+            queue_has_worker=True,
+        )
+
+    return app
+
+
+def framework_floor(n: int, runs: int) -> dict[str, float]:
+    """submissions() against framework_app, served as `aijobs serve` serves the API."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    app = ["--factory", "bench_api:framework_app", "--app-dir", str(Path(__file__).parent)]
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", *app, "--port", str(port), "--log-level", "info"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                httpx.get(url + "/health").raise_for_status()
+                break
+            except httpx.TransportError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        return submissions(url, n, runs)
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def submissions(url: str, n: int, runs: int) -> dict[str, float]:
+    base = [sequential_health(url, n) for _ in range(runs)]
+    seq = [sequential_submissions(url, n) for _ in range(runs)]
     base_conc = [
-        asyncio.run(concurrent_requests(system.url, n, CONCURRENCY, submit=False))
-        for _ in range(runs)
+        asyncio.run(concurrent_requests(url, n, CONCURRENCY, submit=False)) for _ in range(runs)
     ]
-    conc = [asyncio.run(concurrent_requests(system.url, n, CONCURRENCY)) for _ in range(runs)]
+    conc = [asyncio.run(concurrent_requests(url, n, CONCURRENCY)) for _ in range(runs)]
     return {
         "health": statistics.median(base),
         "sequential": statistics.median(seq),
@@ -201,7 +262,7 @@ def main() -> None:
                 system.start_api(processes)
                 if i == 0:
                     system.start_worker("sklearn")
-                figures[processes] = submissions(system, args.submissions, args.runs)
+                figures[processes] = submissions(system.url, args.submissions, args.runs)
                 if i == 0:
                     hops = warm_inference(system, args.inferences)
                 system.stop(system.api)
@@ -209,6 +270,7 @@ def main() -> None:
             system.stop_all()
             if redis is not None:
                 redis.stop()
+        floor = framework_floor(args.submissions, args.runs)
     print(
         f"store: {args.store}; submissions over HTTP, {args.submissions} per run, median of "
         f"{args.runs} runs:"
@@ -225,6 +287,20 @@ def main() -> None:
         print(
             f"    concurrent (16 clients):           {f['concurrent']:8.0f} jobs/s "
             f"({conc_ratio:.2f}x)"
+        )
+    # 0.8x of /health leaves a POST 1/0.8 - 1 = 25 % of a /health's time beyond it.
+    print("  the framework's floor (FastAPI + uvicorn, the spec's models, no store):")
+    for label, post, health in (
+        ("sequential", "sequential", "health"),
+        ("16 clients", "concurrent", "health_concurrent"),
+    ):
+        extra_us = (1 / floor[post] - 1 / floor[health]) * 1e6
+        budget_us = 0.25 / figures[args.api_processes[0]][health] * 1e6
+        print(
+            f"    {label}: GET /health {floor[health]:6.0f} req/s, POST {floor[post]:6.0f} "
+            f"req/s ({floor[post] / floor[health]:.2f}x): a POST's body and answer cost "
+            f"{extra_us:4.0f} us beyond a /health; 0.8x of the API's /health allows "
+            f"{budget_us:4.0f} us"
         )
     print(
         f"warm inference, {args.inferences} sequential jobs (submit, then the long-poll "
