@@ -249,7 +249,7 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
     ) -> Any:
         """Run one of our scripts: one FCALL of its function in our library, which is loaded
         again when Redis lacks it (restarted without persistence, or FUNCTION FLUSH)."""
-        function, argv = function_name(name), self._argv(args)
+        function, argv = function_name(name), self.script_argv(args)
 
         async def fcall(r: aioredis.Redis) -> Any:
             try:
@@ -268,16 +268,13 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
             raise errors.StoreUnavailable("the Redis store is not open")
         return self._submit_lane
 
-    def _argv(self, args: Sequence[Any]) -> list[Any]:
-        return [self.retain_jobs, int(self.retain_seconds * 1000), *args]
-
     def script_argv(self, args: Sequence[Any]) -> list[Any]:
-        """The full ARGV of one of our scripts called with `args` (for a pipeline of them)."""
-        return self._argv(args)
+        """The full ARGV of one of our scripts called with `args`: the retention limits first."""
+        return [self.retain_jobs, int(self.retain_seconds * 1000), *args]
 
     def queue_script(self, pipe: Any, name: str, *args: Any) -> None:
         """Queue one of our scripts on a redis-py pipeline (bulk loads, benchmarks)."""
-        pipe.fcall(function_name(name), 1, self.key, *self._argv(args))
+        pipe.fcall(function_name(name), 1, self.key, *self.script_argv(args))
 
     def k(self, *parts: str) -> str:
         return ":".join((self.key, *parts))
