@@ -7,9 +7,11 @@ one round trip to Redis. Per call, the producer's CPU time and the wall time, fr
 round trip up to `RedisStore.submit`:
 
 - a blocking redis-py `LPUSH` of a small message (Huey's enqueue, pickling aside);
-- a `PING` on redis-py's asyncio client, one connection kept for it (the store's submit lane);
-- an `EVALSHA` of a script that returns at once, with a submit's arguments;
-- an `FCALL` of the store's submit function, with arguments built per call (`submit_args`);
+- a `PING` on redis-py's asyncio client, one connection kept for it, and on the store's submit
+  lane (one connection too, its commands sent and read on it without the client's wrapping);
+- an `EVALSHA` of a script that returns at once, with a submit's arguments, on the lane;
+- an `FCALL` of the store's submit function, with arguments built per call (`submit_args`), on
+  the client and on the lane;
 - `RedisStore.submit`, which adds the grouping, the error handling and the Job answered.
 
 The asyncio client is the one aijobs' API and worker use (FastAPI, asyncio); with the submit
@@ -60,16 +62,20 @@ async def run(url: str, n: int) -> dict[str, tuple[float, float]]:
         payload={"model_id": "m", "input_data": "1", "parameters": {}},
         model_id="m",
     )
-    lane = store.submit_lane()
-    returns = await lane.script_load("return 1")
+    lane, single = store.submit_lane(), store.client().client()
+    returns = await single.script_load("return 1")
     submit = function_name("submit")
     key = store.key
     rows: dict[str, Callable[[], Awaitable[object]]] = {
-        "asyncio PING (one connection)": lane.ping,
-        "asyncio EVALSHA of 'return 1', a submit's arguments": lambda: lane.evalsha(
-            returns, 1, key, *store.script_argv(submit_args(job))
+        "asyncio PING, redis-py client (one connection)": single.ping,
+        "asyncio PING, the submit lane": lambda: lane.execute_command("PING"),
+        "asyncio EVALSHA of 'return 1', a submit's arguments": lambda: lane.execute_command(
+            "EVALSHA", returns, 1, key, *store.script_argv(submit_args(job))
         ),
-        "asyncio FCALL of the submit function": lambda: lane.fcall(
+        "asyncio FCALL of the submit function, redis-py client": lambda: single.fcall(
+            submit, 1, key, *store.script_argv(submit_args(job))
+        ),
+        "asyncio FCALL of the submit function, the submit lane": lambda: lane.fcall(
             submit, 1, key, *store.script_argv(submit_args(job))
         ),
         "RedisStore.submit": lambda: store.submit(job),
@@ -89,6 +95,7 @@ async def run(url: str, n: int) -> dict[str, tuple[float, float]]:
         for name in blocking.scan_iter(match="{" + prefix + "}:*", count=1000):
             blocking.delete(name)  # the jobs it submitted
         blocking.close()
+        await single.aclose()
         await store.close()
 
 

@@ -6,6 +6,7 @@ lost, none is undone by another's refusal, and every count stays exact."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from aijobs import errors
@@ -133,6 +134,24 @@ async def test_a_cancelled_caller_leaves_the_group_intact(store: JobStore) -> No
     assert {j.id for j in jobs} <= {j.id for j in listed}
     assert total == len(listed) == (await store.queue_depths())["q"]["pending"]
     assert (await store.job_stats()).submitted == {(JobType.TRAINING.value, "q"): total}
+    await audit(store)
+
+
+async def test_a_submit_cancelled_in_flight_leaves_the_next_its_own_answer(
+    store: JobStore,
+) -> None:
+    """A lone submit cancelled at any point of its round trip (a client gone): the next submit
+    is answered its own job, never the reply meant for the one cancelled."""
+    for steps in range(12):  # cancelled after 0, 1, ... turns of the event loop
+        gone = asyncio.create_task(store.submit(new("q", payload={"gone": steps})))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        gone.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await gone
+        await asyncio.sleep(0.002)  # the next job's created_at differs from the one cancelled
+        job = await store.submit(new("q", payload={"after": steps}))
+        assert await store.get(job.id) == job
     await audit(store)
 
 

@@ -487,7 +487,27 @@ async def test_unavailable_while_down_then_recovers_by_itself(own_redis: RedisSe
         (claim,) = [c for cs in claims for c in cs]
         assert claim.job.id == kept.id
         assert await s.finish(kept.id, claim.token, {"ok": True})
+        assert (await s.submit(new())).state is State.PENDING  # its lane connects again
         assert (await s.health())["healthy"] is True
+        assert await check_invariants(s) == []
+    finally:
+        await s.close()
+
+
+async def test_submits_go_on_over_a_new_connection_after_a_restart(
+    own_redis: RedisServer,
+) -> None:
+    """A process's submits keep one connection (its lane); a restart of Redis closes it under
+    them, idle: the next submit finds it dead and is retried once on a new one, unseen."""
+    s = RedisStore(own_redis.url, connect_timeout=1, socket_timeout=2)
+    await s.open()
+    try:
+        before = await s.submit(new())
+        own_redis.restart(signal.SIGTERM)  # a clean restart: the AOF keeps what was answered
+        after = await s.submit(new())
+        assert [j.id for j in (await s.list_jobs())[0]] == [after.id, before.id]
+        own_redis.restart(signal.SIGKILL)
+        assert (await s.submit(new())).state is State.PENDING
         assert await check_invariants(s) == []
     finally:
         await s.close()

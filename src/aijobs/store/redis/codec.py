@@ -13,6 +13,7 @@ then the id, so that lexicographic order is priority descending, then FIFO.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import secrets
@@ -29,6 +30,7 @@ from aijobs.jobs import (
     JobType,
     NewJob,
     PendingLimits,
+    State,
     new_job_id,
     shown_state,
 )
@@ -120,6 +122,7 @@ _REQUIRED = (
 )
 
 
+@functools.lru_cache(maxsize=1024)  # a submit's; most share a few
 def durations_key(job_type: JobType | str, model_type: str | None, queue: str) -> str:
     """Which run-time history a job adds to when it completes (recent_durations reads it)."""
     return compact_json([JobType(job_type).value, model_type, queue])
@@ -170,30 +173,44 @@ def submit_args(
     ]
 
 
-# The fields the submit script gives every new job besides the caller's (scripts/submit.lua).
-_NEW_JOB_FIELDS = {
-    "state": "pending",
-    "attempt": "0",
-    "progress": "0",
-    "metrics": "{}",
-    "history": "[]",
-    "cancel_requested": "0",
-}
+_PAYLOAD_ARG = 5 + len(PendingLimits._fields) + 3  # submit_args: the payload's JSON
 
 
-def submitted_job(args: Sequence[Any], created_ms: str) -> Job:
-    """The job that the submit script stored from `args` (submit_args) at `created_ms`, as a
-    read of it would return it: built from the fields sent, not read back."""
-    fields = args[5 + len(PendingLimits._fields) :]
-    f: dict[str, Any] = {
-        "id": args[0],
-        "queue": args[3],
-        **_NEW_JOB_FIELDS,
-        "created_at": created_ms,
-        "updated_at": created_ms,
-        **dict(zip(fields[::2], fields[1::2], strict=True)),
-    }
-    return decode_job([None if (v := f.get(name)) is None else str(v) for name in JOB_FIELDS])
+def submitted_job(job: NewJob, args: Sequence[Any], created_ms: str) -> Job:
+    """The job that the submit script stored from `args` (submit_args of `job`) at
+    `created_ms`, as a read of it would return it: built from what was sent, not read back.
+    A new job's own fields are those scripts/submit.lua gives it (pending, attempt 0, no
+    progress, metrics or history); its payload is parsed from the JSON sent, as a read does."""
+    created = int(created_ms) / 1000.0
+    timeout = job.timeout_seconds
+    return Job.model_construct(
+        id=args[0],
+        job_type=JobType(job.job_type),
+        queue=job.queue,
+        state=State.PENDING,
+        payload=_json(args[_PAYLOAD_ARG], "{}"),
+        model_type=job.model_type,
+        model_id=job.model_id,
+        description=job.description,
+        priority=int(job.priority),
+        attempt=0,
+        max_attempts=int(job.max_attempts),
+        timeout_seconds=None if timeout is None else float(timeout),
+        progress=0.0,
+        metrics={},
+        history=[],
+        result=None,
+        error=None,
+        principal=job.principal,
+        owner=None,
+        cancel_requested=False,
+        created_at=created,
+        updated_at=created,
+        started_at=None,
+        finished_at=None,
+        log_length=0,
+        log=None,
+    )
 
 
 WRITE_SCRIPTS = (

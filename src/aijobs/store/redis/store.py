@@ -73,6 +73,7 @@ from aijobs.store.redis.codec import (
     submitted_job,
 )
 from aijobs.store.redis.groups import SubmitGroups
+from aijobs.store.redis.lane import Lane
 from aijobs.store.redis.packing import pack_with_hiredis
 from aijobs.store.redis.server import check_server, health_report
 from aijobs.store.redis.stats import RedisStats
@@ -139,7 +140,7 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
         self._client: aioredis.Redis | None = None
         # One connection of the pool kept for this process's submits, which go one round trip
         # at a time (groups.py): no pool lending per submit, the producer's largest cost.
-        self._submit_lane: aioredis.Redis | None = None
+        self._submit_lane: Lane | None = None
         self._announcements: Announcements | None = None
         self._submits = SubmitGroups(self)
         self.server: dict[str, Any] = {}  # what open() learned about the server
@@ -190,7 +191,7 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
         with contextlib.suppress(rex.ResponseError):
             await client.function_load(LIBRARY_SOURCE, replace=True)
         self._client = client
-        self._submit_lane = client.client()  # a client on one dedicated connection
+        self._submit_lane = Lane(pool)
         self._announcements = Announcements(client, self.k("done"))
 
     async def close(self) -> None:
@@ -213,16 +214,16 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
 
     async def call(
         self,
-        fn: Callable[[aioredis.Redis], Awaitable[Any]],
+        fn: Callable[[Any], Awaitable[Any]],
         *,
         retry: bool,
-        lane: aioredis.Redis | None = None,
+        lane: Lane | None = None,
     ) -> Any:
         """Run one Redis call; unavailability becomes StoreUnavailable.
 
-        `retry`: the call may run twice without harm, so a failure that may be a stale pooled
-        connection is retried once on a fresh one. `lane`: a client on a dedicated connection
-        to run it on, instead of one lent by the pool.
+        `fn` is given the client (or `lane`). `retry`: the call may run twice without harm, so a
+        failure that may be a stale pooled connection is retried once on a fresh one. `lane`: a
+        dedicated connection to run it on, instead of one lent by the pool.
         """
         client = self.client() if lane is None else lane
         for attempt in (1, 2):
@@ -245,13 +246,13 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
         raise AssertionError("unreachable")
 
     async def run_script(
-        self, name: str, *args: Any, retry: bool = False, lane: aioredis.Redis | None = None
+        self, name: str, *args: Any, retry: bool = False, lane: Lane | None = None
     ) -> Any:
         """Run one of our scripts: one FCALL of its function in our library, which is loaded
         again when Redis lacks it (restarted without persistence, or FUNCTION FLUSH)."""
         function, argv = function_name(name), self.script_argv(args)
 
-        async def fcall(r: aioredis.Redis) -> Any:
+        async def fcall(r: aioredis.Redis | Lane) -> Any:
             try:
                 return await r.fcall(function, 1, self.key, *argv)
             except rex.ResponseError as exc:
@@ -262,7 +263,7 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
 
         return await self.call(fcall, retry=retry, lane=lane)
 
-    def submit_lane(self) -> aioredis.Redis:
+    def submit_lane(self) -> Lane:
         """The client of this process's submits (groups.py)."""
         if self._submit_lane is None:
             raise errors.StoreUnavailable("the Redis store is not open")
@@ -305,7 +306,7 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
         reply = await self._submits.submit(args)
         if reply[0] == "limit":
             raise queue_full(job, str(reply[1]), int(reply[2]))
-        stored = submitted_job(args, reply[1]) if reply[0] == "new" else decode_job(reply)
+        stored = submitted_job(job, args, reply[1]) if reply[0] == "new" else decode_job(reply)
         if idempotency_key:  # the key's first job, or this very call's when the key was new
             return first_submission(stored, job, idempotency_key)
         return stored

@@ -1,0 +1,45 @@
+"""A connection kept for one caller, its commands sent and read on it directly.
+
+A process's lone submits (groups.py) go to Redis one round trip at a time, and a submit is most
+of a producer's CPU. redis-py's client wraps each command in a pool lookup, a lock, a retry
+wrapper and its metrics hooks: about a tenth of a submit's CPU (bench/bench_submit_floor.py),
+none of it needed by a connection that one caller keeps. Failures are the connection's own, as
+with redis-py's client: a read or a write that fails (or is cancelled) closes the connection,
+the error is raised, and the next command connects again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection, ConnectionPool
+
+
+class Lane:
+    """One connection of `pool`, for the commands of one caller at a time."""
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self._pool = pool
+        self._connection: AbstractConnection | None = None
+        self._one_at_a_time = asyncio.Lock()  # a reply is read by the caller that asked
+
+    async def execute_command(self, *args: Any) -> Any:
+        async with self._one_at_a_time:
+            connection = self._connection
+            if connection is None:
+                connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+                self._connection = connection
+            await connection.send_packed_command(connection.pack_command(*args), False)
+            return await connection.read_response()
+
+    async def fcall(self, function: str, numkeys: int, *args: Any) -> Any:
+        return await self.execute_command("FCALL", function, numkeys, *args)
+
+    async def function_load(self, code: str, replace: bool = False) -> Any:
+        return await self.execute_command("FUNCTION", "LOAD", *("REPLACE",) * replace, code)
+
+    async def aclose(self) -> None:
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await self._pool.release(connection)
