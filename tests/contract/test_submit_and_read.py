@@ -23,6 +23,7 @@ from tests.contract.support import (
     new,
     opened,
 )
+from tests.contract.test_not_started import audit
 
 
 # -- submit / get / list -------------------------------------------------------------------------
@@ -69,6 +70,30 @@ async def test_submit_answers_the_job_as_stored(store: JobStore) -> None:
     for sent in jobs:
         job = await store.submit(sent)
         assert await store.get(job.id) == job
+
+
+async def test_a_job_whose_model_must_exist_is_refused_without_it(store: JobStore) -> None:
+    """require_model: an inference job naming no stored model (never made, or deleted since its
+    record was read) is refused in the submit's own step, and nothing of it is stored; an
+    idempotent retry of a job accepted before still gets that job."""
+    await store.add_model(model("m1", "j1"))
+    kept = await store.submit(
+        new(job_type=JobType.INFERENCE, model_id="m1"), idempotency_key="k", require_model=True
+    )
+    await store.delete_model("m1")
+    for model_id in ("m1", "never-made"):
+        with pytest.raises(errors.ModelNotFound, match=f"model {model_id} not found"):
+            await store.submit(new(job_type=JobType.INFERENCE, model_id=model_id), None, None, True)
+    retried = await store.submit(
+        new(job_type=JobType.INFERENCE, model_id="m1"), idempotency_key="k", require_model=True
+    )
+    assert retried == kept
+    assert (await store.list_jobs())[1] == 1
+    assert await store.queue_depths() == {"q": {"pending": 1, "running": 0}}
+    # Without require_model the store takes the job as it comes (the caller checked the model).
+    await store.submit(new(job_type=JobType.INFERENCE, model_id="never-made"))
+    assert (await store.list_jobs())[1] == 2
+    await audit(store)
 
 
 async def test_get_missing_raises(store: JobStore) -> None:

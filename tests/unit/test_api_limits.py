@@ -262,6 +262,29 @@ def test_models_are_paged_and_can_be_deleted(make_client: Client, tmp_path: Path
     assert client.get("/models").json()["total"] == 2
 
 
+def test_a_model_deleted_elsewhere_takes_no_inference_job(make_client: Client) -> None:
+    """An API process keeps the model records it read (they never change); a model deleted by
+    another process is still refused at the next inference POST, by the submit's own check."""
+    client = make_client()
+    record = ModelRecord(
+        model_id="m",
+        framework="sklearn",
+        queue="sklearn",
+        model_type="random_forest",
+        path="/models/m",
+        job_id="job_m",
+        created_at=time.time(),
+    )
+    run(client, lambda store: store.add_model(record))
+    body = {"model_id": "m", "input_data": "1"}
+    accepted = client.post("/jobs/inference", json=body)
+    assert accepted.status_code == 200, accepted.json()
+    assert accepted.json()["queue"] == "sklearn"
+    run(client, lambda store: store.delete_model("m"))  # as another API process would
+    assert_envelope(client.post("/jobs/inference", json=body), 404, "model m not found")
+    assert client.get("/jobs").json()["total"] == 1
+
+
 # -- log lines -----------------------------------------------------------------------------------
 def test_control_characters_in_logged_values_are_escaped(caplog: pytest.LogCaptureFixture) -> None:
     logger = logging.getLogger("aijobs.test_forgery")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -126,8 +127,12 @@ async def caller(request: Request) -> Caller:
 CallerDep = Annotated[Caller, Depends(caller)]
 
 
-async def own_model(store: JobStore, who: Caller, model_id: str) -> ModelRecord:
-    model = await store.get_model(model_id)
+async def own_model(
+    read: Callable[[str], Awaitable[ModelRecord]], who: Caller, model_id: str
+) -> ModelRecord:
+    """The model's record, read by `read` (JobStore.get_model, or a copy of it), if `who` may
+    use the model."""
+    model = await read(model_id)
     who.check(model.principal, f"model {model_id}")
     return model
 

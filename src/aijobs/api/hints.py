@@ -1,5 +1,6 @@
 """What the API's answers hint at without being exact: the live workers and the recent run
-times, read from the store at most every few seconds per process.
+times, read from the store at most every few seconds per process; and the records of the models
+that inference submissions name, which never change.
 
 A POST /jobs/* answer says whether a live worker serves the job's queue and estimates its run
 time; both are hints, and reading them fresh doubled the store round trips of a submission. So
@@ -7,6 +8,12 @@ each API process keeps them here for a short while: live workers for LIVE_WORKER
 seconds, recent durations per (job type, model type, queue) for DURATIONS_MAX_AGE. Readers whose
 answer must be exact (GET /metrics) read the store instead; GET /workers reads fresh and refreshes
 this copy. Concurrent readers of a stale entry share one store read.
+
+An inference POST reads its model's record (the queue that serves it, its owner) before it
+submits: a second store round trip per submission, on the path of every warm inference. A
+record never changes once stored, so each API process keeps the ones it read for
+MODEL_MAX_AGE seconds; whether the model still exists (a delete, by any process) the submit
+checks in its own atomic step (JobStore.submit's require_model). A model not found is not kept.
 """
 
 from __future__ import annotations
@@ -16,12 +23,14 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
-from aijobs.jobs import JobType, WorkerInfo
+from aijobs.jobs import JobType, ModelRecord, WorkerInfo
 from aijobs.store import JobStore
 
 LIVE_WORKERS_MAX_AGE = 1.0  # seconds a copy of the live workers serves
 DURATIONS_MAX_AGE = 5.0  # seconds a copy of one kind's recent run times serves
 MAX_KINDS = 1024  # duration entries kept at most (a kind is a job type, model type and queue)
+MODEL_MAX_AGE = 60.0  # seconds a copy of a model's record serves
+MAX_MODELS = 1024  # model records kept at most
 
 T = TypeVar("T")
 
@@ -62,6 +71,7 @@ class Hints:
         self.worker_ttl = worker_ttl_seconds
         self._workers: _Entry[list[WorkerInfo]] = _Entry()
         self._durations: dict[tuple[JobType, str | None, str], _Entry[list[float]]] = {}
+        self._models: dict[str, _Entry[ModelRecord]] = {}
 
     async def live_workers(self) -> list[WorkerInfo]:
         """The live workers, as the store said at most LIVE_WORKERS_MAX_AGE seconds ago."""
@@ -88,3 +98,13 @@ class Hints:
         return await entry.get(
             DURATIONS_MAX_AGE, lambda: self.store.recent_durations(job_type, model_type, queue)
         )
+
+    async def model(self, model_id: str) -> ModelRecord:
+        """JobStore.get_model, as it was at most MODEL_MAX_AGE seconds ago; ModelNotFound (never
+        kept) as the store raises it."""
+        entry = self._models.get(model_id)
+        if entry is None:
+            if len(self._models) >= MAX_MODELS:
+                self._models.clear()
+            entry = self._models[model_id] = _Entry()
+        return await entry.get(MODEL_MAX_AGE, lambda: self.store.get_model(model_id))

@@ -52,13 +52,20 @@ class JobStore(Protocol):
 
     # -- clients (API) -------------------------------------------------------------------------
     async def submit(
-        self, job: NewJob, idempotency_key: str | None = None, limits: PendingLimits | None = None
+        self,
+        job: NewJob,
+        idempotency_key: str | None = None,
+        limits: PendingLimits | None = None,
+        require_model: bool = False,
     ) -> Job:
         """Store a new pending job durably; the same idempotency_key returns the first job, or
         raises errors.IdempotencyKeyReused when the job asked for differs (first_submission).
 
         With `limits`, a new job past one of them is refused in the same atomic step
         (errors.QueueFull, naming the limit); an idempotent retry still gets its first job.
+        With `require_model`, a new job whose model_id names no stored model is refused in that
+        step too (errors.ModelNotFound): a model deleted since the caller read its record takes
+        no new job.
         """
 
     async def take_tokens(self, key: str, limit: int, window_seconds: float) -> RateDecision:

@@ -152,7 +152,7 @@ def files_size(model: ModelRecord) -> int | None:
     dependencies=[ReadLimit],
 )
 async def model(model_id: ModelId, store: StoreDep, who: CallerDep) -> ModelInfo:
-    record = await own_model(store, who, model_id)
+    record = await own_model(store.get_model, who, model_id)
     return ModelInfo.of(record, who.admin, await asyncio.to_thread(files_size, record))
 
 
@@ -169,7 +169,7 @@ async def delete_model(
     """Forget the model, and delete its files where this API process can reach them (the
     model store under AIJOBS_HOME); inference jobs for it are refused from now on. Its
     owner's or an admin's to do."""
-    await own_model(store, who, model_id)
+    await own_model(store.get_model, who, model_id)
     record = await store.delete_model(model_id)
     artifacts.remove_model_files(settings.models_dir, model_id)
     return ModelInfo.of(record, with_path=who.admin)

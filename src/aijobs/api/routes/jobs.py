@@ -138,7 +138,9 @@ async def submit_inference(
     idempotency_key: IdempotencyKey = None,
 ) -> SubmitResponse:
     bounds.check_inference(body, settings)
-    model = await own_model(store, who, body.model_id)
+    # The model's record from this process's short-lived copy (api/hints.py); that the model
+    # still exists, the submit checks in its own atomic step (require_model).
+    model = await own_model(hints.model, who, body.model_id)
     job = await store.submit(
         NewJob(
             job_type=JobType.INFERENCE,
@@ -153,6 +155,7 @@ async def submit_inference(
         ),
         idempotency_key=who.idempotency_key(idempotency_key),
         limits=pending_limits(settings),
+        require_model=True,
     )
     return await _accepted(hints, job)
 

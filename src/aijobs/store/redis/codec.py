@@ -140,7 +140,10 @@ def limit_args(limits: PendingLimits | None) -> list[Any]:
 
 
 def submit_args(
-    job: NewJob, idempotency_key: str | None = None, limits: PendingLimits | None = None
+    job: NewJob,
+    idempotency_key: str | None = None,
+    limits: PendingLimits | None = None,
+    require_model: bool = False,
 ) -> list[Any]:
     """The submit script's own arguments for `job`, under a new job id."""
     fields: list[Any] = [
@@ -168,12 +171,13 @@ def submit_args(
         priority_key(job.priority),
         job.queue,
         seed,
+        "1" if require_model else "",
         *limit_args(limits),
         *fields,
     ]
 
 
-_PAYLOAD_ARG = 5 + len(PendingLimits._fields) + 3  # submit_args: the payload's JSON
+_PAYLOAD_ARG = 6 + len(PendingLimits._fields) + 3  # submit_args: the payload's JSON
 
 
 def submitted_job(job: NewJob, args: Sequence[Any], created_ms: str) -> Job:

@@ -58,6 +58,7 @@ from aijobs.store.base import (
     StoreBase,
     first_submission,
     job_not_found,
+    model_not_found,
     not_cancellable,
     queue_full,
 )
@@ -298,14 +299,20 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
         )
 
     async def submit(
-        self, job: NewJob, idempotency_key: str | None = None, limits: PendingLimits | None = None
+        self,
+        job: NewJob,
+        idempotency_key: str | None = None,
+        limits: PendingLimits | None = None,
+        require_model: bool = False,
     ) -> Job:
         # The id is chosen here, so that a retry of a call whose reply was lost finds its job.
-        args = submit_args(job, idempotency_key, limits)
+        args = submit_args(job, idempotency_key, limits, require_model)
         # Concurrent submits of this process share one round trip (groups.py).
         reply = await self._submits.submit(args)
         if reply[0] == "limit":
             raise queue_full(job, str(reply[1]), int(reply[2]))
+        if reply[0] == "no_model":
+            raise model_not_found(str(job.model_id))
         stored = submitted_job(job, args, reply[1]) if reply[0] == "new" else decode_job(reply)
         if idempotency_key:  # the key's first job, or this very call's when the key was new
             return first_submission(stored, job, idempotency_key)

@@ -152,12 +152,18 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         return info
 
     async def submit(
-        self, job: NewJob, idempotency_key: str | None = None, limits: PendingLimits | None = None
+        self,
+        job: NewJob,
+        idempotency_key: str | None = None,
+        limits: PendingLimits | None = None,
+        require_model: bool = False,
     ) -> Job:
         # Concurrent submissions share one transaction and one fsync (Database.grouped); each
         # caller hears its own answer only once that COMMIT is done.
         now, limits = self.clock.wall_ms(), limits or PendingLimits()
-        return await self._db.grouped(lambda db: insert_job(db, job, idempotency_key, limits, now))
+        return await self._db.grouped(
+            lambda db: insert_job(db, job, idempotency_key, limits, now, require_model)
+        )
 
     async def take_tokens(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         window_ms = max(1, int(window_seconds * 1000))

@@ -6,7 +6,7 @@ from __future__ import annotations
 import aiosqlite
 
 from aijobs.jobs import Job, JobType, NewJob, PendingLimits, new_job_id
-from aijobs.store.base import compact_json, first_submission
+from aijobs.store.base import compact_json, first_submission, model_not_found
 from aijobs.store.sqlite import upkeep
 from aijobs.store.sqlite.schema import COLUMNS, decode_job
 
@@ -17,8 +17,10 @@ async def insert_job(
     idempotency_key: str | None,
     limits: PendingLimits,
     now: int,
+    require_model: bool = False,
 ) -> Job:
-    """The new pending job, or the one `idempotency_key` already names; QueueFull past a limit.
+    """The new pending job, or the one `idempotency_key` already names; QueueFull past a limit,
+    ModelNotFound when `require_model` and its model_id names no stored model.
 
     Every refusal is raised before the first write, and the checks read inside the same
     transaction as the insert: no other writer adds a job between a count and this insert."""
@@ -28,6 +30,10 @@ async def insert_job(
         )
         for row in rows:
             return first_submission(decode_job(row), job, idempotency_key)
+    if require_model and not await db.execute_fetchall(
+        "SELECT 1 FROM models WHERE model_id = ?", (job.model_id,)
+    ):
+        raise model_not_found(str(job.model_id))
     await upkeep.check_pending_limits(db, job, limits)
     if job.job_type == JobType.INFERENCE and job.model_id is not None:
         await db.execute(  # its last use, for retention (AIJOBS_RETAIN_MODELS_SECONDS)

@@ -4,22 +4,34 @@
 -- that worker right here (leased and fenced as any claim) and handed over in its inbox: the
 -- worker starts it without a claim of its own.
 -- A new job past a limit is refused here, in the same atomic step as the insert: the reply is
--- {'limit', name, value} instead of the job.
+-- {'limit', name, value} instead of the job. So is one whose model must exist and does not
+-- (deleted since the caller read its record): {'no_model'}.
 -- A job stored by this call is not read back: the reply is {'new', created_at ms}, and the
 -- caller, which sent every field, builds the job (codec.submitted_job). The full job is the
 -- reply only when the job already existed (its idempotency key, or this call retried).
 -- ARGV: 3 id, 4 idempotency key ('' for none), 5 priority key (fixed width), 6 queue,
---       7 token seed (random, per call), 8 .. 7 + N_LIMITS the limits (PendingLimits' fields
---       in order, '' for none), then field/value pairs of the job's own fields
+--       7 token seed (random, per call), 8 '1' if the job's model_id must name a stored
+--       model, 9 .. 8 + N_LIMITS the limits (PendingLimits' fields in order, '' for none),
+--       then field/value pairs of the job's own fields
 local id, idem, prio, queue, seed = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
-local max_per_queue, max_per_principal = tonumber(ARGV[8]), tonumber(ARGV[9])
-local first_field = 8 + N_LIMITS
+local model_required = ARGV[8] == '1'
+local max_per_queue, max_per_principal = tonumber(ARGV[9]), tonumber(ARGV[10])
+local first_field = 9 + N_LIMITS
 if idem ~= '' then
   local first = redis.call('GET', k_idem(idem))
   if first and redis.call('EXISTS', k_job(first)) == 1 then return read_job(first) end
 end
 local jk = k_job(id)
 if redis.call('EXISTS', jk) == 1 then return read_job(id) end
+if model_required then
+  local model_id
+  for i = first_field, #ARGV - 1, 2 do
+    if ARGV[i] == 'model_id' then model_id = ARGV[i + 1] end
+  end
+  if not model_id or redis.call('HEXISTS', K_MODELS, model_id) == 0 then
+    return {'no_model'}
+  end
+end
 if max_per_queue and tonumber(redis.call('HGET', K_COUNTS, 'pending:' .. queue) or '0')
     >= max_per_queue then
   return {'limit', 'per_queue', num(max_per_queue)}
