@@ -131,7 +131,10 @@ class ChangeWatcher:
                 if ringer.done():
                     await asyncio.sleep(POLL_SECONDS)
                 elif clock() < settle_until:
-                    await asyncio.sleep(settle_poll)
+                    # A new write cuts the pause short: slept through, a commit landing late in
+                    # the settle time would wait out the longest pause before it is seen.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(bell.wait(), settle_poll)
                     settle_poll = min(2 * settle_poll, SETTLE_POLL_MAX_SECONDS)
                 else:
                     with contextlib.suppress(TimeoutError):
