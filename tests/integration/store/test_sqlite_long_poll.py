@@ -161,6 +161,29 @@ async def test_a_commit_that_shows_after_another_under_one_bell_is_seen(
     await watcher.close()
 
 
+async def test_a_write_during_a_settle_pause_is_read_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """After a write, the watcher reads the counter at growing pauses for a while (the settle
+    time); another commit's write in that time cuts the pause short instead of waiting it out."""
+    monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 3600.0)
+    monkeypatch.setattr(watch, "SETTLE_SECONDS", 7200.0)
+    monkeypatch.setattr(watch, "SETTLE_POLL_SECONDS", 3600.0)  # pauses an hour long
+    monkeypatch.setattr(watch, "SETTLE_POLL_MAX_SECONDS", 3600.0)
+    watcher = RungWatcher()
+    first = asyncio.create_task(watcher.until_changed(LONG))
+    await asyncio.sleep(0.1)
+    watcher.version += 1
+    watcher.bell.set()
+    await asyncio.wait_for(first, 5)  # read at the bell; the settle time begins
+    second = asyncio.create_task(watcher.until_changed(LONG))
+    await asyncio.sleep(0.05)
+    watcher.version += 1
+    watcher.bell.set()  # the next commit, well inside the settle time
+    await asyncio.wait_for(second, 5)
+    await watcher.close()
+
+
 class RungWatcher(ScriptedWatcher):
     """A ScriptedWatcher whose bell the test rings."""
 
