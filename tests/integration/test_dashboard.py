@@ -157,7 +157,7 @@ def test_a_job_from_the_form_shows_progress_and_a_loss_chart(
     routing = tab.page.locator("#routing")
     routing.filter(has_text=QUEUE).wait_for()
     assert "served by a live worker" in routing.text_content()  # shown before submitting
-    epochs = 3
+    epochs = 60  # some seconds of training, so that the page sees it move on any machine
     tab.page.fill("#data-path", IMAGES)
     tab.page.fill("#hyperparameters", json.dumps({**RESNET_HP, "epochs": epochs}))
     tab.page.fill("#description", MARKUP)

@@ -30,7 +30,7 @@ class Lane:
             if connection is None:
                 connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
                 self._connection = connection
-            await connection.send_packed_command(connection.pack_command(*args), False)
+            await connection.send_packed_command(connection.pack_command(*args), check_health=False)
             return await connection.read_response()
 
     async def fcall(self, function: str, numkeys: int, *args: Any) -> Any:
