@@ -63,6 +63,19 @@ class _Entry(Generic[T]):
         self.value, self.expires = value, time.monotonic() + max_age
 
 
+K = TypeVar("K")
+
+
+def _entry_of(entries: dict[K, _Entry[T]], key: K, most: int) -> _Entry[T]:
+    """The entry of `key`, a new one if it has none; all are dropped when `most` are kept."""
+    entry = entries.get(key)
+    if entry is None:
+        if len(entries) >= most:
+            entries.clear()
+        entry = entries[key] = _Entry()
+    return entry
+
+
 class Hints:
     """One API process's short-lived copies of the live workers and of recent run times."""
 
@@ -89,12 +102,8 @@ class Hints:
         self, job_type: JobType, model_type: str | None, queue: str
     ) -> list[float]:
         """JobStore.recent_durations, as it was at most DURATIONS_MAX_AGE seconds ago."""
-        key = (job_type, model_type, queue)
-        entry = self._durations.get(key)
-        if entry is None:
-            if len(self._durations) >= MAX_KINDS:  # model types are the callers' words: bounded
-                self._durations.clear()
-            entry = self._durations[key] = _Entry()
+        # Model types are the callers' words: the entries are bounded.
+        entry = _entry_of(self._durations, (job_type, model_type, queue), MAX_KINDS)
         return await entry.get(
             DURATIONS_MAX_AGE, lambda: self.store.recent_durations(job_type, model_type, queue)
         )
@@ -102,9 +111,5 @@ class Hints:
     async def model(self, model_id: str) -> ModelRecord:
         """JobStore.get_model, as it was at most MODEL_MAX_AGE seconds ago; ModelNotFound (never
         kept) as the store raises it."""
-        entry = self._models.get(model_id)
-        if entry is None:
-            if len(self._models) >= MAX_MODELS:
-                self._models.clear()
-            entry = self._models[model_id] = _Entry()
+        entry = _entry_of(self._models, model_id, MAX_MODELS)
         return await entry.get(MODEL_MAX_AGE, lambda: self.store.get_model(model_id))

@@ -17,33 +17,25 @@ local id, idem, prio, queue, seed = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local model_required = ARGV[8] == '1'
 local max_per_queue, max_per_principal = tonumber(ARGV[9]), tonumber(ARGV[10])
 local first_field = 9 + N_LIMITS
+local given = {}  -- the caller's fields, by name
+for i = first_field, #ARGV - 1, 2 do given[ARGV[i]] = ARGV[i + 1] end
 if idem ~= '' then
   local first = redis.call('GET', k_idem(idem))
   if first and redis.call('EXISTS', k_job(first)) == 1 then return read_job(first) end
 end
 local jk = k_job(id)
 if redis.call('EXISTS', jk) == 1 then return read_job(id) end
-if model_required then
-  local model_id
-  for i = first_field, #ARGV - 1, 2 do
-    if ARGV[i] == 'model_id' then model_id = ARGV[i + 1] end
-  end
-  if not model_id or redis.call('HEXISTS', K_MODELS, model_id) == 0 then
-    return {'no_model'}
-  end
+if model_required and not (given.model_id
+    and redis.call('HEXISTS', K_MODELS, given.model_id) == 1) then
+  return {'no_model'}
 end
 if max_per_queue and tonumber(redis.call('HGET', K_COUNTS, 'pending:' .. queue) or '0')
     >= max_per_queue then
   return {'limit', 'per_queue', num(max_per_queue)}
 end
-if max_per_principal then
-  local principal
-  for i = first_field, #ARGV - 1, 2 do
-    if ARGV[i] == 'principal' then principal = ARGV[i + 1] end
-  end
-  if principal and redis.call('ZCARD', k_owned('pending', principal)) >= max_per_principal then
-    return {'limit', 'per_principal', num(max_per_principal)}
-  end
+if max_per_principal and given.principal
+    and redis.call('ZCARD', k_owned('pending', given.principal)) >= max_per_principal then
+  return {'limit', 'per_principal', num(max_per_principal)}
 end
 
 local now_n = now_ms()
@@ -55,11 +47,9 @@ local rank = prio .. string.format('%0' .. SEQ_DIGITS .. '.0f', seq) .. id
 local set = {'id', id, 'queue', queue, 'state', 'pending', 'seq', num(seq),
   'rank', rank, 'attempt', '0', 'stalls', '0', 'progress', '0', 'metrics', '{}',
   'history', '[]', 'cancel_requested', '0', 'created_at', now, 'updated_at', now}
-local given = {}
 for i = first_field, #ARGV - 1, 2 do
   set[#set + 1] = ARGV[i]
   set[#set + 1] = ARGV[i + 1]
-  given[ARGV[i]] = ARGV[i + 1]
 end
 if idem ~= '' then
   set[#set + 1] = 'idem'
