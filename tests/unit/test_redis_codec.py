@@ -5,8 +5,8 @@ factory's signature, which costs an order of magnitude more than the rest of the
 
 from __future__ import annotations
 
-from aijobs.jobs import Job, JobType, NewJob, State
-from aijobs.store.redis.codec import JOB_FIELDS, decode_job, submit_args, submitted_job
+from aijobs.jobs import JOB_FIELDS, Job, JobType, NewJob, State
+from aijobs.store.redis.codec import decode_job, submit_args, submitted_job
 
 
 def test_a_submitted_job_is_built_with_every_field_given() -> None:
