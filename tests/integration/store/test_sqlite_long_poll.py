@@ -5,6 +5,8 @@ more queries than one does."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -100,11 +102,12 @@ async def test_a_wait_times_out_with_the_job_as_it_is(
     assert (await asyncio.wait_for(waiting, 10)).state is State.RUNNING
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the write-ahead log's bell is inotify")
-async def test_commits_wake_waiters_through_the_log_not_the_poll(
+@pytest.mark.skipif(sys.platform != "linux", reason="the bell is heard through inotify")
+async def test_commits_wake_waiters_through_the_bell_not_the_poll(
     stores: tuple[SQLiteStore, SQLiteStore], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """With both polls an hour apart, only the bell (a write to the log) can wake them."""
+    """With both polls an hour apart, only the bell can wake them: rung after each commit,
+    the one read it causes finds the commit."""
     monkeypatch.setattr(watch, "POLL_SECONDS", 3600.0)
     monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 3600.0)
     api, worker = stores
@@ -119,6 +122,38 @@ async def test_commits_wake_waiters_through_the_log_not_the_poll(
     assert (await asyncio.wait_for(ended, 10)).state is State.COMPLETED
 
 
+def inotify_instances() -> int:
+    """The inotify instances this process holds open."""
+    links = []
+    for fd in Path("/proc/self/fd").iterdir():
+        with contextlib.suppress(OSError):  # the listing's own descriptor, gone by now
+            links.append(os.readlink(fd))
+    return links.count("anon_inode:inotify")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the bell is heard through inotify")
+async def test_the_bells_watch_outlives_each_wait(
+    stores: tuple[SQLiteStore, SQLiteStore],
+) -> None:
+    """The watch task ends whenever nobody waits, and its inotify instance stays open until the
+    store closes: closing one blocks the thread for a kernel grace period (milliseconds), which
+    the event loop would pay at every job a worker waits for, every long-poll's end."""
+    api, worker = stores
+    before = inotify_instances()
+    for _ in range(3):
+        job = await api.submit(new())
+        ended = asyncio.create_task(api.wait_terminal(job.id, LONG))
+        await asyncio.sleep(0.1)
+        (claim, *_) = await worker.claim(["q"], "w1", LONG)
+        assert await worker.finish(claim.job.id, claim.token, {})
+        assert (await asyncio.wait_for(ended, 10)).state is State.COMPLETED
+        await asyncio.sleep(3 * watch.BELL_BACKSTOP_SECONDS)  # nobody waits: the task ends
+        assert api._watch._task is None
+        assert inotify_instances() == before + 1
+    await api.close()
+    assert inotify_instances() == before
+
+
 class ScriptedWatcher(watch.ChangeWatcher):
     """A watcher over a change counter the test moves. Its bell never rings (the task reads
     at its backstop), and as the task puts it away (it has seen that nobody waits and is
@@ -128,12 +163,12 @@ class ScriptedWatcher(watch.ChangeWatcher):
     def __init__(self) -> None:
         self.version = 0
         self.late: asyncio.Task[None] | None = None
-        super().__init__(self._read_version, log_path="unused")
+        super().__init__(self._read_version, bell_path="unused")
 
     async def _read_version(self, sql: str, params: object) -> list[tuple[int]]:
         return [(self.version,)]
 
-    async def _ring_on_writes(self, bell: asyncio.Event) -> None:
+    async def _ring_on_commits(self, bell: asyncio.Event) -> None:
         try:
             await asyncio.Event().wait()  # never rings: the poll reads at its backstop
         except asyncio.CancelledError:
@@ -142,54 +177,37 @@ class ScriptedWatcher(watch.ChangeWatcher):
             raise
 
 
-async def test_a_commit_that_shows_after_another_under_one_bell_is_seen(
+async def test_a_commit_ringing_while_the_counter_is_read_is_seen(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Two commits write the log before the first shows, so the bell rings once for both; the
-    watcher sees the first, and must go on reading until the second shows (no bell will)."""
+    """Every ring is followed by a read of the counter: a commit that lands, and rings, while
+    the watcher reads (for an earlier ring) is not lost with it."""
     monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 3600.0)
     watcher = RungWatcher()
-    first = asyncio.create_task(watcher.until_changed(LONG))
+    waiting = asyncio.create_task(watcher.until_changed(LONG))
     await asyncio.sleep(0.1)
-    watcher.version += 1
-    watcher.bell.set()  # both commits' writes; only the first commit shows yet
-    await asyncio.wait_for(first, 5)
-    second = asyncio.create_task(watcher.until_changed(LONG))
-    await asyncio.sleep(0.005)
-    watcher.version += 1  # the second commit shows, its write long rung
-    await asyncio.wait_for(second, 1)
-    await watcher.close()
-
-
-async def test_a_write_during_a_settle_pause_is_read_at_once(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """After a write, the watcher reads the counter at growing pauses for a while (the settle
-    time); another commit's write in that time cuts the pause short instead of waiting it out."""
-    monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 3600.0)
-    monkeypatch.setattr(watch, "SETTLE_SECONDS", 7200.0)
-    monkeypatch.setattr(watch, "SETTLE_POLL_SECONDS", 3600.0)  # pauses an hour long
-    monkeypatch.setattr(watch, "SETTLE_POLL_MAX_SECONDS", 3600.0)
-    watcher = RungWatcher()
-    first = asyncio.create_task(watcher.until_changed(LONG))
-    await asyncio.sleep(0.1)
-    watcher.version += 1
-    watcher.bell.set()
-    await asyncio.wait_for(first, 5)  # read at the bell; the settle time begins
-    second = asyncio.create_task(watcher.until_changed(LONG))
-    await asyncio.sleep(0.05)
-    watcher.version += 1
-    watcher.bell.set()  # the next commit, well inside the settle time
-    await asyncio.wait_for(second, 5)
+    watcher.ring_during_next_read = True
+    watcher.bell.set()  # a write that changed nothing; the commit comes during its read
+    await asyncio.wait_for(waiting, 5)
     await watcher.close()
 
 
 class RungWatcher(ScriptedWatcher):
-    """A ScriptedWatcher whose bell the test rings."""
+    """A ScriptedWatcher whose bell the test rings (no backstop poll: an hour)."""
 
-    async def _ring_on_writes(self, bell: asyncio.Event) -> None:
+    ring_during_next_read = False
+
+    async def _ring_on_commits(self, bell: asyncio.Event) -> None:
         self.bell = bell
         await asyncio.Event().wait()
+
+    async def _read_version(self, sql: str, params: object) -> list[tuple[int]]:
+        read = await super()._read_version(sql, params)
+        if self.ring_during_next_read:
+            self.ring_during_next_read = False
+            self.version += 1
+            self.bell.set()
+        return read
 
 
 async def test_a_waiter_arriving_as_the_watch_ends_is_still_woken(

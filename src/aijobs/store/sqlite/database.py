@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager
@@ -78,13 +79,23 @@ class Database:
         self._committer: asyncio.Task[None] | None = None
         self._lone_in_flight = False  # a caller committing its own work, outside any group
         self._durable = True  # the writer's synchronous setting: FULL (True) or NORMAL
+        self._bell: int | None = None  # the bell file, written after each commit (bell_path)
         if not self._memory:
             Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
     @property
-    def log_path(self) -> str | None:
-        """The write-ahead log, which every commit writes (None: in memory)."""
-        return None if self._memory else f"{self.path}-wal"
+    def bell_path(self) -> str | None:
+        """A file this store writes a byte to after each of its commits (None: in memory): a
+        waiter the kernel tells of the write (watch.py) finds the commit at its first look.
+        The write-ahead log itself is written before its commit shows (an fsync between)."""
+        return None if self._memory else f"{self.path}-bell"
+
+    def _ring(self) -> None:
+        """After a commit: an error here must not turn a committed write into a failed one
+        (waiters then see the commit at their backstop poll)."""
+        if self._bell is not None:
+            with contextlib.suppress(OSError):
+                os.pwrite(self._bell, b"\0", 0)
 
     async def _connect(self) -> aiosqlite.Connection:
         # isolation_level=None: the sqlite3 module never opens transactions behind our back;
@@ -122,11 +133,17 @@ class Database:
                 await writer.close()
                 raise
         self._writer, self._reader, self._durable = writer, reader, True
+        if self.bell_path is not None:
+            with contextlib.suppress(OSError):  # none: waiters poll
+                self._bell = os.open(self.bell_path, os.O_WRONLY | os.O_CREAT, 0o644)
 
     async def close(self) -> None:
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
-        async with self._lock:
+        async with self._lock:  # no transaction is ringing the bell
+            bell, self._bell = self._bell, None
+            if bell is not None:
+                os.close(bell)
             if reader is not None and reader is not writer:
                 await reader.close()
             if writer is not None:
@@ -166,6 +183,7 @@ class Database:
                 except BaseException:
                     await self._roll_back(db)
                     raise
+            self._ring()
 
     async def grouped(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
         """`work` run inside a write transaction it may share with other callers' (group

@@ -101,7 +101,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         self.clock = clock or StoreClock()
         self.retry_backoff = retry_backoff or RetryBackoff()
         self._db = Database(path, busy_timeout)
-        self._watch = ChangeWatcher(self._db.read, self._db.log_path)  # every waiter, one task
+        self._watch = ChangeWatcher(self._db.read, self._db.bell_path)  # every waiter, one task
         # time.monotonic() at the start of the last claim; before any, commits from the wait on
         self._claimed_at = math.inf
 

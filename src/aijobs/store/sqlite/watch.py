@@ -8,12 +8,17 @@ reads it for all of them, the way the Redis store holds one subscription for all
 a change it asks once which of the watched jobs have ended (one query for all, not one each) and
 wakes only their waiters. It runs only while someone waits.
 
-When to read: on Linux, as soon as the kernel says the write-ahead log was written (inotify, by
-asyncinotify: every commit of every process writes it), with a slow poll behind that in case a
-notification is missed; elsewhere, or where inotify is out of instances, every POLL_SECONDS.
-Woken by the log rather than by the poll, a waiter hears of a commit within a fraction of a
-millisecond instead of POLL_SECONDS / 2 on average, and an idle worker stops reading the file
-200 times a second.
+When to read: on Linux, as soon as the kernel says the store's bell file was written (inotify,
+by asyncinotify: every process's store writes a byte to it after each of its commits, see
+database.py), with a slow poll behind that in case a notification is missed or a writer does not
+ring (another program, a process killed between its commit and its ring); elsewhere, or where
+inotify is out of instances, every POLL_SECONDS. The bell rings after the commit shows, so one
+read of the counter finds it: a waiter hears of a commit within a fraction of a millisecond,
+and an idle worker stops reading the file 200 times a second.
+
+The inotify instance lives as long as the watcher, not one run of its task: closing one blocks
+the closing thread for a kernel grace period (8 ms typically, up to 25), and a worker's watch
+ends and begins again at every job.
 """
 
 from __future__ import annotations
@@ -23,15 +28,15 @@ import contextlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aijobs.jobs import TERMINAL
 
+if TYPE_CHECKING:
+    from asyncinotify import Inotify
+
 POLL_SECONDS = 0.005  # the change counter is read this often while anyone waits, without inotify
-BELL_BACKSTOP_SECONDS = 0.1  # ... and this often with it, in case a notification is missed
-SETTLE_SECONDS = 0.05  # after a write to the log, its commit shows within this (an fsync) ...
-SETTLE_POLL_SECONDS = 0.001  # ... read soon after it, then ever less often up to ...
-SETTLE_POLL_MAX_SECONDS = 0.008  # ... this, until SETTLE_SECONDS after the last write
+BELL_BACKSTOP_SECONDS = 0.1  # ... and this often with it, for commits that did not ring
 IDS_PER_QUERY = 500  # watched jobs asked about per query (SQLite's bound on parameters is higher)
 
 Read = Callable[[str, Sequence[Any]], Awaitable[list[Any]]]
@@ -41,9 +46,11 @@ ENDED = ", ".join(f"'{state.value}'" for state in TERMINAL)
 class ChangeWatcher:
     """Wakes waiters on any commit (`until_changed`) or on the end of a job (`until_ended`)."""
 
-    def __init__(self, read: Read, log_path: str | None = None) -> None:
+    def __init__(self, read: Read, bell_path: str | None = None) -> None:
         self._read = read
-        self._log_path = log_path  # the write-ahead log (None: an in-memory database)
+        self._bell_path = bell_path  # written after each commit (None: an in-memory database)
+        self._inotify: Inotify | None = None  # watching the bell, once opened
+        self._inotify_failed = False  # no inotify here: poll
         self._changed = asyncio.Event()  # set, then replaced, at each commit seen
         self._ended: dict[str, set[asyncio.Event]] = {}  # job id -> its waiters
         self._recheck = False  # a job was added since the last look: look even without a change
@@ -101,6 +108,9 @@ class ChangeWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._wake_all()
+        inotify, self._inotify = self._inotify, None
+        if inotify is not None:
+            await asyncio.to_thread(inotify.close)  # the kernel's grace period, off the loop
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
@@ -110,43 +120,24 @@ class ChangeWatcher:
         return self._waiting > 0 or bool(self._ended)
 
     async def _poll(self) -> None:
-        bell = asyncio.Event()  # set when the log was written
-        ringer = asyncio.create_task(self._ring_on_writes(bell))
-        clock = asyncio.get_running_loop().time
-        settle_until = 0.0
-        settle_poll = SETTLE_POLL_SECONDS
+        bell = asyncio.Event()  # set when a commit rang
+        ringer = asyncio.create_task(self._ring_on_commits(bell))
         try:
             while self._anyone_waits():
+                bell.clear()  # this read sees every commit that rang so far
                 (now,), *_ = await self._read("PRAGMA data_version", ())
                 changed = self._version is not None and now != self._version
                 self._version = now
                 if changed:
-                    settle_poll = SETTLE_POLL_SECONDS  # another may be on its way: look soon
                     self._changed_at = time.monotonic()
                     self._changed.set()
                     self._changed = asyncio.Event()
                 if (changed or self._recheck) and self._ended:
                     self._recheck = False
                     await self._wake_ended()
-                if ringer.done():
-                    await asyncio.sleep(POLL_SECONDS)
-                elif clock() < settle_until:
-                    # A new write cuts the pause short: slept through, a commit landing late in
-                    # the settle time would wait out the longest pause before it is seen.
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(bell.wait(), settle_poll)
-                    settle_poll = min(2 * settle_poll, SETTLE_POLL_MAX_SECONDS)
-                else:
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(bell.wait(), BELL_BACKSTOP_SECONDS)
-                if bell.is_set():
-                    # The log is written before the commit shows (its fsync comes between),
-                    # and the writes of several commits ring the bell once: read the counter
-                    # again shortly, and on until SETTLE_SECONDS after the last write, even
-                    # past a change (it may be the first of them).
-                    bell.clear()
-                    settle_until = clock() + SETTLE_SECONDS
-                    settle_poll = SETTLE_POLL_SECONDS
+                pause = POLL_SECONDS if ringer.done() else BELL_BACKSTOP_SECONDS
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(bell.wait(), pause)
         except Exception:
             # The store is closed or unreadable: every waiter reads again and meets the error.
             self._wake_all()
@@ -159,28 +150,36 @@ class ChangeWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await ringer
 
-    async def _ring_on_writes(self, bell: asyncio.Event) -> None:
-        """Set `bell` at each write to the log, for as long as it runs; return at once where
-        the kernel cannot tell (not Linux, no log, no inotify instance left): the caller polls.
-        Writes of this very process ring it too; the change counter tells them apart."""
-        if self._log_path is None:
+    async def _ring_on_commits(self, bell: asyncio.Event) -> None:
+        """Set `bell` at each write to the bell file, for as long as it runs; return at once
+        where the kernel cannot tell (not Linux, in memory, no inotify instance left): the
+        caller polls. Commits of this very process ring it too; the change counter tells them
+        apart. Writes made while it did not run ring it once as it starts: one read more."""
+        inotify = self._bell_watch()
+        if inotify is None:
             return
+        while True:
+            await inotify.get()
+            bell.set()
+
+    def _bell_watch(self) -> Inotify | None:
+        """The inotify instance watching the bell file, opened at the first call."""
+        if self._inotify is not None or self._inotify_failed or self._bell_path is None:
+            return self._inotify
         try:
             from asyncinotify import Inotify, Mask
-        except (ImportError, OSError):  # not Linux
-            return
-        try:
+
             inotify = Inotify()
-        except OSError:  # out of inotify instances (fs.inotify.max_user_instances)
-            return
-        with inotify:
-            try:
-                inotify.add_watch(self._log_path, Mask.MODIFY)
-            except OSError:  # no log yet, or out of watches
-                return
-            while True:
-                await inotify.get()
-                bell.set()
+        except (ImportError, OSError):  # not Linux, or out of inotify instances
+            self._inotify_failed = True
+            return None
+        try:
+            inotify.add_watch(self._bell_path, Mask.MODIFY)
+        except OSError:  # no bell file (the store is not open), or out of watches
+            inotify.close()
+            return None
+        self._inotify = inotify
+        return inotify
 
     async def _wake_ended(self) -> None:
         ids = list(self._ended)
