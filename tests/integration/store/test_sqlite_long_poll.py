@@ -154,6 +154,24 @@ async def test_the_bells_watch_outlives_each_wait(
     assert inotify_instances() == before
 
 
+async def test_without_a_bell_to_watch_waiters_are_woken_by_the_poll(
+    stores: tuple[SQLiteStore, SQLiteStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bell file that cannot be watched (gone, or no inotify watch left) leaves the watcher
+    reading the change counter every POLL_SECONDS, not at the backstop."""
+    monkeypatch.setattr(watch, "BELL_BACKSTOP_SECONDS", 3600.0)
+    api, worker = stores
+    bell = api._db.bell_path
+    assert bell is not None
+    os.unlink(bell)  # before either watcher began: neither finds it
+    job = await api.submit(new())
+    ended = asyncio.create_task(api.wait_terminal(job.id, LONG))
+    await asyncio.sleep(0.1)
+    (claim, *_) = await worker.claim(["q"], "w1", LONG)
+    assert await worker.finish(claim.job.id, claim.token, {})
+    assert (await asyncio.wait_for(ended, 10)).state is State.COMPLETED
+
+
 class ScriptedWatcher(watch.ChangeWatcher):
     """A watcher over a change counter the test moves. Its bell never rings (the task reads
     at its backstop), and as the task puts it away (it has seen that nobody waits and is

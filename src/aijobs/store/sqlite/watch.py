@@ -50,7 +50,7 @@ class ChangeWatcher:
         self._read = read
         self._bell_path = bell_path  # written after each commit (None: an in-memory database)
         self._inotify: Inotify | None = None  # watching the bell, once opened
-        self._inotify_failed = False  # no inotify here: poll
+        self._inotify_failed = False  # no inotify or no bell here: poll
         self._changed = asyncio.Event()  # set, then replaced, at each commit seen
         self._ended: dict[str, set[asyncio.Event]] = {}  # job id -> its waiters
         self._recheck = False  # a job was added since the last look: look even without a change
@@ -175,8 +175,9 @@ class ChangeWatcher:
             return None
         try:
             inotify.add_watch(self._bell_path, Mask.MODIFY)
-        except OSError:  # no bell file (the store is not open), or out of watches
-            inotify.close()
+        except OSError:  # no bell file (it could not be made), or out of watches
+            inotify.close()  # once: not at every start of the task
+            self._inotify_failed = True
             return None
         self._inotify = inotify
         return inotify
