@@ -122,6 +122,16 @@ async def test_commits_wake_waiters_through_the_bell_not_the_poll(
     assert (await asyncio.wait_for(ended, 10)).state is State.COMPLETED
 
 
+async def a_job_ends_while_the_api_waits(api: SQLiteStore, worker: SQLiteStore) -> None:
+    """A job submitted through `api` and waited for there, claimed and finished by `worker`."""
+    job = await api.submit(new())
+    ended = asyncio.create_task(api.wait_terminal(job.id, LONG))
+    await asyncio.sleep(0.1)
+    (claim, *_) = await worker.claim(["q"], "w1", LONG)
+    assert await worker.finish(claim.job.id, claim.token, {})
+    assert (await asyncio.wait_for(ended, 10)).state is State.COMPLETED
+
+
 def inotify_instances() -> int:
     """The inotify instances this process holds open."""
     links = []
@@ -141,12 +151,7 @@ async def test_the_bells_watch_outlives_each_wait(
     api, worker = stores
     before = inotify_instances()
     for _ in range(3):
-        job = await api.submit(new())
-        ended = asyncio.create_task(api.wait_terminal(job.id, LONG))
-        await asyncio.sleep(0.1)
-        (claim, *_) = await worker.claim(["q"], "w1", LONG)
-        assert await worker.finish(claim.job.id, claim.token, {})
-        assert (await asyncio.wait_for(ended, 10)).state is State.COMPLETED
+        await a_job_ends_while_the_api_waits(api, worker)
         await asyncio.sleep(3 * watch.BELL_BACKSTOP_SECONDS)  # nobody waits: the task ends
         assert api._watch._task is None
         assert inotify_instances() == before + 1
@@ -164,12 +169,7 @@ async def test_without_a_bell_to_watch_waiters_are_woken_by_the_poll(
     bell = api._db.bell_path
     assert bell is not None
     os.unlink(bell)  # before either watcher began: neither finds it
-    job = await api.submit(new())
-    ended = asyncio.create_task(api.wait_terminal(job.id, LONG))
-    await asyncio.sleep(0.1)
-    (claim, *_) = await worker.claim(["q"], "w1", LONG)
-    assert await worker.finish(claim.job.id, claim.token, {})
-    assert (await asyncio.wait_for(ended, 10)).state is State.COMPLETED
+    await a_job_ends_while_the_api_waits(api, worker)
 
 
 class ScriptedWatcher(watch.ChangeWatcher):
