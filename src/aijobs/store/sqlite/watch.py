@@ -152,9 +152,10 @@ class ChangeWatcher:
 
     async def _ring_on_commits(self, bell: asyncio.Event) -> None:
         """Set `bell` at each write to the bell file, for as long as it runs; return at once
-        where the kernel cannot tell (not Linux, in memory, no inotify instance left): the
-        caller polls. Commits of this very process ring it too; the change counter tells them
-        apart. Writes made while it did not run ring it once as it starts: one read more."""
+        where the kernel cannot tell (not Linux, in memory, no inotify instance left, no bell
+        file to watch): the caller polls. Commits of this very process ring it too; the change
+        counter tells them apart. Writes made while it did not run ring it once as it starts:
+        one read more."""
         inotify = self._bell_watch()
         if inotify is None:
             return
