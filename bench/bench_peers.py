@@ -4,9 +4,11 @@
     .venv/bin/python bench/bench_peers.py --only huey,rq --runs 1 --jobs 1000 --round-trips 50
 
 Peers: Huey (four settings: `-w 2 -k process` and one thread, each with and without
-notify_result), Dramatiq, SAQ, arq, Celery, RQ, and a bare redis-py loop (one LPUSH / BLMOVE /
-HSET per job) as the baseline; aijobs itself when `bench/peers/aijobs_bench.py` exists (run with
-the project's interpreter, `.venv/bin/python`). --only takes queue names or a prefix before a
+notify_result), Dramatiq, SAQ, arq, Celery, RQ; two baselines, a bare redis-py loop (one LPUSH /
+BLMOVE / HSET per job) and aijobs' own Redis functions called from bare loops
+(`aijobs_functions_bench.py`: the floor under any Python around aijobs' storage); aijobs itself
+when `bench/peers/aijobs_bench.py` exists (these two run with the project's interpreter,
+`.venv/bin/python`). --only takes queue names or a prefix before a
 `-` (`huey` is all four). Each peer's adapter, `bench/peers/<name>_bench.py`,
 runs in a separate benchmark venv that this script creates when it is missing or its
 requirements changed (`bench/peers/.venv` from requirements.txt; arq in `bench/peers/.venv-arq`,
@@ -27,7 +29,7 @@ CPU time per job of every process involved (producer, worker and its children, R
 Each of --runs runs every adapter once, the order reversed on every other run; each figure of
 the table is the median of one column over the runs. For aijobs, the ratio to the best peer on
 each column (end to end, drain: ours / the highest; CPU per job, round-trip p50: ours / the
-lowest). The bare redis-py loop is a baseline, not a peer. Raw runs and medians go to
+lowest). The baselines are not peers: no ratio is taken to them. Raw runs and medians go to
 bench/results/peers.json, the table, with the command, to bench/results/peers.md.
 """
 
@@ -59,7 +61,8 @@ VENVS = {  # venv folder -> requirements file
     ".venv": "requirements.txt",
     ".venv-arq": "requirements-arq.txt",
 }
-PEERS = {  # queue name in the table -> (adapter file, venv folder, the adapter's --variant)
+PEERS: dict[str, tuple[str, str | None, str]] = {  # queue name in the table ->
+    # (adapter file, venv folder, the adapter's --variant)
     "huey-w2-process": ("huey_bench.py", ".venv", "w2-process"),
     "huey-w2-process-notify": ("huey_bench.py", ".venv", "w2-process-notify"),
     "huey-w1-thread": ("huey_bench.py", ".venv", "w1-thread"),
@@ -70,8 +73,11 @@ PEERS = {  # queue name in the table -> (adapter file, venv folder, the adapter'
     "celery": ("celery_bench.py", ".venv", ""),
     "rq": ("rq_bench.py", ".venv", ""),
     "redis-py": ("redispy_bench.py", ".venv", ""),
+    # aijobs' Redis functions from bare loops: run with the project's interpreter (venv None)
+    "aijobs-functions": ("aijobs_functions_bench.py", None, ""),
 }
 BASELINE = "redis-py"
+BASELINES = (BASELINE, "aijobs-functions")  # in the table, but not peers: no ratio to them
 OURS = "aijobs"
 OURS_ADAPTER = PEERS_DIR / "aijobs_bench.py"
 FIGURES = (  # the numbers of the JSON line, each reported as a median over the runs
@@ -263,7 +269,7 @@ def medians(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 def ratios(table: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]] | None:
     """For each compared column: the best peer, aijobs / that peer, and aijobs / redis-py."""
-    peers = {q: m for q, m in table.items() if q not in (OURS, BASELINE)}
+    peers = {q: m for q, m in table.items() if q not in (OURS, *BASELINES)}
     if OURS not in table or not peers:
         return None
     ours = table[OURS]
@@ -323,7 +329,7 @@ def markdown(
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for queue, m in table.items():
-        name = f"{queue} (baseline)" if queue == BASELINE else queue
+        name = f"{queue} (baseline)" if queue in BASELINES else queue
         if m["runs"] < n_runs:
             name += f" ({m['runs']} of {n_runs} runs)"
         lines.append(
@@ -412,9 +418,9 @@ def _chosen_queues(parser: argparse.ArgumentParser, only: str) -> list[str]:
 
 def _interpreter(queue: str) -> str:
     """The Python that runs `queue`'s adapter: ours, or the peer's own environment (made once)."""
-    if queue == OURS:
+    folder = None if queue == OURS else PEERS[queue][1]
+    if folder is None:
         return project_python()
-    folder = PEERS[queue][1]
     return str(ensure_venv(folder, VENVS[folder]))
 
 

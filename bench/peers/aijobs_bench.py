@@ -12,7 +12,8 @@ The phases and figures are those of every peer (bench/peers/_common.py): the dra
 submitted before the worker starts; end to end, N more submitted one at a time with
 `store.submit` (what an API process does per POST) while the warm worker drains them, with the
 CPU time of this process, the worker and its child, and the redis-server (bench/peers/_cpu.py);
-then sequential round trips.
+then sequential round trips. This process submits on the event loop an API process runs on
+(uvloop, as uvicorn picks it).
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import redis
 from _common import quantile
@@ -44,6 +47,7 @@ RUNTIME = "noop_runtime:NoopRuntime"
 POLL = 0.0005
 PREFETCH = 256
 WARMUP = 10
+T = TypeVar("T")
 
 
 def worker_env(url: str, home: Path, prefix: str) -> dict[str, str]:
@@ -200,13 +204,23 @@ async def run(url: str, jobs: int, round_trips: int) -> dict[str, object]:
     }
 
 
+def api_event_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run `main` on the event loop an API process submits from: uvicorn picks uvloop when it
+    is installed (it is, with uvicorn[standard]), so the producer does too."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - installed with uvicorn[standard]
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--round-trips", type=int, default=300)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(run(args.redis_url, args.jobs, args.round_trips))))
+    print(json.dumps(api_event_loop(run(args.redis_url, args.jobs, args.round_trips))))
 
 
 if __name__ == "__main__":

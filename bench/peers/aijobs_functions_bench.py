@@ -1,0 +1,140 @@
+"""A baseline: aijobs' own Redis functions driven by a bare blocking loop, no Python job model.
+
+    .venv/bin/python bench/peers/aijobs_functions_bench.py --redis-url redis://127.0.0.1:6379/0
+
+The producer calls the store's submit function (`FCALL`, hiredis-packed, the blocking redis-py
+client Huey uses), its arguments built once and only the job id and token seed changed per
+call. The worker makes the Redis calls an idle `aijobs worker` makes, and nothing else: the wait
+function (which claims for it when work is ready), a `BLPOP` of its inbox when it was not,
+`claim` of up to PREFETCH jobs while the queue holds more, and one `finish` of each batch with
+its claims' tokens; no decoding into Jobs, no inference child, no logging, no lease renewal.
+
+So this is what aijobs' storage design costs a job in Redis, with the least client work around
+it: the floor under `aijobs_bench.py` for any Python around these functions. It runs with the
+project's interpreter (the library's functions come from the aijobs package).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import uuid
+from typing import Any
+
+import redis
+from _common import parse_args, redis_url, run
+
+from aijobs import __version__
+from aijobs.jobs import JobType, NewJob
+from aijobs.store.redis.codec import LIBRARY_SOURCE, function_name, submit_args
+
+PREFIX = "{aijobs-functions}"
+QUEUE = "sklearn"
+PREFETCH = 256  # as aijobs_bench.py's worker
+LEASE_MS = 300_000
+BLOCK_S = 1
+RETAIN = [100_000, 30 * 86400 * 1000]  # the store's default retention, ARGV 1 and 2
+SUBMIT, WAIT, CLAIM, FINISH, WATCH = map(
+    function_name, ("submit", "wait", "claim", "finish", "watch")
+)
+WORKER = "functions-worker"
+
+
+def fcall(r: redis.Redis, function: str, *args: Any) -> Any:
+    return r.fcall(function, 1, PREFIX, *RETAIN, *args)
+
+
+def finish(r: redis.Redis, claims: list[tuple[str, str]]) -> None:
+    args: list[Any] = []
+    for job_id, token in claims:
+        args += [job_id, token, '{"output":0}', "0", "", "", "", 0]
+    fcall(r, FINISH, *args)
+
+
+def worker() -> None:
+    r = redis.Redis.from_url(redis_url(), decode_responses=True)
+    inbox = f"{PREFIX}:inbox:{WORKER}"
+    while True:
+        serial = secrets.token_hex(6)
+        reply = fcall(
+            r,
+            WAIT,
+            WORKER,
+            f"{serial} 0 {LEASE_MS}",
+            BLOCK_S * 1000 - 50,
+            PREFETCH,
+            secrets.token_hex(12),
+            QUEUE,
+        )
+        if reply == 0:
+            reply = fcall(r, CLAIM, WORKER, LEASE_MS, PREFETCH, secrets.token_hex(12), 0, QUEUE)
+        if reply == 1:
+            popped = r.blpop([inbox], timeout=BLOCK_S)
+            if popped is None or popped[1] == "hint":
+                continue
+            _, token, fields = json.loads(popped[1])
+            claims = [(fields[0], token)]
+        else:
+            claims = [(fields[0], token) for token, fields in reply]
+        while claims:
+            finish(r, claims)
+            if len(claims) < PREFETCH:
+                break
+            reply = fcall(r, CLAIM, WORKER, LEASE_MS, PREFETCH, secrets.token_hex(12), 0, QUEUE)
+            claims = [(fields[0], token) for token, fields in reply]
+
+
+class AijobsFunctionsBench:
+    name = "aijobs-functions"
+    version = __version__
+    notes = (
+        "aijobs' Redis functions from bare blocking loops, hiredis: producer FCALL submit "
+        f"(arguments built once); worker wait / BLPOP / claim (up to {PREFETCH}) / finish per "
+        "batch, nothing else (one process); round trip: submit, watch, then its Pub/Sub message"
+    )
+
+    def __init__(self) -> None:
+        self.r = redis.Redis.from_url(redis_url(), decode_responses=True)
+        self.r.function_load(LIBRARY_SOURCE, replace=True)
+        job = NewJob(
+            job_type=JobType.INFERENCE,
+            queue=QUEUE,
+            model_id="model",
+            payload={"input_data": 0, "parameters": {}},
+        )
+        self.args = submit_args(job)
+        self.pubsub = self.r.pubsub(ignore_subscribe_messages=True)
+        self.pubsub.subscribe(f"{PREFIX}:done")
+
+    def worker_cmd(self) -> list[str]:
+        return [sys.executable, "aijobs_functions_bench.py", "--worker"]
+
+    async def enqueue(self, i: int) -> Any:
+        job_id = uuid.uuid4().hex
+        self.args[0], self.args[4] = job_id, secrets.token_hex(12)
+        fcall(self.r, SUBMIT, *self.args)
+        return job_id
+
+    def pending(self, r: redis.Redis) -> int:
+        return int(r.hget(f"{PREFIX}:counts", f"pending:{QUEUE}") or 0)
+
+    def done_many(self, r: redis.Redis, handles: list[Any]) -> list[bool]:
+        pipe = r.pipeline(transaction=False)
+        for job_id in handles:
+            pipe.hget(f"{PREFIX}:job:{job_id}", "state")
+        return [state in (b"completed", "completed") for state in pipe.execute()]
+
+    async def round_trip(self, i: int) -> Any:
+        job_id = await self.enqueue(i)
+        if not fcall(self.r, WATCH, job_id, 60_000)[1:]:  # not ended yet: its announcement
+            while (m := self.pubsub.get_message(timeout=10)) is None or job_id not in m["data"]:
+                pass
+        return i
+
+
+if __name__ == "__main__":
+    if "--worker" in sys.argv:
+        worker()
+    else:
+        run(AijobsFunctionsBench(), parse_args())
