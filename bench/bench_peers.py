@@ -6,7 +6,9 @@
 Peers: Huey (four settings: `-w 2 -k process` and one thread, each with and without
 notify_result), Dramatiq, SAQ, arq, Celery, RQ; two baselines, a bare redis-py loop (one LPUSH /
 BLMOVE / HSET per job) and aijobs' own Redis functions called from bare loops
-(`aijobs_functions_bench.py`: the floor under any Python around aijobs' storage); aijobs itself
+(`aijobs_functions_bench.py`, two variants: `bare`, the floor under any Python around aijobs'
+storage, and `api-child`, with what aijobs' design adds: a producer on asyncio as an API
+process is, a child process hop per batch in the worker); aijobs itself
 when `bench/peers/aijobs_bench.py` exists (these two run with the project's interpreter,
 `.venv/bin/python`). --only takes queue names or a prefix before a
 `-` (`huey` is all four). Each peer's adapter, `bench/peers/<name>_bench.py`,
@@ -74,10 +76,12 @@ PEERS: dict[str, tuple[str, str | None, str]] = {  # queue name in the table ->
     "rq": ("rq_bench.py", ".venv", ""),
     "redis-py": ("redispy_bench.py", ".venv", ""),
     # aijobs' Redis functions from bare loops: run with the project's interpreter (venv None)
-    "aijobs-functions": ("aijobs_functions_bench.py", None, ""),
+    "aijobs-functions-bare": ("aijobs_functions_bench.py", None, "bare"),
+    "aijobs-functions-api-child": ("aijobs_functions_bench.py", None, "api-child"),
 }
 BASELINE = "redis-py"
-BASELINES = (BASELINE, "aijobs-functions")  # in the table, but not peers: no ratio to them
+# In the table, but not peers: no ratio is taken to them.
+BASELINES = (BASELINE, "aijobs-functions-bare", "aijobs-functions-api-child")
 OURS = "aijobs"
 OURS_ADAPTER = PEERS_DIR / "aijobs_bench.py"
 FIGURES = (  # the numbers of the JSON line, each reported as a median over the runs

@@ -1,33 +1,47 @@
-"""A baseline: aijobs' own Redis functions driven by a bare blocking loop, no Python job model.
+"""A baseline: aijobs' own Redis functions driven by bare loops, no Python job model.
 
-    .venv/bin/python bench/peers/aijobs_functions_bench.py --redis-url redis://127.0.0.1:6379/0
+    .venv/bin/python bench/peers/aijobs_functions_bench.py --redis-url redis://127.0.0.1:6379/0 \
+        --variant bare
 
-The producer calls the store's submit function (`FCALL`, hiredis-packed, the blocking redis-py
-client Huey uses), its arguments built once and only the job id and token seed changed per
-call. The worker makes the Redis calls an idle `aijobs worker` makes, and nothing else: the wait
-function (which claims for it when work is ready), a `BLPOP` of its inbox when it was not,
-`claim` of up to PREFETCH jobs while the queue holds more, and one `finish` of each batch with
-its claims' tokens; no decoding into Jobs, no inference child, no logging, no lease renewal.
+The producer calls the store's submit function (`FCALL`, hiredis-packed), its arguments built
+once and only the job id and token seed changed per call. The worker makes the Redis calls an
+idle `aijobs worker` makes, and nothing else: the wait function (which claims for it when work
+is ready), a `BLPOP` of its inbox when it was not, `claim` of up to PREFETCH jobs while the
+queue holds more, and one `finish` of each batch with its claims' tokens; no decoding into
+Jobs, no logging, no lease renewal.
 
-So this is what aijobs' storage design costs a job in Redis, with the least client work around
-it: the floor under `aijobs_bench.py` for any Python around these functions. It runs with the
-project's interpreter (the library's functions come from the aijobs package).
+Two variants:
+
+- `bare`: the producer on the blocking redis-py client Huey uses, the worker running nothing
+  (one process). What aijobs' storage design costs a job, with the least client work around
+  it: the floor under any Python around these functions.
+- `api-child`: what aijobs' design adds to that, and no more: the producer submits from asyncio
+  on uvloop, as an API process does (uvicorn), and the worker sends each batch to a child
+  process over a pipe, one line per job, and reads one line back per job before the finish, as
+  it does to isolate inference in its inference child.
+
+It runs with the project's interpreter (the library's functions come from the aijobs package).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
+import subprocess
 import sys
 import uuid
 from typing import Any
 
 import redis
+import redis.asyncio as aioredis
+import uvloop
 from _common import parse_args, redis_url, run
 
 from aijobs import __version__
 from aijobs.jobs import JobType, NewJob
 from aijobs.store.redis.codec import LIBRARY_SOURCE, function_name, submit_args
+from aijobs.store.redis.packing import pack_with_hiredis
 
 PREFIX = "{aijobs-functions}"
 QUEUE = "sklearn"
@@ -39,6 +53,7 @@ SUBMIT, WAIT, CLAIM, FINISH, WATCH = map(
     function_name, ("submit", "wait", "claim", "finish", "watch")
 )
 WORKER = "functions-worker"
+VARIANTS = ("bare", "api-child")
 
 
 def fcall(r: redis.Redis, function: str, *args: Any) -> Any:
@@ -52,9 +67,35 @@ def finish(r: redis.Redis, claims: list[tuple[str, str]]) -> None:
     fcall(r, FINISH, *args)
 
 
-def worker() -> None:
+def child() -> None:
+    """The worker's child in the api-child variant: one answer line per request line."""
+    for line in sys.stdin:
+        sys.stdout.write(json.dumps({"output": json.loads(line)["input_data"]}) + "\n")
+        sys.stdout.flush()
+
+
+class Child:
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--child"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
+
+    def run(self, claims: list[tuple[str, str]]) -> None:
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write("".join(json.dumps({"input_data": i}) + "\n" for i, _ in claims))
+        for _ in claims:
+            json.loads(self.proc.stdout.readline())
+
+
+def worker(with_child: bool) -> None:
     r = redis.Redis.from_url(redis_url(), decode_responses=True)
     inbox = f"{PREFIX}:inbox:{WORKER}"
+    kid = Child() if with_child else None
     while True:
         serial = secrets.token_hex(6)
         reply = fcall(
@@ -78,6 +119,8 @@ def worker() -> None:
         else:
             claims = [(fields[0], token) for token, fields in reply]
         while claims:
+            if kid is not None:
+                kid.run(claims)
             finish(r, claims)
             if len(claims) < PREFETCH:
                 break
@@ -86,17 +129,21 @@ def worker() -> None:
 
 
 class AijobsFunctionsBench:
-    name = "aijobs-functions"
     version = __version__
-    notes = (
-        "aijobs' Redis functions from bare blocking loops, hiredis: producer FCALL submit "
-        f"(arguments built once); worker wait / BLPOP / claim (up to {PREFETCH}) / finish per "
-        "batch, nothing else (one process); round trip: submit, watch, then its Pub/Sub message"
-    )
 
-    def __init__(self) -> None:
+    def __init__(self, variant: str) -> None:
+        self.variant = variant
+        self.name = f"aijobs-functions-{variant}"
+        self.notes = (
+            "aijobs' Redis functions from bare loops, hiredis: producer FCALL submit (arguments "
+            f"built once) from {'asyncio on uvloop' if self.api else 'the blocking client'}; "
+            f"worker wait / BLPOP / claim (up to {PREFETCH}) / "
+            f"{'a child process hop (a pipe) / ' if self.api else ''}finish per batch, nothing "
+            "else; round trip: submit, watch, then its Pub/Sub message"
+        )
         self.r = redis.Redis.from_url(redis_url(), decode_responses=True)
         self.r.function_load(LIBRARY_SOURCE, replace=True)
+        self.aio: aioredis.Redis | None = None
         job = NewJob(
             job_type=JobType.INFERENCE,
             queue=QUEUE,
@@ -107,13 +154,30 @@ class AijobsFunctionsBench:
         self.pubsub = self.r.pubsub(ignore_subscribe_messages=True)
         self.pubsub.subscribe(f"{PREFIX}:done")
 
+    @property
+    def api(self) -> bool:
+        return self.variant == "api-child"
+
+    async def open(self) -> None:
+        if self.api:
+            pool = aioredis.ConnectionPool.from_url(redis_url(), decode_responses=True)
+            pack_with_hiredis(pool)
+            self.aio = aioredis.Redis.from_pool(pool)
+
+    async def close(self) -> None:
+        if self.aio is not None:
+            await self.aio.aclose()
+
     def worker_cmd(self) -> list[str]:
-        return [sys.executable, "aijobs_functions_bench.py", "--worker"]
+        return [sys.executable, "aijobs_functions_bench.py", "--worker", self.variant]
 
     async def enqueue(self, i: int) -> Any:
         job_id = uuid.uuid4().hex
         self.args[0], self.args[4] = job_id, secrets.token_hex(12)
-        fcall(self.r, SUBMIT, *self.args)
+        if self.aio is not None:
+            await self.aio.fcall(SUBMIT, 1, PREFIX, *RETAIN, *self.args)  # type: ignore[misc]
+        else:
+            fcall(self.r, SUBMIT, *self.args)
         return job_id
 
     def pending(self, r: redis.Redis) -> int:
@@ -134,7 +198,12 @@ class AijobsFunctionsBench:
 
 
 if __name__ == "__main__":
-    if "--worker" in sys.argv:
-        worker()
+    if "--child" in sys.argv:
+        child()
+    elif "--worker" in sys.argv:
+        worker(with_child=sys.argv[-1] == "api-child")
     else:
-        run(AijobsFunctionsBench(), parse_args())
+        args = parse_args(VARIANTS)
+        if args.variant == "api-child":
+            asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+        run(AijobsFunctionsBench(args.variant), args)
