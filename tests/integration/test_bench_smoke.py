@@ -4,7 +4,8 @@ elsewhere cannot break one silently.
 Each runs as its own process, as a user runs it, with the real server, workers and redis-server
 it starts; only the sizes are tiny. Where a script needs what a CI machine lacks, the part that
 runs without it is smoked: the GPU scripts on the CPU (--dry-run-on-cpu), the peer benchmark
-with aijobs alone (the peers need a virtual environment of their own, built from the network),
+with aijobs and its baselines alone (the peers need a virtual environment of their own, built
+from the network),
 and the peers' shared protocol (bench/peers/_common.py) through the bare redis-py adapter, which
 needs nothing but redis-py.
 scripts/test_api.py runs against a live system in tests/integration/test_clients.py.
@@ -66,8 +67,8 @@ SMOKES = [
     ),
     Smoke(
         "bench/bench_peers.py",  # --out: not over the committed bench/results
-        "--only aijobs --runs 1 --jobs 20 --round-trips 10 --out {out}",
-        "Round-trip floor, p50",
+        "--only aijobs --runs 1 --jobs 20 --round-trips 11 --out {out}",  # with its baselines
+        "| aijobs-functions-api-child (baseline) |",  # a row only a run that succeeded prints
     ),
     Smoke(
         "bench/peers/redispy_bench.py",  # drain, end to end with CPU per job, round trips
