@@ -28,11 +28,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any, TypeVar
 
 import redis
+import uvloop
 from _common import quantile
 from _cpu import end_to_end_window, per_job_ms
 
@@ -47,7 +46,6 @@ RUNTIME = "noop_runtime:NoopRuntime"
 POLL = 0.0005
 PREFETCH = 256
 WARMUP = 10
-T = TypeVar("T")
 
 
 def worker_env(url: str, home: Path, prefix: str) -> dict[str, str]:
@@ -204,23 +202,14 @@ async def run(url: str, jobs: int, round_trips: int) -> dict[str, object]:
     }
 
 
-def api_event_loop(main: Coroutine[Any, Any, T]) -> T:
-    """Run `main` on the event loop an API process submits from: uvicorn picks uvloop when it
-    is installed (it is, with uvicorn[standard]), so the producer does too."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - installed with uvicorn[standard]
-        return asyncio.run(main)
-    return uvloop.run(main)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--redis-url", required=True)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--round-trips", type=int, default=300)
     args = parser.parse_args()
-    print(json.dumps(api_event_loop(run(args.redis_url, args.jobs, args.round_trips))))
+    # On the event loop an API process submits from: uvicorn's, uvloop (uvicorn[standard]).
+    print(json.dumps(uvloop.run(run(args.redis_url, args.jobs, args.round_trips))))
 
 
 if __name__ == "__main__":

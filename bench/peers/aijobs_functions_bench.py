@@ -39,32 +39,44 @@ import uvloop
 from _common import parse_args, redis_url, run
 
 from aijobs import __version__
-from aijobs.jobs import JobType, NewJob
-from aijobs.store.redis.codec import LIBRARY_SOURCE, function_name, submit_args
+from aijobs.jobs import Finish, JobType, NewJob
+from aijobs.store.redis import RedisStore
+from aijobs.store.redis.codec import LIBRARY_SOURCE, finish_args, function_name, submit_args
 from aijobs.store.redis.packing import pack_with_hiredis
 
-PREFIX = "{aijobs-functions}"
+# Never opened: its key prefix, key names and the scripts' leading arguments (its default
+# retention), as the store's own calls have them.
+STORE = RedisStore(redis_url(), prefix="aijobs-functions")
 QUEUE = "sklearn"
 PREFETCH = 256  # as aijobs_bench.py's worker
 LEASE_MS = 300_000
 BLOCK_S = 1
-RETAIN = [100_000, 30 * 86400 * 1000]  # the store's default retention, ARGV 1 and 2
 SUBMIT, WAIT, CLAIM, FINISH, WATCH = map(
     function_name, ("submit", "wait", "claim", "finish", "watch")
 )
 WORKER = "functions-worker"
 VARIANTS = ("bare", "api-child")
 
+Claims = list[tuple[str, str]]  # (job id, token)
+
 
 def fcall(r: redis.Redis, function: str, *args: Any) -> Any:
-    return r.fcall(function, 1, PREFIX, *RETAIN, *args)
+    return r.fcall(function, 1, STORE.key, *STORE.script_argv(args))
 
 
-def finish(r: redis.Redis, claims: list[tuple[str, str]]) -> None:
-    args: list[Any] = []
-    for job_id, token in claims:
-        args += [job_id, token, '{"output":0}', "0", "", "", "", 0]
-    fcall(r, FINISH, *args)
+def claimed(reply: list[tuple[str, list[str]]]) -> Claims:
+    """A claiming script's {token, job fields} replies, as (job id, token)."""
+    return [(fields[0], token) for token, fields in reply]
+
+
+def claim(r: redis.Redis) -> Claims:
+    return claimed(fcall(r, CLAIM, WORKER, LEASE_MS, PREFETCH, secrets.token_hex(12), 0, QUEUE))
+
+
+def finish(r: redis.Redis, claims: Claims) -> None:
+    fcall(
+        r, FINISH, *finish_args([Finish(job_id, token, {"output": 0}) for job_id, token in claims])
+    )
 
 
 def child() -> None:
@@ -84,7 +96,7 @@ class Child:
             bufsize=1,
         )
 
-    def run(self, claims: list[tuple[str, str]]) -> None:
+    def run(self, claims: Claims) -> None:
         assert self.proc.stdin is not None
         assert self.proc.stdout is not None
         self.proc.stdin.write("".join(json.dumps({"input_data": i}) + "\n" for i, _ in claims))
@@ -94,7 +106,7 @@ class Child:
 
 def worker(with_child: bool) -> None:
     r = redis.Redis.from_url(redis_url(), decode_responses=True)
-    inbox = f"{PREFIX}:inbox:{WORKER}"
+    inbox = STORE.k("inbox", WORKER)
     kid = Child() if with_child else None
     while True:
         serial = secrets.token_hex(6)
@@ -108,8 +120,6 @@ def worker(with_child: bool) -> None:
             secrets.token_hex(12),
             QUEUE,
         )
-        if reply == 0:
-            reply = fcall(r, CLAIM, WORKER, LEASE_MS, PREFETCH, secrets.token_hex(12), 0, QUEUE)
         if reply == 1:
             popped = r.blpop([inbox], timeout=BLOCK_S)
             if popped is None or popped[1] == "hint":
@@ -117,15 +127,12 @@ def worker(with_child: bool) -> None:
             _, token, fields = json.loads(popped[1])
             claims = [(fields[0], token)]
         else:
-            claims = [(fields[0], token) for token, fields in reply]
+            claims = claim(r) if reply == 0 else claimed(reply)
         while claims:
             if kid is not None:
                 kid.run(claims)
             finish(r, claims)
-            if len(claims) < PREFETCH:
-                break
-            reply = fcall(r, CLAIM, WORKER, LEASE_MS, PREFETCH, secrets.token_hex(12), 0, QUEUE)
-            claims = [(fields[0], token) for token, fields in reply]
+            claims = claim(r) if len(claims) == PREFETCH else []
 
 
 class AijobsFunctionsBench:
@@ -133,6 +140,7 @@ class AijobsFunctionsBench:
 
     def __init__(self, variant: str) -> None:
         self.variant = variant
+        self.api = variant == "api-child"
         self.name = f"aijobs-functions-{variant}"
         self.notes = (
             "aijobs' Redis functions from bare loops, hiredis: producer FCALL submit (arguments "
@@ -152,11 +160,7 @@ class AijobsFunctionsBench:
         )
         self.args = submit_args(job)
         self.pubsub = self.r.pubsub(ignore_subscribe_messages=True)
-        self.pubsub.subscribe(f"{PREFIX}:done")
-
-    @property
-    def api(self) -> bool:
-        return self.variant == "api-child"
+        self.pubsub.subscribe(STORE.k("done"))
 
     async def open(self) -> None:
         if self.api:
@@ -175,19 +179,19 @@ class AijobsFunctionsBench:
         job_id = uuid.uuid4().hex
         self.args[0], self.args[4] = job_id, secrets.token_hex(12)
         if self.aio is not None:
-            await self.aio.fcall(SUBMIT, 1, PREFIX, *RETAIN, *self.args)  # type: ignore[misc]
+            await self.aio.fcall(SUBMIT, 1, STORE.key, *STORE.script_argv(self.args))  # type: ignore[misc]
         else:
             fcall(self.r, SUBMIT, *self.args)
         return job_id
 
     def pending(self, r: redis.Redis) -> int:
-        return int(r.hget(f"{PREFIX}:counts", f"pending:{QUEUE}") or 0)
+        return int(r.hget(STORE.k("counts"), f"pending:{QUEUE}") or 0)
 
     def done_many(self, r: redis.Redis, handles: list[Any]) -> list[bool]:
         pipe = r.pipeline(transaction=False)
         for job_id in handles:
-            pipe.hget(f"{PREFIX}:job:{job_id}", "state")
-        return [state in (b"completed", "completed") for state in pipe.execute()]
+            pipe.hget(STORE.k("job", job_id), "state")
+        return [state == b"completed" for state in pipe.execute()]  # a raw client: bytes
 
     async def round_trip(self, i: int) -> Any:
         job_id = await self.enqueue(i)

@@ -26,6 +26,7 @@ from aijobs.jobs import (
     JOB_FIELDS,
     ROW_FIELDS,
     Claim,
+    Finish,
     Job,
     JobType,
     NewJob,
@@ -175,6 +176,19 @@ def submit_args(
         *limit_args(limits),
         *fields,
     ]
+
+
+def finish_args(finishes: Sequence[Finish]) -> list[Any]:
+    """The finish script's own arguments: eight per job (finish.lua)."""
+    args: list[Any] = []
+    for f in finishes:
+        model_args: list[Any] = ["", "", 0]
+        if f.model is not None:
+            created = int(f.model.created_at * 1000)
+            model_args = [f.model.model_id, f.model.model_dump_json(), created]
+        has_log = "0" if f.log is None else "1"
+        args += [f.job_id, f.token, compact_json(f.result), has_log, f.log or "", *model_args]
+    return args
 
 
 _PAYLOAD_ARG = 6 + len(PendingLimits._fields) + 3  # submit_args: the payload's JSON

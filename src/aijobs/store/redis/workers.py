@@ -16,7 +16,7 @@ from aijobs.store.base import (
     distinct_queues,
     error_text,
 )
-from aijobs.store.redis.codec import decode_claims
+from aijobs.store.redis.codec import decode_claims, finish_args
 from aijobs.store.redis.plumbing import RedisPlumbing
 from aijobs.store.stats import FailureReason
 
@@ -87,14 +87,7 @@ class RedisWorkerCalls(RedisPlumbing):
         return {job_id: Renewal(answer) for job_id, answer in zip(leases, reply, strict=True)}
 
     async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
-        args: list[Any] = []
-        for f in finishes:
-            model_args: list[Any] = ["", "", 0]
-            if f.model is not None:
-                created = int(f.model.created_at * 1000)
-                model_args = [f.model.model_id, f.model.model_dump_json(), created]
-            has_log = "0" if f.log is None else "1"
-            args += [f.job_id, f.token, compact_json(f.result), has_log, f.log or "", *model_args]
+        args = finish_args(finishes)
         if not args:
             return []
         return [bool(ok) for ok in await self.run_script("finish", *args)]
