@@ -62,7 +62,7 @@ async def run(url: str, n: int) -> dict[str, tuple[float, float]]:
         payload={"model_id": "m", "input_data": "1", "parameters": {}},
         model_id="m",
     )
-    lane, single = store.submit_lane(), store.client().client()
+    lane, single = store.lane("submit"), store.client().client()
     returns = await single.script_load("return 1")
     submit = function_name("submit")
     key = store.key

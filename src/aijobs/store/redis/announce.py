@@ -51,6 +51,8 @@ class Announcements:
 
     async def ready(self, timeout: float) -> None:
         """Until subscribed (or `timeout`): an announcement made before then would be missed."""
+        if self.subscribed.is_set():
+            return  # wait_for would wrap the wait in a task, a loop turn per long-poll
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.subscribed.wait(), timeout)
 

@@ -85,7 +85,7 @@ class SubmitGroups:
 
     async def _send_alone(self, args: list[Any]) -> Any:
         store = self.store
-        return await store.run_script("submit", *args, retry=True, lane=store.submit_lane())
+        return await store.run_script("submit", *args, retry=True, lane=store.lane("submit"))
 
     async def _pipeline(self, argvs: list[list[Any]]) -> list[Any]:
         async with self.store.client().pipeline(transaction=False) as pipe:

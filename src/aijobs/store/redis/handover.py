@@ -23,6 +23,7 @@ from aijobs.store.base import distinct_queues
 from aijobs.store.redis.codec import decode_claims, decode_job
 
 if TYPE_CHECKING:
+    from aijobs.store.redis.lane import Lane
     from aijobs.store.redis.store import RedisStore
 
 WAIT_MARGIN_MS = 50  # a waiter's registration ends this long before its blocking pop does
@@ -45,16 +46,18 @@ async def wait_for_work(
     serial = secrets.token_hex(6)
     ttl_ms = max(1, int(block * 1000) - WAIT_MARGIN_MS)
     waiting = f"{serial} {max_training} {lease_ms}"
+    # A worker waits again after each batch: its wait and pop go over a connection of its own.
+    lane = store.lane(f"inbox {worker_id}") if waiter else None
     # Not retried: with work ready, the wait claims it, and a claim is not repeated blindly.
     reply = await store.run_script(
-        "wait", worker_id, waiting, ttl_ms, room, secrets.token_hex(12), *queues
+        "wait", worker_id, waiting, ttl_ms, room, secrets.token_hex(12), *queues, lane=lane
     )
     if reply == 0:
         return []  # work is ready: claim it (a waiter without hand-overs)
     if reply != 1:  # work was ready: claimed for the waiter at once
         return decode_claims(reply)
     try:
-        return await _take(store, worker_id, serial, block, waiter)
+        return await _take(store, worker_id, serial, block, waiter, lane)
     except asyncio.CancelledError:
         # The worker is stopping: hand it nothing more, and hand back what came meanwhile,
         # the claim it popped included (a cancel can land once Redis has popped it, its reply
@@ -64,11 +67,18 @@ async def wait_for_work(
 
 
 async def _take(
-    store: RedisStore, worker_id: str, serial: str, block: float, waiter: Waiter | None
+    store: RedisStore,
+    worker_id: str,
+    serial: str,
+    block: float,
+    waiter: Waiter | None,
+    lane: Lane | None,
 ) -> list[Claim]:
     """Pop the worker's inbox: the claim handed over to it, if any and still its own."""
     inbox = store.k("inbox", worker_id)
-    reply = await store.call(lambda r: r.blpop([inbox], timeout=block), retry=False)
+    reply = await store.call(
+        lambda r: r.execute_command("BLPOP", inbox, block), retry=False, lane=lane
+    )
     if reply is None or reply[1] == "hint" or waiter is None:
         return []
     handed_in, token, fields = json.loads(reply[1])

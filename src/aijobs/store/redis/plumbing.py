@@ -4,16 +4,24 @@ once here, implemented by RedisStore."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis.asyncio as aioredis
+
+if TYPE_CHECKING:
+    from aijobs.store.redis.lane import Lane
 
 
 class RedisPlumbing:
     async def call(self, fn: Callable[[aioredis.Redis], Awaitable[Any]], *, retry: bool) -> Any:
         raise NotImplementedError
 
-    async def run_script(self, name: str, *args: Any, retry: bool = False) -> Any:
+    async def run_script(
+        self, name: str, *args: Any, retry: bool = False, lane: Lane | None = None
+    ) -> Any:
+        raise NotImplementedError
+
+    def lane(self, caller: str) -> Lane:
         raise NotImplementedError
 
     async def read_hash(self, name: str, field: str | None = None) -> Any:

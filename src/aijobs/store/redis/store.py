@@ -139,9 +139,10 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
         self.log_keep_chars = max(1, log_keep_chars)
         self.key = "{" + prefix + "}"  # every key starts with this hash tag
         self._client: aioredis.Redis | None = None
-        # One connection of the pool kept for this process's submits, which go one round trip
-        # at a time (groups.py): no pool lending per submit, the producer's largest cost.
-        self._submit_lane: Lane | None = None
+        # Connections of the pool kept for callers that go one round trip at a time (lane.py):
+        # this process's submits (groups.py), a worker's wait and inbox pop, its finishes.
+        # No pool lending per call: a third of an asyncio round trip's CPU.
+        self._lanes: dict[str, Lane] = {}
         self._announcements: Announcements | None = None
         self._submits = SubmitGroups(self)
         self.server: dict[str, Any] = {}  # what open() learned about the server
@@ -192,13 +193,12 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
         with contextlib.suppress(rex.ResponseError):
             await client.function_load(LIBRARY_SOURCE, replace=True)
         self._client = client
-        self._submit_lane = Lane(pool)
         self._announcements = Announcements(client, self.k("done"))
 
     async def close(self) -> None:
         client, self._client = self._client, None
-        lane, self._submit_lane = self._submit_lane, None
-        if lane is not None:
+        lanes, self._lanes = self._lanes, {}
+        for lane in lanes.values():
             await lane.aclose()  # its connection back to the pool, closed with it below
         announcements, self._announcements = self._announcements, None
         if announcements is not None:
@@ -264,11 +264,12 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
 
         return await self.call(fcall, retry=retry, lane=lane)
 
-    def submit_lane(self) -> Lane:
-        """The client of this process's submits (groups.py)."""
-        if self._submit_lane is None:
-            raise errors.StoreUnavailable("the Redis store is not open")
-        return self._submit_lane
+    def lane(self, caller: str) -> Lane:
+        """The connection kept for `caller` in this process, one of its calls at a time."""
+        lane = self._lanes.get(caller)
+        if lane is None:
+            lane = self._lanes[caller] = Lane(self.client().connection_pool)
+        return lane
 
     def script_argv(self, args: Sequence[Any]) -> list[Any]:
         """The full ARGV of one of our scripts called with `args`: the retention limits first."""
@@ -351,8 +352,9 @@ class RedisStore(RedisCatalog, RedisStats, RedisWorkerCalls, StoreBase):
                 if fields or left <= 0:
                     return decode_job(fields) if fields else await self.get(job_id)
                 with contextlib.suppress(TimeoutError):
-                    if announced := await asyncio.wait_for(ended, min(left, WATCH_RECHECK_SECONDS)):
-                        return decode_job(announced)
+                    async with asyncio.timeout(min(left, WATCH_RECHECK_SECONDS)):
+                        if announced := await ended:  # no task to wrap it, unlike wait_for
+                            return decode_job(announced)
             finally:
                 announcements.forget(job_id, ended)
 

@@ -90,7 +90,8 @@ class RedisWorkerCalls(RedisPlumbing):
         args = finish_args(finishes)
         if not args:
             return []
-        return [bool(ok) for ok in await self.run_script("finish", *args)]
+        reply = await self.run_script("finish", *args, lane=self.lane("finish"))
+        return [bool(ok) for ok in reply]
 
     async def fail(
         self,
