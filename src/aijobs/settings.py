@@ -172,7 +172,12 @@ class Settings(BaseSettings):
         pattern=r"^[^{}]+$",
         description="Key prefix (and Cluster hash tag): deployments sharing a Redis differ here.",
     )
-    redis_pool_size: int = Field(50, ge=2, description="Connections per process to Redis.")
+    redis_pool_size: int = Field(
+        50,
+        ge=8,
+        description="Connections per process to Redis; up to four are kept for the job-end "
+        "subscription and the submit, wait and finish lanes.",
+    )
     redis_socket_timeout: float = Field(5.0, gt=0, description="Redis read/write timeout (s).")
     redis_connect_timeout: float = Field(2.0, gt=0, description="Redis connect timeout (s).")
     retain_jobs: int = Field(

@@ -513,6 +513,34 @@ async def test_submits_go_on_over_a_new_connection_after_a_restart(
         await s.close()
 
 
+async def test_a_workers_wait_and_finish_go_on_over_new_connections_after_a_restart(
+    own_redis: RedisServer,
+) -> None:
+    """A worker's wait and its finishes keep a connection each (their lanes); a restart of
+    Redis closes them, idle. Neither call is retried blindly: each finds its connection closed
+    before it sends, as the pool would, and goes on over a new one."""
+    s = RedisStore(own_redis.url, connect_timeout=1, socket_timeout=2)
+    await s.open()
+    waiter = Waiter("w", LONG, max_training=1)
+
+    async def handed_over() -> None:
+        waiting = asyncio.create_task(s.wait_for_work(["q"], 5, waiter))
+        await asyncio.sleep(0.3)  # registered, popping its inbox
+        job = await s.submit(new())
+        (claim,) = await waiting
+        assert claim.job.id == job.id
+        assert await s.finish(job.id, claim.token, {"ok": True})
+
+    try:
+        await handed_over()
+        own_redis.restart(signal.SIGTERM)  # a clean restart: the AOF keeps what was answered
+        await asyncio.sleep(0.2)  # a worker's event loop runs on meanwhile: it hears the close
+        await handed_over()
+        assert await check_invariants(s) == []
+    finally:
+        await s.close()
+
+
 async def test_a_full_redis_answers_unavailable_and_still_serves_reads(
     own_redis: RedisServer,
 ) -> None:

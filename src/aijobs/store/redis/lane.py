@@ -5,7 +5,10 @@ of a producer's CPU. redis-py's client wraps each command in a pool lookup, a lo
 wrapper and its metrics hooks: about a tenth of a submit's CPU (bench/bench_submit_floor.py),
 none of it needed by a connection that one caller keeps. Failures are the connection's own, as
 with redis-py's client: a read or a write that fails (or is cancelled) closes the connection,
-the error is raised, and the next command connects again.
+the error is raised, and the next command connects again. Before each command the connection
+is checked as the pool checks one it lends (no system call; about 1.5 µs): a Redis restart
+closed it meanwhile, and a command never retried blindly (a worker's wait, its finish) must not
+fail on that.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ class Lane:
             if connection is None:
                 connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
                 self._connection = connection
+            else:
+                await self._pool.ensure_connection(connection)
             await connection.send_packed_command(connection.pack_command(*args), check_health=False)
             return await connection.read_response()
 
