@@ -16,3 +16,23 @@ def test_a_redis_pool_smaller_than_its_kept_connections_is_refused(
         Settings()
     monkeypatch.setenv("AIJOBS_REDIS_POOL_SIZE", "8")
     assert Settings().redis_pool_size == 8
+
+
+def test_the_commands_name_a_setting_not_allowed_and_exit_2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One line per variable, the value left out (it may be a secret), no traceback."""
+    from typer.testing import CliRunner
+
+    from aijobs.cli import app
+
+    monkeypatch.setenv("AIJOBS_REDIS_POOL_SIZE", "4")
+    monkeypatch.setenv("AIJOBS_PORT", "eighty")
+    for command in (["serve"], ["worker", "-q", "sklearn"], ["up"], ["keys", "list"]):
+        result = CliRunner().invoke(app, command)
+        assert result.exit_code == 2, (command, result.output)
+        assert result.output.splitlines() == [
+            "error: AIJOBS_PORT: Input should be a valid integer, unable to parse string as an "
+            "integer",
+            "error: AIJOBS_REDIS_POOL_SIZE: Input should be greater than or equal to 8",
+        ], command

@@ -13,8 +13,7 @@ from typing import Annotated, TypeVar
 import typer
 
 from aijobs.cli.options import USAGE, JsonOpt
-from aijobs.cli.server import store_errors
-from aijobs.settings import Settings
+from aijobs.cli.server import load_settings, store_errors
 from aijobs.store import JobStore
 
 T = TypeVar("T")
@@ -29,7 +28,7 @@ NameArg = Annotated[str, typer.Argument(help="The key's name (its principal is k
 def _with_store(action: Callable[[JobStore], Awaitable[T]]) -> T:
     from aijobs.store import open_store
 
-    settings = Settings()
+    settings = load_settings()
 
     async def run() -> T:
         store = open_store(settings.resolved_store_url, settings=settings)

@@ -36,7 +36,7 @@ def serve(
     _logging()
     if host:  # what the app (in this process or uvicorn's workers) decides auth defaults by
         os.environ["AIJOBS_HOST"] = host
-    settings = Settings()
+    settings = load_settings()
     with store_errors():  # refuse a bad store before binding the port, with a clear message
         asyncio.run(_check_store(settings))
     uvicorn.run(
@@ -65,7 +65,7 @@ def worker(
     from aijobs.worker.preflight import problems
 
     _logging()
-    settings = Settings()
+    settings = load_settings()
     if found := problems(queue, settings.allow_missing_gpu, runtime_override=runtime):
         for problem in found:
             typer.echo(f"error: {problem}", err=True)
@@ -83,6 +83,21 @@ def worker(
         # The loop the API runs on (uvicorn picks uvloop): a worker's round trip through Redis
         # and its inference child costs less CPU on it (docs/benchmarks.md).
         uvloop.run(main())
+
+
+def load_settings() -> Settings:
+    """The settings from the environment; a value not allowed: say which variable and why (not
+    the value: it may be a secret), and exit 2."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        prefix = Settings.model_config.get("env_prefix", "")
+        for error in exc.errors():
+            variable = prefix + "_".join(str(part) for part in error["loc"]).upper()
+            typer.echo(f"error: {variable}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
 
 
 @contextlib.contextmanager
@@ -138,7 +153,7 @@ def up(
     log = logging.getLogger("aijobs.up")
     if host:
         os.environ["AIJOBS_HOST"] = host
-    settings = Settings()
+    settings = load_settings()
     with store_errors():  # an API that would refuse to start is refused here, once
         asyncio.run(_check_store(settings))
     try:
