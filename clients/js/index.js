@@ -358,20 +358,22 @@ export class AIJobClient {
    * is terminal. Throws AIJobsTimeoutError when `timeout` ms pass first.
    */
   async *_watchStatuses(jobId, { everySeconds = 1, timeout = null, signal } = {}) {
-    const start = Date.now();
+    // performance.now(), not Date.now(): a step of the wall clock (NTP, a resumed VM) must not
+    // end a wait early or stretch it.
+    const start = performance.now();
     const deadline = timeout == null ? null : start + timeout;
     for (;;) {
       let hold = Math.min(Math.max(everySeconds, 0), MAX_WAIT_SECONDS);
-      if (deadline !== null) hold = Math.min(hold, Math.max(0, (deadline - Date.now()) / 1000));
-      const asked = Date.now();
+      if (deadline !== null) hold = Math.min(hold, Math.max(0, (deadline - performance.now()) / 1000));
+      const asked = performance.now();
       const status = await this.getJobStatus(jobId, { wait: hold, signal });
       yield status;
       if (isTerminal(status)) return;
-      if (deadline !== null && Date.now() >= deadline) {
+      if (deadline !== null && performance.now() >= deadline) {
         throw new AIJobsTimeoutError(jobId, timeout, status);
       }
       // A server that ignores `wait` (or a proxy) answers at once: poll it at most once a second.
-      const spent = Date.now() - asked;
+      const spent = performance.now() - asked;
       const pause = Math.min(hold, 1) * 1000 - spent;
       if (pause > 0) await sleep(pause, signal);
     }

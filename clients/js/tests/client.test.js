@@ -257,3 +257,21 @@ test('an API key is sent as a bearer credential, unless headers bring their own'
   assert.equal(seen[1].Authorization, undefined);
   assert.equal(seen[1].authorization, 'Bearer other');
 });
+
+test('a wait is timed by a monotonic clock: a step of the wall clock does not end it', async () => {
+  const answers = ['pending', 'running', 'completed'];
+  const stub = async () =>
+    new Response(JSON.stringify({ job_id: 'job_x', status: answers.shift() ?? 'completed' }), {
+      headers: { 'Content-Type': 'application/json' },
+    });
+  const wallClock = Date.now;
+  let stepped = wallClock();
+  Date.now = () => (stepped += 3_600_000); // an hour forward at every look
+  try {
+    const client = new AIJobClient('http://127.0.0.1:9', { fetch: stub });
+    const done = await client.waitForCompletion('job_x', 5000, { pollSeconds: 0 });
+    assert.equal(done.status, 'completed');
+  } finally {
+    Date.now = wallClock;
+  }
+});
