@@ -61,9 +61,18 @@ def parse_ceilings(text: str) -> dict[str, int]:
     return out
 
 
+ENV_PREFIX = "AIJOBS_"
+
+
+def variable(key: str) -> str:
+    """The environment variable of a setting: `key` is its field's name, or one of its aliases
+    (which pydantic reports for a field that has them)."""
+    return key if key.startswith(ENV_PREFIX) else ENV_PREFIX + key.upper()
+
+
 class Settings(BaseSettings):
     # populate_by_name: a field with old and new variable names is still set by its field name.
-    model_config = SettingsConfigDict(env_prefix="AIJOBS_", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", populate_by_name=True)
 
     home: Path = Field(Path("./var"), description="State directory: store, models, job logs.")
     store_url: str = Field(
@@ -426,7 +435,6 @@ def settings_markdown() -> str:
     The page is generated from the fields themselves (scripts/settings_docs.py writes it; a unit
     test fails when the file and the fields drift apart), so the descriptions above are the docs.
     """
-    prefix = Settings.model_config.get("env_prefix", "")
     rows = [
         "| Variable | Type | Default | Allowed | Meaning |",
         "|---|---|---|---|---|",
@@ -434,7 +442,7 @@ def settings_markdown() -> str:
     for name, field in Settings.model_fields.items():
         default = _default_text(field.default)
         cells = (
-            f"`{prefix}{name.upper()}`",
+            f"`{variable(name)}`",
             _TYPE_NAMES.get(field.annotation, str(field.annotation)),
             f"`{default}`" if default else "empty",
             _rules_text(field.metadata),

@@ -36,3 +36,17 @@ def test_the_commands_name_a_setting_not_allowed_and_exit_2(
             "integer",
             "error: AIJOBS_REDIS_POOL_SIZE: Input should be greater than or equal to 8",
         ], command
+
+
+def test_a_setting_with_a_former_name_is_named_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """pydantic reports a field with aliases by its alias, which already carries the prefix."""
+    from typer.testing import CliRunner
+
+    from aijobs.cli import app
+
+    monkeypatch.setenv("AIJOBS_RETAIN_JOBS", "-5")
+    result = CliRunner().invoke(app, ["worker", "-q", "sklearn"])
+    assert result.exit_code == 2
+    assert result.output.splitlines() == [
+        "error: AIJOBS_RETAIN_JOBS: Input should be greater than or equal to 0"
+    ]

@@ -15,7 +15,7 @@ import typer
 
 from aijobs import logsafe
 from aijobs.cli.processes import ProcessManager, interpreter_problems
-from aijobs.settings import Settings
+from aijobs.settings import Settings, variable
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 
@@ -93,10 +93,8 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        prefix = Settings.model_config.get("env_prefix", "")
         for error in exc.errors():
-            variable = prefix + "_".join(str(part) for part in error["loc"]).upper()
-            typer.echo(f"error: {variable}: {error['msg']}", err=True)
+            typer.echo(f"error: {variable(str(error['loc'][0]))}: {error['msg']}", err=True)
         raise typer.Exit(2) from None
 
 
