@@ -1,14 +1,16 @@
 """A connection kept for one caller, its commands sent and read on it directly.
 
-A process's lone submits (groups.py) go to Redis one round trip at a time, and a submit is most
-of a producer's CPU. redis-py's client wraps each command in a pool lookup, a lock, a retry
-wrapper and its metrics hooks: about a tenth of a submit's CPU (bench/bench_submit_floor.py),
-none of it needed by a connection that one caller keeps. Failures are the connection's own, as
-with redis-py's client: a read or a write that fails (or is cancelled) closes the connection,
-the error is raised, and the next command connects again. Before each command the connection
-is checked as the pool checks one it lends (no system call; about 1.5 µs): a Redis restart
-closed it meanwhile, and a command never retried blindly (a worker's wait, its finish) must not
-fail on that.
+Some callers go to Redis one round trip at a time, over and over: a process's lone submits
+(groups.py), a worker's wait and the pop of its inbox (handover.py), its finishes. redis-py's
+client wraps each command in a pool lookup, a lock, a retry wrapper and its metrics hooks:
+about a tenth of a submit's CPU (bench/bench_submit_floor.py), a third of a bare command's,
+none of it needed by a connection that one caller keeps (RedisStore.lane).
+
+Failures are the connection's own, as with redis-py's client: a read or a write that fails (or
+is cancelled) closes the connection, the error is raised, and the next command connects again.
+Before each command the connection is checked as the pool checks one it lends (no system call;
+about 1.5 µs): a Redis restart closed it meanwhile, and a command never retried blindly (a
+worker's wait, its finish) must not fail on that.
 """
 
 from __future__ import annotations
