@@ -26,7 +26,7 @@ async def traced(store: SQLiteStore) -> list[str]:
     statements: list[str] = []
     writer = store._db._writer  # the statements it runs are what is counted
     assert writer is not None
-    await writer.set_trace_callback(statements.append)
+    await writer.run(lambda conn: conn.set_trace_callback(statements.append))
     return statements
 
 

@@ -48,9 +48,9 @@ async def reader_queries_while_waiting(api: SQLiteStore, job_ids: list[str]) -> 
     assert reader is not None
     tasks = [asyncio.create_task(api.wait_terminal(job_id, LONG)) for job_id in job_ids]
     await asyncio.sleep(0.3)  # every waiter is waiting
-    await reader.set_trace_callback(statements.append)
+    await reader.run(lambda conn: conn.set_trace_callback(statements.append))
     await asyncio.sleep(WINDOW)
-    await reader.set_trace_callback(lambda _: None)
+    await reader.run(lambda conn: conn.set_trace_callback(None))
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

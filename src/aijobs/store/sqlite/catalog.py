@@ -6,8 +6,6 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
-import aiosqlite
-
 from aijobs.apikeys import ApiKey
 from aijobs.jobs import ModelRecord, WorkerInfo
 from aijobs.store.base import key_name_taken, model_not_found
@@ -22,9 +20,9 @@ def _decode(row: Any) -> ApiKey:
     return ApiKey(name=name, key_hash=key_hash, admin=bool(admin), created_at=created_ms / 1000.0)
 
 
-async def insert_model(db: aiosqlite.Connection, model: ModelRecord) -> None:
+def insert_model(db: sqlite3.Connection, model: ModelRecord) -> None:
     """Inside the caller's write transaction (a finish commits its model with it)."""
-    await db.execute(
+    db.execute(
         "INSERT INTO models (model_id, record, created_at) VALUES (?, ?, ?) "
         "ON CONFLICT (model_id) DO UPDATE SET record = excluded.record, "
         "created_at = excluded.created_at",
@@ -40,17 +38,20 @@ class SQLiteCatalog:
         # A heartbeat is a liveness deadline, like a lease: on the clock that cannot jump, so a
         # worker whose wall clock is off is alive all the same.
         now = self.clock.lease_ms()
-        async with self._db.transaction(durable=False) as db:
-            await db.execute(
+        await self._db.write(
+            lambda db: db.execute(
                 "INSERT INTO workers (worker_id, info, last_seen) VALUES (?, ?, ?) "
                 "ON CONFLICT (worker_id) DO UPDATE SET info = excluded.info, "
                 "last_seen = excluded.last_seen",
                 (info.worker_id, info.model_dump_json(), now),
-            )
+            ),
+            durable=False,
+        )
 
     async def unregister_worker(self, worker_id: str) -> None:
-        async with self._db.transaction() as db:
-            await db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+        await self._db.write(
+            lambda db: db.execute("DELETE FROM workers WHERE worker_id = ?", (worker_id,))
+        )
 
     async def live_workers(self, ttl_seconds: float) -> list[WorkerInfo]:
         now = self.clock.lease_ms()
@@ -68,8 +69,7 @@ class SQLiteCatalog:
 
     # -- models ------------------------------------------------------------------------------
     async def add_model(self, model: ModelRecord) -> None:
-        async with self._db.transaction() as db:
-            await insert_model(db, model)
+        await self._db.write(lambda db: insert_model(db, model))
 
     async def get_model(self, model_id: str) -> ModelRecord:
         rows = await self._db.read("SELECT record FROM models WHERE model_id = ?", (model_id,))
@@ -91,10 +91,11 @@ class SQLiteCatalog:
         return [ModelRecord.model_validate_json(r) for (r,) in rows], int(total)
 
     async def delete_model(self, model_id: str) -> ModelRecord:
-        async with self._db.transaction() as db:
-            rows = await db.execute_fetchall(
+        rows = await self._db.write(
+            lambda db: db.execute(
                 "DELETE FROM models WHERE model_id = ? RETURNING record", (model_id,)
-            )
+            ).fetchall()
+        )
         for (record,) in rows:
             return ModelRecord.model_validate_json(record)
         raise model_not_found(model_id)
@@ -102,11 +103,12 @@ class SQLiteCatalog:
     # -- API keys ----------------------------------------------------------------------------
     async def create_key(self, key: ApiKey) -> None:
         try:
-            async with self._db.transaction() as db:
-                await db.execute(
+            await self._db.write(
+                lambda db: db.execute(
                     f"INSERT INTO api_keys ({_KEY_COLUMNS}) VALUES (?, ?, ?, ?)",
                     (key.name, key.key_hash, int(key.admin), int(key.created_at * 1000)),
                 )
+            )
         except sqlite3.IntegrityError:
             raise key_name_taken(key.name) from None
 
@@ -115,9 +117,10 @@ class SQLiteCatalog:
         return [_decode(row) for row in rows]
 
     async def revoke_key(self, name: str) -> bool:
-        async with self._db.transaction() as db:
-            cursor = await db.execute("DELETE FROM api_keys WHERE name = ?", (name,))
-            return cursor.rowcount > 0
+        deleted = await self._db.write(
+            lambda db: db.execute("DELETE FROM api_keys WHERE name = ?", (name,)).rowcount
+        )
+        return deleted > 0
 
     async def key_by_hash(self, key_hash: str) -> ApiKey | None:
         rows = await self._db.read(

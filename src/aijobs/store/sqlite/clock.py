@@ -17,10 +17,9 @@ and ends every retry's back-off (its time was on that boot's clock).
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
-
-import aiosqlite
 
 BOOT_ID_FILE = Path("/proc/sys/kernel/random/boot_id")
 
@@ -47,26 +46,26 @@ class StoreClock:
             return str(round((time.time() - time.monotonic()) / 60))
 
 
-async def settle_lease_clock(db: aiosqlite.Connection, clock: StoreClock) -> None:
+def settle_lease_clock(db: sqlite3.Connection, clock: StoreClock) -> None:
     """In an open write transaction: make the file's leases this boot's (see the module
     docstring). A file last opened in another boot has its leases expired; one whose leases
     were kept on the wall clock has them moved onto the lease clock, each keeping its time left."""
     boot = clock.boot_id()
-    rows = list(await db.execute_fetchall("SELECT value FROM meta WHERE key = 'lease_boot'"))
+    rows = list(db.execute("SELECT value FROM meta WHERE key = 'lease_boot'"))
     if rows and rows[0][0] == boot:
         return
     if rows:
-        await db.execute("UPDATE jobs SET lease_until = 0 WHERE state = 'running'")
+        db.execute("UPDATE jobs SET lease_until = 0 WHERE state = 'running'")
         # Retries waiting out a back-off on that boot's clock: due now.
-        await db.execute("UPDATE jobs SET not_before = 0 WHERE not_before IS NOT NULL")
-        await db.execute("UPDATE workers SET last_seen = 0")  # they went with their boot
+        db.execute("UPDATE jobs SET not_before = 0 WHERE not_before IS NOT NULL")
+        db.execute("UPDATE workers SET last_seen = 0")  # they went with their boot
     else:
         shift = (clock.wall_ms(), clock.lease_ms())
-        await db.execute(
+        db.execute(
             "UPDATE jobs SET lease_until = lease_until - ? + ? WHERE state = 'running'", shift
         )
-        await db.execute("UPDATE workers SET last_seen = last_seen - ? + ?", shift)
-    await db.execute(
+        db.execute("UPDATE workers SET last_seen = last_seen - ? + ?", shift)
+    db.execute(
         "INSERT INTO meta (key, value) VALUES ('lease_boot', ?) "
         "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         (boot,),

@@ -1,10 +1,12 @@
 """The SQLite store's connections to its file: one writer, one reader, transactions, and the
 group commit of submissions (waiting for other connections' commits is watch.py's).
 
-Two connections per store: one writer (guarded by an asyncio lock, since a transaction spans
-several awaits) and one reader. Every write transaction is ``BEGIN IMMEDIATE``: it takes the
-write lock up front, so it never has to upgrade a read snapshot (the one case where SQLite
-returns SQLITE_BUSY without waiting). An in-memory database has one connection for both.
+Two connections per store, one writer and one reader, each on a thread of its own
+(thread.py). A write transaction is a plain function of the connection, run whole on the
+writer's thread: the thread serializes the transactions, and each is one hand-over there and
+back, not one per statement. Every write transaction is ``BEGIN IMMEDIATE``: it takes the write
+lock up front, so it never has to upgrade a read snapshot (the one case where SQLite returns
+SQLITE_BUSY without waiting). An in-memory database has one connection for both.
 
 Errors of the file rather than of a statement (a lock held past the busy timeout, a full disk,
 an I/O error: ``OUTAGES``) leave as ``errors.StoreUnavailable``, like a Redis outage.
@@ -16,18 +18,16 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
-import aiosqlite
-
 from aijobs import errors
 from aijobs.store.sqlite.schema import create_schema
+from aijobs.store.sqlite.thread import ConnectionThread
 
 T = TypeVar("T")
-Work = Callable[[aiosqlite.Connection], Awaitable[Any]]
+Work = Callable[[sqlite3.Connection], Any]  # run inside a write transaction, on its thread
 
 BUSY_TIMEOUT = 10.0  # seconds a write waits for another process's transaction to end
 
@@ -72,9 +72,8 @@ class Database:
         self.path = path
         self.busy_timeout = busy_timeout
         self._memory = path in ("", ":memory:")
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._writer: ConnectionThread | None = None
+        self._reader: ConnectionThread | None = None
         self._group: list[tuple[Work, asyncio.Future[Any]]] = []  # waiting for the next commit
         self._committer: asyncio.Task[None] | None = None
         self._lone_in_flight = False  # a caller committing its own work, outside any group
@@ -97,66 +96,72 @@ class Database:
             with contextlib.suppress(OSError):
                 os.pwrite(self._bell, b"\0", 0)
 
-    async def _connect(self) -> aiosqlite.Connection:
+    def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: the sqlite3 module never opens transactions behind our back;
         # we issue BEGIN IMMEDIATE / COMMIT ourselves.
-        db = await aiosqlite.connect(
+        conn = sqlite3.connect(
             self.path if not self._memory else ":memory:",
             timeout=self.busy_timeout,
             isolation_level=None,
         )
-        await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
-        return db
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        return conn
 
     async def open(self) -> None:
         if self._writer is not None:
             return
+        writer = ConnectionThread("aijobs-sqlite-writer")
+        reader = writer
         with outages_raised():
-            writer = await self._connect()
             try:
+                await writer.open(self._connect)
+                await writer.run(self._prepare)
                 if not self._memory:
-                    await writer.execute("PRAGMA journal_mode = WAL")
-                await writer.execute("PRAGMA synchronous = FULL")
-                try:
-                    await writer.execute("BEGIN IMMEDIATE")
-                    await create_schema(writer)
-                    await writer.execute("COMMIT")
-                except BaseException:
-                    await self._roll_back(writer)
-                    raise
-                if self._memory:
-                    reader = writer
-                else:
-                    reader = await self._connect()
-                    await reader.execute("PRAGMA query_only = 1")
+                    reader = ConnectionThread("aijobs-sqlite-reader")
+                    await reader.open(self._connect)
+                    await reader.run(lambda conn: conn.execute("PRAGMA query_only = 1"))
             except BaseException:
                 await writer.close()
+                if reader is not writer:
+                    await reader.close()
                 raise
         self._writer, self._reader, self._durable = writer, reader, True
         if self.bell_path is not None:
             with contextlib.suppress(OSError):  # none: waiters poll
                 self._bell = os.open(self.bell_path, os.O_WRONLY | os.O_CREAT, 0o644)
 
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = FULL")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            create_schema(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            _roll_back(conn)
+            raise
+
     async def close(self) -> None:
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
-        async with self._lock:  # no transaction is ringing the bell
-            bell, self._bell = self._bell, None
-            if bell is not None:
-                os.close(bell)
-            if reader is not None and reader is not writer:
-                await reader.close()
-            if writer is not None:
-                await writer.close()
+        if reader is not None and reader is not writer:
+            await reader.close()
+        if writer is not None:
+            await writer.close()  # after its last transaction: nothing rings the bell now
+        bell, self._bell = self._bell, None
+        if bell is not None:
+            os.close(bell)
 
-    def _conn(self, which: aiosqlite.Connection | None) -> aiosqlite.Connection:
+    @staticmethod
+    def _conn(which: ConnectionThread | None) -> ConnectionThread:
         if which is None:
             raise errors.StoreUnavailable("the SQLite store is not open")
         return which
 
-    @asynccontextmanager
-    async def transaction(self, durable: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        """One write transaction: BEGIN IMMEDIATE ... COMMIT, rolled back on any error.
+    async def write(self, work: Callable[[sqlite3.Connection], T], durable: bool = True) -> T:
+        """`work` run whole in one write transaction, BEGIN IMMEDIATE ... COMMIT, on the
+        writer's thread; rolled back if it raises, and its error raised here.
 
         durable=False: its COMMIT does not wait for an fsync (synchronous=NORMAL). It is on
         disk at the next durable COMMIT (which syncs the whole WAL) or checkpoint, and in the
@@ -166,26 +171,32 @@ class Database:
         heartbeats, rescues, rate windows. What a caller is answered, or a worker reports
         (submit, finish, fail, cancel), is durable.
 
-        BEGIN and COMMIT sit inside the rollback handling too: a caller cancelled while BEGIN
-        waits for the lock leaves a BEGIN that still takes it, and a COMMIT that fails busy
-        leaves the transaction open; either would hold the write lock, locking every other
-        process out, until this process ended."""
-        async with self._lock:
-            db = self._conn(self._writer)
-            with outages_raised():
-                try:
-                    if durable is not self._durable:
-                        await db.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
-                        self._durable = durable
-                    await db.execute("BEGIN IMMEDIATE")
-                    yield db
-                    await db.execute("COMMIT")
-                except BaseException:
-                    await self._roll_back(db)
-                    raise
-            self._ring()
+        A caller cancelled meanwhile is not answered, but the transaction still runs to its
+        COMMIT or its rollback: no half-done transaction ever holds the write lock."""
+        writer = self._conn(self._writer)
+        with outages_raised():
+            return await writer.run(lambda conn: self._transact(conn, work, durable))
 
-    async def grouped(self, work: Callable[[aiosqlite.Connection], Awaitable[T]]) -> T:
+    def _transact(
+        self, conn: sqlite3.Connection, work: Callable[[sqlite3.Connection], T], durable: bool
+    ) -> T:
+        """On the writer's thread, which alone touches `_durable`."""
+        try:
+            if durable is not self._durable:
+                conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                self._durable = durable
+            # BEGIN and COMMIT inside the rollback too: a COMMIT that fails busy leaves the
+            # transaction open, holding the write lock until this process ended.
+            conn.execute("BEGIN IMMEDIATE")
+            result = work(conn)
+            conn.execute("COMMIT")
+        except BaseException:
+            _roll_back(conn)
+            raise
+        self._ring()
+        return result
+
+    async def grouped(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """`work` run inside a write transaction it may share with other callers' (group
         commit), its result or its error returned once that transaction is over.
 
@@ -208,8 +219,7 @@ class Database:
             # meanwhile queue up and go as the next group when it is done.
             self._lone_in_flight = True
             try:
-                async with self.transaction() as db:
-                    return await work(db)
+                return await self.write(work)
             finally:
                 self._lone_in_flight = False
                 if self._group and self._committer is None:
@@ -235,10 +245,10 @@ class Database:
             self._group = []
 
     async def _commit_group(self, group: list[tuple[Work, asyncio.Future[Any]]]) -> None:
-        shared = len(group) > 1  # a lone work's error undoes the transaction, as ever
+        works = [work for work, _ in group]
+        shared = len(works) > 1  # a lone work's error undoes the transaction, as ever
         try:
-            async with self.transaction() as db:
-                outcomes = [await self._run_one(db, work, shared) for work, _ in group]
+            outcomes = await self.write(lambda conn: [_run_one(conn, w, shared) for w in works])
         except BaseException as exc:  # nothing of the group was committed
             for _, future in group:
                 if future.done():
@@ -254,34 +264,30 @@ class Database:
             if not future.done():
                 future.set_result(value) if ok else future.set_exception(value)
 
-    @staticmethod
-    async def _run_one(db: aiosqlite.Connection, work: Work, shared: bool) -> tuple[bool, Any]:
-        """(True, result) or (False, error) of one work of a group, in its own savepoint when
-        the group is shared; an error of the savepoint itself ends the whole group."""
-        if not shared:
-            return True, await work(db)
-        await db.execute("SAVEPOINT submission")
-        try:
-            outcome: tuple[bool, Any] = (True, await work(db))
-        except Exception as exc:
-            await db.execute("ROLLBACK TO submission")
-            if isinstance(exc, sqlite3.Error):
-                exc = store_outage(exc) or exc
-            outcome = (False, exc)
-        await db.execute("RELEASE submission")
-        return outcome
-
-    @staticmethod
-    async def _roll_back(db: aiosqlite.Connection) -> None:
-        # Queued behind whatever the connection's thread still runs (a BEGIN whose caller
-        # gave up), so it always ends that; "no transaction is active" is fine.
-        with contextlib.suppress(sqlite3.Error, ValueError):
-            await db.execute("ROLLBACK")
-
     async def read(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
-        db = self._conn(self._reader)
+        reader = self._conn(self._reader)
         with outages_raised():
-            if self._memory:  # one shared connection: never read inside another's transaction
-                async with self._lock:
-                    return list(await db.execute_fetchall(sql, params))
-            return list(await db.execute_fetchall(sql, params))
+            return await reader.run(lambda conn: conn.execute(sql, params).fetchall())
+
+
+def _run_one(conn: sqlite3.Connection, work: Work, shared: bool) -> tuple[bool, Any]:
+    """(True, result) or (False, error) of one work of a group, in its own savepoint when the
+    group is shared; an error of the savepoint itself ends the whole group."""
+    if not shared:
+        return True, work(conn)
+    conn.execute("SAVEPOINT submission")
+    try:
+        outcome: tuple[bool, Any] = (True, work(conn))
+    except Exception as exc:
+        conn.execute("ROLLBACK TO submission")
+        if isinstance(exc, sqlite3.Error):
+            exc = store_outage(exc) or exc
+        outcome = (False, exc)
+    conn.execute("RELEASE submission")
+    return outcome
+
+
+def _roll_back(conn: sqlite3.Connection) -> None:
+    # "no transaction is active" (a BEGIN that failed) is fine.
+    with contextlib.suppress(sqlite3.Error):
+        conn.execute("ROLLBACK")

@@ -12,8 +12,6 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import aiosqlite
-
 from aijobs.jobs import JOB_FIELDS, ROW_FIELDS, Job, Progress, shown_state
 from aijobs.store.base import clamp_fraction, compact_json
 from aijobs.store.sqlite.stats import STATS_SCHEMA
@@ -225,18 +223,18 @@ ADDED_COLUMNS = {
 }
 
 
-async def create_schema(db: aiosqlite.Connection) -> None:
+def create_schema(db: sqlite3.Connection) -> None:
     """In an open write transaction: the tables, indexes and triggers, with the columns added
     since an older file was created (before the indexes that use them)."""
     for stmt in split_sql(SCHEMA + STATS_SCHEMA):
-        await db.execute(stmt)
+        db.execute(stmt)
         created = re.match(r"\s*CREATE TABLE IF NOT EXISTS (\w+)", stmt)
         if created and (added := ADDED_COLUMNS.get(created[1])):
-            rows = await db.execute_fetchall(f"PRAGMA table_info({created[1]})")
+            rows = db.execute(f"PRAGMA table_info({created[1]})")
             have = {row[1] for row in rows}
             for column in added:
                 if column.split()[0] not in have:
-                    await db.execute(f"ALTER TABLE {created[1]} ADD COLUMN {column}")
+                    db.execute(f"ALTER TABLE {created[1]} ADD COLUMN {column}")
 
 
 def split_sql(script: str) -> Iterable[str]:

@@ -22,6 +22,7 @@ The tables, and how a row maps to a Job, are in ``schema.py``.
 from __future__ import annotations
 
 import math
+import sqlite3
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -107,8 +108,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
 
     async def open(self) -> None:
         await self._db.open()
-        async with self._db.transaction() as db:
-            await settle_lease_clock(db, self.clock)
+        await self._db.write(lambda db: settle_lease_clock(db, self.clock))
 
     async def close(self) -> None:
         await self._watch.close()
@@ -167,8 +167,10 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
 
     async def take_tokens(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         window_ms = max(1, int(window_seconds * 1000))
-        async with self._db.transaction(durable=False) as db:
-            return await upkeep.take_tokens(db, key, limit, window_ms, self.clock.wall_ms())
+        now = self.clock.wall_ms()
+        return await self._db.write(
+            lambda db: upkeep.take_tokens(db, key, limit, window_ms, now), durable=False
+        )
 
     async def get(self, job_id: str) -> Job:
         rows = await self._db.read(f"SELECT {COLUMNS}, log FROM jobs WHERE id = ?", (job_id,))
@@ -209,8 +211,9 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
         now = self.clock.wall_ms()
-        async with self._db.transaction() as db:
-            rows = await db.execute_fetchall("SELECT state FROM jobs WHERE id = ?", (job_id,))
+
+        def cancel(db: sqlite3.Connection) -> Job:
+            rows = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchall()
             if not rows:
                 raise job_not_found(job_id)
             state = State(next(iter(rows))[0])
@@ -219,15 +222,16 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
             # A running job is cancelled at once too. Its token is kept (lease cleared) only so
             # that the owner's next renew answers CANCEL; finish/fail need state 'running', so
             # nothing the worker writes afterwards lands.
-            rows = await db.execute_fetchall(
+            (row,) = db.execute(
                 "UPDATE jobs SET state = 'cancelled', error = ?, finished_at = ?, updated_at = ?, "
                 "lease_until = NULL, cancel_requested = (state = 'running'), "
                 "fail_reason = CASE WHEN state = 'running' THEN 'cancelled' END "
                 f"WHERE id = ? RETURNING {COLUMNS}, log",
                 (reason, now, now, job_id),
-            )
-            (row,) = rows
+            ).fetchall()
             return decode_job(row, log=row[NCOLS])
+
+        return await self._db.write(cancel)
 
     async def queue_depths(self) -> dict[str, dict[str, int]]:
         rows = await self._db.read(
@@ -282,14 +286,16 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         for q in queues:
             params += [q, JobType.INFERENCE.value, limit, q, JobType.TRAINING.value, cap]
         params += [cap, limit]
-        async with self._db.transaction(durable=False) as db:
+        due = self.clock.lease_ms()
+
+        def claim(db: sqlite3.Connection) -> list[Any]:
             # Retried jobs whose back-off is over become claimable (O(due), by jobs_delayed).
-            await db.execute(
+            db.execute(
                 "UPDATE jobs INDEXED BY jobs_delayed SET not_before = NULL "
                 "WHERE state = 'pending' AND not_before IS NOT NULL AND not_before <= ?",
-                (self.clock.lease_ms(),),
+                (due,),
             )
-            rows = await db.execute_fetchall(
+            return db.execute(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
                 "token = lower(hex(randomblob(16))) || ':' || (attempt + 1), owner = ?, "
                 # An inference job may wait in the worker behind others: it starts when the
@@ -303,7 +309,9 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
                 "ORDER BY priority DESC, seq LIMIT ?) "
                 f"RETURNING {COLUMNS}, token, priority, seq",
                 params,
-            )
+            ).fetchall()
+
+        rows = await self._db.write(claim, durable=False)
         ordered = sorted(rows, key=lambda r: (-r[NCOLS + 1], r[NCOLS + 2]))
         return [Claim(job=decode_job(r), token=r[NCOLS]) for r in ordered]
 
@@ -331,10 +339,11 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
     ) -> dict[str, Renewal]:
         now = self.clock.wall_ms()
         until = self.clock.lease_ms() + int(lease_seconds * 1000)
-        out: dict[str, Renewal] = {}
-        async with self._db.transaction(durable=False) as db:
+
+        def renew(db: sqlite3.Connection) -> dict[str, Renewal]:
+            out: dict[str, Renewal] = {}
             for job_id, (token, progress) in leases.items():
-                rows = await db.execute_fetchall(
+                rows = db.execute(
                     "UPDATE jobs SET lease_until = :until, updated_at = :now, "
                     "progress = coalesce(:fraction, progress), "
                     "metrics = coalesce(:metrics, metrics), "
@@ -345,39 +354,42 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
                     progress_params(progress)
                     | {"until": until, "now": now, "log_keep": self.log_keep_chars}
                     | {"id": job_id, "token": token},
-                )
+                ).fetchall()
                 if rows:
                     out[job_id] = Renewal.OK
                     continue
-                rows = await db.execute_fetchall(
+                rows = db.execute(
                     "SELECT 1 FROM jobs WHERE id = ? AND token = ? AND state = 'cancelled'",
                     (job_id, token),
-                )
+                ).fetchall()
                 out[job_id] = Renewal.CANCEL if rows else Renewal.LOST
-            await db.execute(
-                "UPDATE workers SET last_seen = ? WHERE worker_id = ?", (now, worker_id)
-            )
-        return out
+            db.execute("UPDATE workers SET last_seen = ? WHERE worker_id = ?", (now, worker_id))
+            return out
+
+        return await self._db.write(renew, durable=False)
 
     async def finish_many(self, finishes: Sequence[Finish]) -> list[bool]:
         if not finishes:
             return []
         now = self.clock.wall_ms()
-        out: list[bool] = []
-        async with self._db.transaction() as db:  # one transaction, one fsync, for all of them
+
+        def finish(db: sqlite3.Connection) -> list[bool]:
+            out: list[bool] = []
             for f in finishes:
-                rows = await db.execute_fetchall(
+                rows = db.execute(
                     "UPDATE jobs SET state = 'completed', result = ?, log = coalesce(?, log), "
                     "error = NULL, progress = 1.0, finished_at = ?, updated_at = ?, token = NULL, "
                     # A job whose start no renewal reported yet ran between two of them.
                     "lease_until = NULL, started_at = coalesce(started_at, ?) "
                     "WHERE id = ? AND token = ? AND state = 'running' RETURNING 1",
                     (compact_json(f.result), f.log, now, now, now, f.job_id, f.token),
-                )
+                ).fetchall()
                 if rows and f.model is not None:
-                    await insert_model(db, f.model)
+                    insert_model(db, f.model)
                 out.append(bool(rows))
-        return out
+            return out
+
+        return await self._db.write(finish)  # one transaction, one fsync, for all of them
 
     async def fail(
         self,
@@ -396,8 +408,8 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         # either way, as the last error. SET reads the row as it was before the update.
         back = "(:retry AND (NOT :counted OR attempt < max_attempts))"
         retry_at = f"CASE WHEN {back} AND :counted THEN {self._retry_at()} END"
-        async with self._db.transaction() as db:
-            rows = await db.execute_fetchall(
+        rows = await self._db.write(
+            lambda db: db.execute(
                 "UPDATE jobs SET error = :error, log = coalesce(:log, log), updated_at = :now, "
                 "token = NULL, lease_until = NULL, "
                 "fail_reason = CASE WHEN :counted THEN :reason END, "
@@ -420,8 +432,9 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
                     "id": job_id,
                     "token": token,
                 },
-            )
-            return bool(rows)
+            ).fetchall()
+        )
+        return bool(rows)
 
     async def rescue_expired(self) -> list[tuple[str, State]]:
         now, due_at = self.clock.wall_ms(), self.clock.lease_ms()
@@ -435,10 +448,10 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         await self._trim()
         if not await self._db.read(f"SELECT 1 {due} LIMIT 1", {"due": due_at}):
             return []
-        async with self._db.transaction(durable=False) as db:
-            # Clearing token and owner fences the lost worker: its renew answers LOST and its
-            # finish changes nothing. (In UPDATE, every right-hand side sees the old row.)
-            rows = await db.execute_fetchall(
+        # Clearing token and owner fences the lost worker: its renew answers LOST and its
+        # finish changes nothing. (In UPDATE, every right-hand side sees the old row.)
+        rows = await self._db.write(
+            lambda db: db.execute(
                 "UPDATE jobs INDEXED BY jobs_lease SET stalls = stalls + 1, token = NULL, "
                 "owner = NULL, lease_until = NULL, updated_at = :now, fail_reason = 'lost', "
                 f"state = CASE WHEN {spent} THEN 'failed' ELSE 'pending' END, "
@@ -456,7 +469,9 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
                     "max_stalls": self.max_stalls,
                     **self._backoff_params(),
                 },
-            )
+            ).fetchall(),
+            durable=False,
+        )
         return [(job_id, State(state)) for job_id, state in rows]
 
     async def _trim(self) -> None:
@@ -464,13 +479,15 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         if not (self.retain_jobs or self.retain_ms) or time.monotonic() < self._next_trim:
             return
         self._next_trim = time.monotonic() + TRIM_INTERVAL
-        async with self._db.transaction(durable=False) as db:
-            await upkeep.trim_finished(db, self.retain_jobs, self.retain_ms, self.clock.wall_ms())
+        now = self.clock.wall_ms()
+        await self._db.write(
+            lambda db: upkeep.trim_finished(db, self.retain_jobs, self.retain_ms, now),
+            durable=False,
+        )
 
     async def forget_unused_models(self, unused_ms: int, limit: int) -> list[ModelRecord]:
-        async with self._db.transaction() as db:
-            before = self.clock.wall_ms() - unused_ms
-            records = await upkeep.forget_unused_models(db, before, limit)
+        before = self.clock.wall_ms() - unused_ms
+        records = await self._db.write(lambda db: upkeep.forget_unused_models(db, before, limit))
         return [ModelRecord.model_validate_json(r) for r in records]
 
     @staticmethod

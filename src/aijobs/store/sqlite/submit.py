@@ -3,7 +3,7 @@ commit of database.py: several submissions, one transaction)."""
 
 from __future__ import annotations
 
-import aiosqlite
+import sqlite3
 
 from aijobs.jobs import Job, JobType, NewJob, PendingLimits, new_job_id
 from aijobs.store.base import compact_json, first_submission, model_not_found
@@ -11,8 +11,8 @@ from aijobs.store.sqlite import upkeep
 from aijobs.store.sqlite.schema import COLUMNS, decode_job
 
 
-async def insert_job(
-    db: aiosqlite.Connection,
+def insert_job(
+    db: sqlite3.Connection,
     job: NewJob,
     idempotency_key: str | None,
     limits: PendingLimits,
@@ -25,21 +25,20 @@ async def insert_job(
     Every refusal is raised before the first write, and the checks read inside the same
     transaction as the insert: no other writer adds a job between a count and this insert."""
     if idempotency_key is not None:
-        rows = await db.execute_fetchall(
-            f"SELECT {COLUMNS} FROM jobs WHERE idem = ?", (idempotency_key,)
-        )
+        rows = db.execute(f"SELECT {COLUMNS} FROM jobs WHERE idem = ?", (idempotency_key,))
         for row in rows:
             return first_submission(decode_job(row), job, idempotency_key)
-    if require_model and not await db.execute_fetchall(
-        "SELECT 1 FROM models WHERE model_id = ?", (job.model_id,)
+    if (
+        require_model
+        and not db.execute("SELECT 1 FROM models WHERE model_id = ?", (job.model_id,)).fetchall()
     ):
         raise model_not_found(str(job.model_id))
-    await upkeep.check_pending_limits(db, job, limits)
+    upkeep.check_pending_limits(db, job, limits)
     if job.job_type == JobType.INFERENCE and job.model_id is not None:
-        await db.execute(  # its last use, for retention (AIJOBS_RETAIN_MODELS_SECONDS)
+        db.execute(  # its last use, for retention (AIJOBS_RETAIN_MODELS_SECONDS)
             "UPDATE models SET last_used = ? WHERE model_id = ?", (now, job.model_id)
         )
-    rows = await db.execute_fetchall(
+    rows = db.execute(
         "INSERT INTO jobs (id, job_type, queue, state, payload, model_type, model_id, "
         "description, priority, max_attempts, timeout_seconds, created_at, updated_at, "
         "idem, principal) "
@@ -61,5 +60,5 @@ async def insert_job(
             job.principal,
         ),
     )
-    (row,) = rows
+    (row,) = rows.fetchall()
     return decode_job(row)
