@@ -48,12 +48,18 @@ def write_lock_holders(db: Path) -> set[int]:
 def test_a_worker_killed_inside_a_write_transaction(system: System) -> None:
     system.start_api()
     worker = system.start_worker("sklearn", concurrency=2)
-    jobs = [system.submit("/jobs/training", QUICK) for _ in range(12)]
+    jobs = [system.submit("/jobs/training", QUICK)]
+    model_id = system.wait(jobs[0])["result"]["model_id"]
+    jobs += [system.submit("/jobs/training", QUICK) for _ in range(12)]
+    inference = {"model_id": model_id, "input_data": "5.1,3.5,1.4,0.2"}
     db = system.home / "aijobs.db"
     rng = random.Random(3)
     deadline = time.monotonic() + 120
     while True:  # freeze the worker at random moments until one finds it mid-transaction
         assert time.monotonic() < deadline, "never caught the worker holding the write lock"
+        # A transaction is one short trip to the worker's writer thread: keep it writing (a
+        # claim and a durable finish per job) so that a random moment finds one often enough.
+        jobs.append(system.submit("/jobs/inference", inference))
         time.sleep(rng.random() * 0.02)
         worker.send_signal(signal.SIGSTOP)
         if worker.pid in write_lock_holders(db):
