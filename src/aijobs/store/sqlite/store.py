@@ -167,9 +167,9 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
 
     async def take_tokens(self, key: str, limit: int, window_seconds: float) -> RateDecision:
         window_ms = max(1, int(window_seconds * 1000))
-        now = self.clock.wall_ms()
-        return await self._db.write(
-            lambda db: upkeep.take_tokens(db, key, limit, window_ms, now), durable=False
+        return await self._db.write(  # the time read once the write lock is ours
+            lambda db: upkeep.take_tokens(db, key, limit, window_ms, self.clock.wall_ms()),
+            durable=False,
         )
 
     async def get(self, job_id: str) -> Job:
@@ -286,14 +286,13 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         for q in queues:
             params += [q, JobType.INFERENCE.value, limit, q, JobType.TRAINING.value, cap]
         params += [cap, limit]
-        due = self.clock.lease_ms()
 
         def claim(db: sqlite3.Connection) -> list[Any]:
             # Retried jobs whose back-off is over become claimable (O(due), by jobs_delayed).
             db.execute(
                 "UPDATE jobs INDEXED BY jobs_delayed SET not_before = NULL "
                 "WHERE state = 'pending' AND not_before IS NOT NULL AND not_before <= ?",
-                (due,),
+                (self.clock.lease_ms(),),
             )
             return db.execute(
                 "UPDATE jobs SET state = 'running', attempt = attempt + 1, "
@@ -479,15 +478,17 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         if not (self.retain_jobs or self.retain_ms) or time.monotonic() < self._next_trim:
             return
         self._next_trim = time.monotonic() + TRIM_INTERVAL
-        now = self.clock.wall_ms()
         await self._db.write(
-            lambda db: upkeep.trim_finished(db, self.retain_jobs, self.retain_ms, now),
+            lambda db: upkeep.trim_finished(
+                db, self.retain_jobs, self.retain_ms, self.clock.wall_ms()
+            ),
             durable=False,
         )
 
     async def forget_unused_models(self, unused_ms: int, limit: int) -> list[ModelRecord]:
-        before = self.clock.wall_ms() - unused_ms
-        records = await self._db.write(lambda db: upkeep.forget_unused_models(db, before, limit))
+        records = await self._db.write(
+            lambda db: upkeep.forget_unused_models(db, self.clock.wall_ms() - unused_ms, limit)
+        )
         return [ModelRecord.model_validate_json(r) for r in records]
 
     @staticmethod
