@@ -157,6 +157,13 @@ CREATE TABLE IF NOT EXISTS meta (
 # The state a job shows, in SQL (jobs.shown_state): what listings filter on and counts count.
 SHOWN_STATE = "CASE WHEN state = 'running' AND started_at IS NULL THEN 'pending' ELSE state END"
 
+# When a job that failed on its `attempt` may run again, on the lease clock (RetryBackoff:
+# base * 2^(attempt - 1) ms, capped, jittered down to half, per row); NULL for no wait. Reads
+# :base_ms, :max_ms and :lease_now.
+_DELAY = "min(:max_ms, :base_ms * (1 << min(attempt - 1, 40)))"
+_JITTER = "(0.5 + (abs(random()) % 1000000) / 2000000.0)"
+RETRY_AT = f"(CASE WHEN :base_ms > 0 THEN :lease_now + CAST({_DELAY} * {_JITTER} AS INTEGER) END)"
+
 # A renewal's log chunk (:log, at offset :log_at; :log_keep characters kept), appended
 # where it goes on from the stored log: only what the log lacks of it (a retried renewal adds
 # nothing twice); after a gap (output the worker skipped to keep the tail) it starts the kept

@@ -61,6 +61,7 @@ from aijobs.store.sqlite.schema import (
     COLUMNS,
     LOG_APPEND,
     NCOLS,
+    RETRY_AT,
     ROW_COLUMNS,
     SHOWN_STATE,
     decode_job,
@@ -210,9 +211,8 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         return [decode_job(r, fields=ROW_FIELDS) for r in rows], int(total)
 
     async def cancel(self, job_id: str, reason: str = "Job cancelled by user") -> Job:
-        now = self.clock.wall_ms()
-
         def cancel(db: sqlite3.Connection) -> Job:
+            now = self.clock.wall_ms()
             rows = db.execute("SELECT state FROM jobs WHERE id = ?", (job_id,)).fetchall()
             if not rows:
                 raise job_not_found(job_id)
@@ -406,7 +406,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
         # left, or on one not counted (its attempt undone); otherwise failed. `error` is kept
         # either way, as the last error. SET reads the row as it was before the update.
         back = "(:retry AND (NOT :counted OR attempt < max_attempts))"
-        retry_at = f"CASE WHEN {back} AND :counted THEN {self._retry_at()} END"
+        retry_at = f"CASE WHEN {back} AND :counted THEN {RETRY_AT} END"
         rows = await self._db.write(
             lambda db: db.execute(
                 "UPDATE jobs SET error = :error, log = coalesce(:log, log), updated_at = :now, "
@@ -460,7 +460,7 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
                 f"finished_at = CASE WHEN {spent} THEN :now ELSE NULL END, "
                 f"started_at = CASE WHEN {spent} THEN started_at ELSE NULL END, "
                 f"progress = CASE WHEN {spent} THEN progress ELSE 0 END, "
-                f"not_before = CASE WHEN {spent} THEN NULL ELSE {self._retry_at()} END "
+                f"not_before = CASE WHEN {spent} THEN NULL ELSE {RETRY_AT} END "
                 "WHERE state = 'running' AND lease_until < :due RETURNING id, state",
                 {
                     "now": now,
@@ -490,15 +490,6 @@ class SQLiteStore(SQLiteCatalog, SQLiteStats, StoreBase):
             lambda db: upkeep.forget_unused_models(db, self.clock.wall_ms() - unused_ms, limit)
         )
         return [ModelRecord.model_validate_json(r) for r in records]
-
-    @staticmethod
-    def _retry_at() -> str:
-        """SQL: when a job that failed on its `attempt` may run again, on the lease clock
-        (RetryBackoff: base * 2^(attempt - 1) ms, capped, jittered down to half, per row); NULL
-        for no wait. Reads :base_ms, :max_ms and :lease_now."""
-        delay = "min(:max_ms, :base_ms * (1 << min(attempt - 1, 40)))"
-        jitter = "(0.5 + (abs(random()) % 1000000) / 2000000.0)"
-        return f"(CASE WHEN :base_ms > 0 THEN :lease_now + CAST({delay} * {jitter} AS INTEGER) END)"
 
     def _backoff_params(self) -> dict[str, int]:
         backoff = self.retry_backoff
