@@ -125,22 +125,18 @@ class Database:
                 if reader is not writer:
                     await reader.close()
                 raise
-        self._writer, self._reader, self._durable = writer, reader, True
+        self._writer, self._reader = writer, reader
         if self.bell_path is not None:
             with contextlib.suppress(OSError):  # none: waiters poll
                 self._bell = os.open(self.bell_path, os.O_WRONLY | os.O_CREAT, 0o644)
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
+        """On the writer's thread, its connection new: WAL, durable commits, the schema."""
         if not self._memory:
             conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = FULL")
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            create_schema(conn)
-            conn.execute("COMMIT")
-        except BaseException:
-            _roll_back(conn)
-            raise
+        self._durable = True
+        self._transact(conn, create_schema, durable=True)
 
     async def close(self) -> None:
         writer, reader = self._writer, self._reader
